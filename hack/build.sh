@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds (once) every binary the local test environment needs, from the Go module proxy,
+# into $CACHE_DIR/bin/<name>-<version>/. Re-running builds only what is missing.
+#   hack/build.sh [all|k8s|etcd|kwok|minio|mc|helm]...
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+have() { [ -x "$(bin_dir "$1" "$2")/$3" ]; }
+
+# `go install pkg@version` refuses k8s.io/kubernetes (its go.mod replaces the staging modules
+# with local paths), so build its mains from a throwaway wrapper module that maps each staging
+# module to the matching published v0.X.Y version.
+build_k8s() {
+  local out; out=$(bin_dir kubernetes "$K8S_VERSION")
+  have kubernetes "$K8S_VERSION" kubectl && have kubernetes "$K8S_VERSION" kube-apiserver && return 0
+  log "building Kubernetes v$K8S_VERSION (kube-apiserver, controller-manager, scheduler, kubectl, kubelet)"
+  local work; work=$(mktemp -d)
+  local minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+  local staging="0.${K8S_VERSION#*.}"
+  (
+    cd "$work"
+    go mod init paraflow.local/k8sbin >/dev/null 2>&1
+    go mod edit -go=1.26.0 -require="k8s.io/kubernetes@v$K8S_VERSION"
+    local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    sed -n 's|^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/k8s.io/.*|\1|p' "$gomod" | while read -r m; do
+      go mod edit -replace="$m=$m@v$staging"
+    done
+    local pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubectl cmd/kubelet)
+    local p; for p in "${pkgs[@]}"; do go get "k8s.io/kubernetes/$p@v$K8S_VERSION" >/dev/null 2>&1 || go get "k8s.io/kubernetes/$p@v$K8S_VERSION"; done
+    # Real version strings: kwok and helm choose behaviour by the server version.
+    local ldf="-s -w" v
+    for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldf="$ldf -X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+    done
+    mkdir -p "$out.tmp"
+    CGO_ENABLED=0 go build -trimpath -ldflags "$ldf" -o "$out.tmp/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+    go build -trimpath -ldflags "$ldf" -o "$out.tmp/" k8s.io/kubernetes/cmd/kubelet
+  )
+  rm -rf "$out" "$work"; mv "$out.tmp" "$out"
+  "$out/kube-apiserver" --version
+}
+
+# etcd's server module also replaces its sibling modules with paths; same wrapper trick.
+build_etcd() {
+  have etcd "$ETCD_VERSION" etcd && return 0
+  log "building etcd v$ETCD_VERSION"
+  local out work; out=$(bin_dir etcd "$ETCD_VERSION"); work=$(mktemp -d)
+  (
+    cd "$work"
+    go mod init paraflow.local/etcdbin >/dev/null 2>&1
+    go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@v$ETCD_VERSION" >/dev/null
+    mkdir -p "$out.tmp"
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3
+  )
+  rm -rf "$out" "$work"; mv "$out.tmp" "$out"
+}
+
+go_install() { # name version binary module-path@version
+  have "$1" "$2" "$3" && return 0
+  log "go install $4"
+  local out; out=$(bin_dir "$1" "$2")
+  mkdir -p "$out.tmp"
+  GOBIN="$out.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$4"
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
+build_kwok() { go_install kwok "$KWOK_VERSION" kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
+build_minio() { go_install minio "$MINIO_VERSION" minio "github.com/minio/minio@$MINIO_VERSION"; }
+build_mc() { go_install mc "$MC_VERSION" mc "github.com/minio/mc@$MC_VERSION"; }
+build_helm() { go_install helm "$HELM_VERSION" helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
+
+targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
+for t in "${targets[@]}"; do
+  case $t in
+    all) build_etcd; build_kwok; build_minio; build_mc; build_helm; build_k8s ;;
+    k8s|etcd|kwok|minio|mc|helm) "build_$t" ;;
+    *) die "unknown target '$t' (all|k8s|etcd|kwok|minio|mc|helm)" ;;
+  esac
+done

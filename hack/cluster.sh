@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# The local test cluster: a real Kubernetes control plane, KWOK fake nodes, the test pod
+# runner and two MinIO servers, all as processes on 127.0.0.1.
+#   hack/cluster.sh up       build what is missing, start everything, wait for health
+#   hack/cluster.sh down     stop every process this script started (by recorded PID)
+#   hack/cluster.sh status   one line per component
+#   hack/cluster.sh env      print the exports tests and tools need (eval "$(hack/cluster.sh env)")
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+API_PORT=${PARAFLOW_API_PORT:-16443}
+ETCD_PORT=${PARAFLOW_ETCD_PORT:-12379}
+KCM_PORT=${PARAFLOW_KCM_PORT:-10357}
+SCHED_PORT=${PARAFLOW_SCHED_PORT:-10359}
+KWOK_PORT=${PARAFLOW_KWOK_PORT:-10347}
+MINIO_PORT=${PARAFLOW_MINIO_PORT:-19000}
+MINIO2_PORT=${PARAFLOW_MINIO2_PORT:-19100}
+KWOK_NODES=${PARAFLOW_KWOK_NODES:-2}
+PODRUNNER_NODE=podrunner
+S3_ACCESS_KEY=paraflow
+S3_SECRET_KEY=paraflow-local-secret
+VENV=${PARAFLOW_VENV:-$REPO_DIR/.venv}
+
+K8S_BIN=$(bin_dir kubernetes "$K8S_VERSION")
+ETCD_BIN=$(bin_dir etcd "$ETCD_VERSION")
+PIDS=$STATE_DIR/pids
+LOGS=$STATE_DIR/logs
+PKI=$STATE_DIR/pki
+KUBECONFIG_FILE=$STATE_DIR/admin.kubeconfig
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok podrunner minio minio2)
+
+kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+
+# Each component gets its own session, so stopping it also stops whatever it spawned
+# (the pod runner's pod processes) without ever matching processes by name.
+start() { # name env-assignments... -- command...
+  local name=$1; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
+  alive "$name" && { log "$name already running"; return 0; }
+  env "${envs[@]}" setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+wait_for() { # description timeout-seconds command...
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $deadline ] && die "$what did not become ready in ${timeout}s (logs: $LOGS)"
+    sleep 0.5
+  done
+}
+
+make_pki() {
+  [ -f "$PKI/sa.key" ] && return 0
+  mkdir -p "$PKI"
+  openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  local token; token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  echo "$token,paraflow-admin,paraflow-admin,\"system:masters\"" >"$PKI/tokens.csv"
+  echo "$token" >"$PKI/admin.token"
+  chmod 600 "$PKI"/*
+}
+
+write_kubeconfig() {
+  local tmp=$KUBECONFIG_FILE.tmp
+  rm -f "$tmp"
+  "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-cluster paraflow-local \
+    --server="https://127.0.0.1:$API_PORT" --certificate-authority="$PKI/apiserver.crt" --embed-certs >/dev/null
+  "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-credentials paraflow-admin --token="$(cat "$PKI/admin.token")" >/dev/null
+  "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-context paraflow-local --cluster=paraflow-local --user=paraflow-admin >/dev/null
+  "$K8S_BIN/kubectl" --kubeconfig "$tmp" config use-context paraflow-local >/dev/null
+  mv "$tmp" "$KUBECONFIG_FILE"
+}
+
+kwok_stages() {
+  local out=$STATE_DIR/kwok-stages.yaml dir
+  dir=$(cd "$STATE_DIR" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  # A standalone kwok exits with "no stages found" unless it is given its stages; "fast" is
+  # node-initialize + heartbeat-with-lease + pod-ready/complete/delete.
+  "$K8S_BIN/kubectl" kustomize "$dir/kustomize/stage/fast" >"$out"
+  echo "$out"
+}
+
+fake_nodes() {
+  local i
+  for i in $(seq 0 $((KWOK_NODES - 1))); do
+    # Tainted so that only workloads that ask for fake nodes land on them: nothing runs there.
+    kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-$i
+  labels: {type: kwok, kubernetes.io/hostname: kwok-$i, paraflow.dev/test-node: kwok}
+  annotations: {kwok.x-k8s.io/node: fake}
+spec:
+  taints: [{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]
+status:
+  allocatable: {cpu: "1000", memory: 4Ti, pods: "20000"}
+  capacity: {cpu: "1000", memory: 4Ti, pods: "20000"}
+YAML
+  done
+}
+
+cmd_up() {
+  [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$ETCD_BIN/etcd" ] || "$HACK_DIR/build.sh" all
+  "$HACK_DIR/python.sh"
+  mkdir -p "$PIDS" "$LOGS" "$STATE_DIR/minio" "$STATE_DIR/minio2" "$STATE_DIR/pod-logs"
+  make_pki
+
+  start etcd -- "$ETCD_BIN/etcd" --name=paraflow --data-dir="$STATE_DIR/etcd" \
+    --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls="http://127.0.0.1:$((ETCD_PORT + 1))" --initial-advertise-peer-urls="http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --initial-cluster="paraflow=http://127.0.0.1:$((ETCD_PORT + 1))" --unsafe-no-fsync --log-level=warn \
+    --quota-backend-bytes=8589934592
+  wait_for etcd 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
+
+  start kube-apiserver -- "$K8S_BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --cert-dir="$PKI" --authorization-mode=Node,RBAC --token-auth-file="$PKI/tokens.csv" \
+    --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$PKI/sa.pub" \
+    --service-account-signing-key-file="$PKI/sa.key" --service-cluster-ip-range=10.96.0.0/16 \
+    --allow-privileged=true --profiling=false --max-requests-inflight=800 --max-mutating-requests-inflight=400
+  wait_for kube-apiserver 90 curl -fsSk "https://127.0.0.1:$API_PORT/readyz" -H "Authorization: Bearer $(cat "$PKI/admin.token")"
+  write_kubeconfig
+
+  start kube-controller-manager -- "$K8S_BIN/kube-controller-manager" --kubeconfig="$KUBECONFIG_FILE" \
+    --authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
+    --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --leader-elect=false --use-service-account-credentials \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/apiserver.crt" \
+    --service-cluster-ip-range=10.96.0.0/16 --controllers='*' \
+    --kube-api-qps=200 --kube-api-burst=400 --concurrent-job-syncs=20
+  start kube-scheduler -- "$K8S_BIN/kube-scheduler" --kubeconfig="$KUBECONFIG_FILE" \
+    --authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
+    --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --leader-elect=false \
+    --kube-api-qps=200 --kube-api-burst=400
+  wait_for kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
+  wait_for kube-scheduler 60 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
+  wait_for "default service account" 60 kubectl get serviceaccount default -n default
+
+  start kwok -- "$(bin_dir kwok "$KWOK_VERSION")/kwok" --kubeconfig="$KUBECONFIG_FILE" \
+    --config="$(kwok_stages)" --manage-all-nodes=false --manage-nodes-with-label-selector=type=kwok \
+    --cidr=10.244.0.0/16 --node-ip=10.244.0.1 --node-lease-duration-seconds=40 \
+    --server-address="127.0.0.1:$KWOK_PORT"
+  fake_nodes
+
+  start podrunner -- "$VENV/bin/python" "$HACK_DIR/podrunner/podrunner.py" --kubeconfig "$KUBECONFIG_FILE" \
+    --node-name "$PODRUNNER_NODE" --images "$HACK_DIR/podrunner/images.yaml" --log-dir "$STATE_DIR/pod-logs"
+
+  local minio; minio=$(bin_dir minio "$MINIO_VERSION")/minio
+  start minio MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY MINIO_BROWSER=off -- \
+    "$minio" server "$STATE_DIR/minio" --address "127.0.0.1:$MINIO_PORT" --quiet
+  start minio2 MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY MINIO_BROWSER=off -- \
+    "$minio" server "$STATE_DIR/minio2" --address "127.0.0.1:$MINIO2_PORT" --quiet
+  wait_for minio 60 curl -fsS "http://127.0.0.1:$MINIO_PORT/minio/health/ready"
+  wait_for minio2 60 curl -fsS "http://127.0.0.1:$MINIO2_PORT/minio/health/ready"
+  wait_for "pod runner node" 60 kubectl wait --for=condition=Ready "node/$PODRUNNER_NODE" --timeout=1s
+  wait_for "kwok nodes" 60 kubectl wait --for=condition=Ready node -l type=kwok --timeout=1s
+  cmd_env >"$STATE_DIR/env"
+  log "cluster is up: eval \"\$(hack/cluster.sh env)\""
+}
+
+cmd_down() {
+  local i name pid
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    name=${COMPONENTS[$i]}
+    [ -f "$PIDS/$name.pid" ] || continue
+    pid=$(cat "$PIDS/$name.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM -- "-$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    rm -f "$PIDS/$name.pid"
+  done
+  # Cluster state is disposable: the next `up` starts from an empty etcd and empty buckets.
+  rm -rf "$STATE_DIR"
+  log "cluster is down"
+}
+
+cmd_status() {
+  local name rc=0
+  for name in "${COMPONENTS[@]}"; do
+    if alive "$name"; then echo "$name: running (pid $(cat "$PIDS/$name.pid"))"; else echo "$name: stopped"; rc=1; fi
+  done
+  return $rc
+}
+
+cmd_env() {
+  cat <<ENV
+export KUBECONFIG=$KUBECONFIG_FILE
+export PATH=$K8S_BIN:$(bin_dir helm "$HELM_VERSION"):$(bin_dir mc "$MC_VERSION"):\$PATH
+export PARAFLOW_TEST_S3_ENDPOINT=http://127.0.0.1:$MINIO_PORT
+export PARAFLOW_TEST_S3_ENDPOINT_2=http://127.0.0.1:$MINIO2_PORT
+export PARAFLOW_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY
+export PARAFLOW_TEST_S3_SECRET_KEY=$S3_SECRET_KEY
+export PARAFLOW_TEST_PODRUNNER_NODE=$PODRUNNER_NODE
+export PARAFLOW_TEST_POD_LOGS=$STATE_DIR/pod-logs
+export PARAFLOW_TEST_KWOK=1
+ENV
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac

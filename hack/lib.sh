@@ -1,0 +1,21 @@
+# Shared by the hack/ scripts: pinned versions, cache and state locations, logging.
+# shellcheck shell=bash
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(dirname "$HACK_DIR")
+# shellcheck source=versions.env
+source "$HACK_DIR/versions.env"
+
+# Built binaries live outside the repo so a clean clone (and CI) reuses them.
+CACHE_DIR=${PARAFLOW_CACHE:-$HOME/.cache/paraflow}
+# Runtime state (etcd data, certificates, logs, pid files) of the one local cluster.
+STATE_DIR=${PARAFLOW_STATE:-/tmp/paraflow-cluster}
+
+# Only the proxy: "direct" would try hosts this machine cannot reach.
+export GOPROXY=${GOPROXY_OVERRIDE:-https://proxy.golang.org}
+export GOFLAGS=-buildvcs=false
+export GOTOOLCHAIN=local
+
+log() { printf '\033[1;34m[paraflow]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[paraflow] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+bin_dir() { echo "$CACHE_DIR/bin/$1-$2"; }

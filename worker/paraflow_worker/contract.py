@@ -1,0 +1,158 @@
+"""The contract between the operator and the pods it starts: env vars, object layout, schemas.
+
+Versioned: ``PLAN_VERSION`` and ``MANIFEST_VERSION`` are written into every object, and a
+reader refuses a version it does not know instead of guessing.
+
+Object layout, all under the workflow's *run prefix* ``<output.prefix>_paraflow/<workflow uid>/``
+in the output bucket::
+
+    plan.json                            PlanSummary (written by the partitioner, last)
+    partitions/<index>.json              PartitionItems: the input items of one partition
+    results/p<index>/a<attempt>/s<shard>.json  ShardResult: what one shard wrote
+    manifest.json                        ResultManifest (written by the operator at the end)
+
+Outputs of one attempt go under ``<output.prefix>p<index>/a<attempt>/``: attempts never share a
+key, so a zombie pod of a superseded attempt cannot overwrite the winner's output, and the
+manifest names exactly one attempt per partition.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+PLAN_VERSION: Final = 1
+MANIFEST_VERSION: Final = 1
+
+# Hard limits a plan must respect. Indexed Jobs themselves allow 100,000 completions; one
+# partition is one Job here, and the status index sets stay range-compressed at that size.
+MAX_PARTITIONS: Final = 100_000
+MAX_ITEMS_PER_PARTITION: Final = 100_000
+MAX_SHARDS_PER_PARTITION: Final = 1_000
+
+
+class Env:
+    """Names of the env vars the operator sets on every pod it creates."""
+
+    WORKFLOW: Final = "PARAFLOW_WORKFLOW"
+    WORKFLOW_UID: Final = "PARAFLOW_WORKFLOW_UID"
+    NAMESPACE: Final = "PARAFLOW_NAMESPACE"
+    S3_ENDPOINT: Final = "PARAFLOW_S3_ENDPOINT"
+    S3_ACCESS_KEY: Final = "PARAFLOW_S3_ACCESS_KEY"
+    S3_SECRET_KEY: Final = "PARAFLOW_S3_SECRET_KEY"
+    S3_REGION: Final = "PARAFLOW_S3_REGION"
+    INPUT_BUCKET: Final = "PARAFLOW_INPUT_BUCKET"
+    INPUT_PREFIX: Final = "PARAFLOW_INPUT_PREFIX"
+    RUN_BUCKET: Final = "PARAFLOW_RUN_BUCKET"
+    RUN_PREFIX: Final = "PARAFLOW_RUN_PREFIX"
+    # Partitioner only.
+    MAX_ITEMS: Final = "PARAFLOW_MAX_ITEMS_PER_PARTITION"
+    MAX_BYTES: Final = "PARAFLOW_MAX_BYTES_PER_PARTITION"
+    KEY_GLOB: Final = "PARAFLOW_KEY_GLOB"
+    # Partition pods only.
+    PARTITION: Final = "PARAFLOW_PARTITION"
+    ATTEMPT: Final = "PARAFLOW_ATTEMPT"
+    SHARD_COUNT: Final = "PARAFLOW_SHARD_COUNT"
+    OUTPUT_BUCKET: Final = "PARAFLOW_OUTPUT_BUCKET"
+    OUTPUT_PREFIX: Final = "PARAFLOW_OUTPUT_PREFIX"
+    # Set by the Job controller on every pod of an Indexed Job: the shard number.
+    SHARD: Final = "JOB_COMPLETION_INDEX"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+
+class Item(_Strict):
+    key: str = Field(min_length=1, max_length=1024)
+    size: int = Field(ge=0)
+    etag: str = Field(default="", max_length=128)
+
+
+class PartitionItems(_Strict):
+    version: Literal[1] = PLAN_VERSION
+    index: int = Field(ge=0, lt=MAX_PARTITIONS)
+    items: list[Item] = Field(max_length=MAX_ITEMS_PER_PARTITION)
+
+
+class PlanSummary(_Strict):
+    """The object the operator reads: small whatever the input size."""
+
+    version: Literal[1] = PLAN_VERSION
+    partition_count: int = Field(alias="partitionCount", ge=0, le=MAX_PARTITIONS)
+    item_count: int = Field(alias="itemCount", ge=0)
+    total_bytes: int = Field(alias="totalBytes", ge=0)
+
+
+class OutputObject(_Strict):
+    key: str = Field(min_length=1, max_length=1024)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    etag: str = Field(default="", max_length=128)
+    version_id: str | None = Field(default=None)
+
+
+class ShardResult(_Strict):
+    version: Literal[1] = MANIFEST_VERSION
+    partition: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+    shard: int = Field(ge=0)
+    outputs: list[OutputObject]
+
+
+class ManifestPartition(_Strict):
+    index: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+    results_prefix: str
+
+
+class ResultManifest(_Strict):
+    """Which attempt won each partition. Readers follow ``resultsPrefix`` to the outputs."""
+
+    version: Literal[1] = MANIFEST_VERSION
+    workflow: str
+    uid: str
+    bucket: str
+    succeeded: list[ManifestPartition]
+    failed: list[int]
+
+
+def run_prefix(output_prefix: str, workflow_uid: str) -> str:
+    return f"{output_prefix}_paraflow/{workflow_uid}/"
+
+
+def plan_key(run: str) -> str:
+    return f"{run}plan.json"
+
+
+def partition_key(run: str, index: int) -> str:
+    return f"{run}partitions/{index}.json"
+
+
+def results_prefix(run: str, partition: int, attempt: int) -> str:
+    return f"{run}results/p{partition}/a{attempt}/"
+
+
+def shard_result_key(run: str, partition: int, attempt: int, shard: int) -> str:
+    return f"{results_prefix(run, partition, attempt)}s{shard}.json"
+
+
+def manifest_key(run: str) -> str:
+    return f"{run}manifest.json"
+
+
+def attempt_output_prefix(output_prefix: str, partition: int, attempt: int) -> str:
+    return f"{output_prefix}p{partition}/a{attempt}/"
+
+
+def shard_slice(items: list[Item], shard: int, shard_count: int) -> list[Item]:
+    """Shard k of n takes every n-th item from k: balanced, and every item in exactly one shard."""
+    return items[shard::shard_count]

@@ -1,0 +1,149 @@
+"""Helpers for user processors running in a partition pod.
+
+    from paraflow_worker import sdk
+
+    with sdk.shard() as shard:                 # reads the env the operator set
+        for item in shard.items():             # this shard's slice of the partition
+            with shard.open(item) as stream:   # streamed, never read whole
+                ...
+        shard.write("summary.json", data)      # under this attempt's own output prefix
+
+Leaving the ``with`` block normally records the shard's result (keys, sizes, sha256) for the
+manifest; an exception records nothing, so the attempt counts as failed and is retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any, BinaryIO, cast
+
+from minio import Minio
+from urllib3 import BaseHTTPResponse
+
+from paraflow_worker import contract
+from paraflow_worker.contract import Env, Item, OutputObject, PartitionItems, ShardResult
+from paraflow_worker.storage import client_from_env, get_json, put_json
+
+PART_SIZE = 16 * 1024 * 1024
+
+
+class _HashingReader(io.RawIOBase):
+    """Passes reads through while hashing them, so an upload is hashed in the same single pass."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self.inner = inner
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.inner.read(size)
+        self.sha256.update(chunk)
+        self.size += len(chunk)
+        return chunk
+
+
+@dataclass
+class Shard:
+    client: Minio
+    workflow: str
+    partition: int
+    attempt: int
+    shard: int
+    shard_count: int
+    input_bucket: str
+    run_bucket: str
+    run_prefix: str
+    output_bucket: str
+    output_prefix: str
+    outputs: list[OutputObject] = field(default_factory=list)
+
+    @classmethod
+    def from_env(cls, client: Minio | None = None) -> Shard:
+        e = os.environ
+        try:
+            return cls(
+                client=client or client_from_env(),
+                workflow=e[Env.WORKFLOW],
+                partition=int(e[Env.PARTITION]),
+                attempt=int(e[Env.ATTEMPT]),
+                shard=int(e.get(Env.SHARD, "0")),
+                shard_count=int(e.get(Env.SHARD_COUNT, "1")),
+                input_bucket=e[Env.INPUT_BUCKET],
+                run_bucket=e[Env.RUN_BUCKET],
+                run_prefix=e[Env.RUN_PREFIX],
+                output_bucket=e[Env.OUTPUT_BUCKET],
+                output_prefix=e[Env.OUTPUT_PREFIX],
+            )
+        except KeyError as err:
+            raise SystemExit(
+                f"paraflow sdk: missing env var {err.args[0]}: not in a paraflow pod?"
+            ) from err
+
+    def items(self) -> list[Item]:
+        doc = get_json(
+            self.client,
+            self.run_bucket,
+            contract.partition_key(self.run_prefix, self.partition),
+            PartitionItems,
+        )
+        return contract.shard_slice(doc.items, self.shard, self.shard_count)
+
+    @contextmanager
+    def open(self, item: Item) -> Iterator[BaseHTTPResponse]:
+        response = self.client.get_object(self.input_bucket, item.key)
+        try:
+            yield response
+        finally:
+            response.close()
+            response.release_conn()
+
+    def write(
+        self,
+        name: str,
+        data: bytes | IO[bytes],
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, Any] | None = None,
+    ) -> OutputObject:
+        """Uploads ``name`` under this attempt's prefix; a stream is uploaded in parts."""
+        key = f"{self.output_prefix}{name}"
+        reader = _HashingReader(io.BytesIO(data) if isinstance(data, bytes) else data)
+        result = self.client.put_object(
+            self.output_bucket,
+            key,
+            cast(BinaryIO, reader),
+            length=-1,
+            part_size=PART_SIZE,
+            content_type=content_type,
+            metadata=metadata,
+        )
+        out = OutputObject(
+            key=key,
+            size=reader.size,
+            sha256=reader.sha256.hexdigest(),
+            etag=(result.etag or "").strip('"'),
+            version_id=result.version_id,
+        )
+        self.outputs.append(out)
+        return out
+
+    def commit(self) -> None:
+        result = ShardResult(
+            partition=self.partition, attempt=self.attempt, shard=self.shard, outputs=self.outputs
+        )
+        key = contract.shard_result_key(self.run_prefix, self.partition, self.attempt, self.shard)
+        put_json(self.client, self.run_bucket, key, result)
+
+
+@contextmanager
+def shard(client: Minio | None = None) -> Iterator[Shard]:
+    current = Shard.from_env(client)
+    yield current
+    current.commit()

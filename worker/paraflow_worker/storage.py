@@ -1,0 +1,62 @@
+"""MinIO/S3 access for pods: a client from the contract's env vars and small JSON helpers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from minio import Minio
+from pydantic import BaseModel
+
+from paraflow_worker.contract import Env
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def make_client(
+    endpoint: str, access_key: str, secret_key: str, region: str | None = None
+) -> Minio:
+    """``endpoint`` is a URL (``http://host:port``); its scheme decides TLS."""
+    url = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    if not url.hostname:
+        raise ValueError(f"storage endpoint {endpoint!r} has no host")
+    return Minio(
+        url.netloc,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=url.scheme == "https",
+        region=region or None,
+    )
+
+
+def client_from_env() -> Minio:
+    try:
+        return make_client(
+            os.environ[Env.S3_ENDPOINT],
+            os.environ[Env.S3_ACCESS_KEY],
+            os.environ[Env.S3_SECRET_KEY],
+            os.environ.get(Env.S3_REGION),
+        )
+    except KeyError as e:
+        raise SystemExit(
+            f"paraflow-worker: missing env var {e.args[0]} (set by the operator)"
+        ) from e
+
+
+def put_json(client: Minio, bucket: str, key: str, doc: BaseModel | dict[str, Any]) -> None:
+    data = (
+        doc.model_dump_json(by_alias=True) if isinstance(doc, BaseModel) else json.dumps(doc)
+    ).encode()
+    client.put_object(bucket, key, io.BytesIO(data), len(data), content_type="application/json")
+
+
+def get_json(client: Minio, bucket: str, key: str, model: type[M]) -> M:
+    response = client.get_object(bucket, key)
+    try:
+        return model.model_validate_json(response.read())
+    finally:
+        response.close()
+        response.release_conn()
