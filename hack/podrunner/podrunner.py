@@ -176,9 +176,7 @@ class PodRunner:
     def watch_loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                pods = self.core.list_pod_for_all_namespaces(
-                    field_selector=f"spec.nodeName={self.node}"
-                )
+                pods = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={self.node}")
                 for pod in pods.items:
                     self.handle(pod)
                 w = watch.Watch()
@@ -222,9 +220,7 @@ class PodRunner:
                 if self.stopping.wait(3) or state.deleting:
                     return
         for container, argv, env, cwd in launches:
-            logfile = (
-                self.log_dir / f"{pod.metadata.namespace}_{pod.metadata.name}_{container.name}.log"
-            )
+            logfile = self.log_dir / f"{pod.metadata.namespace}_{pod.metadata.name}_{container.name}.log"
             with open(logfile, "ab") as out:
                 state.processes[container.name] = subprocess.Popen(
                     argv,
@@ -247,8 +243,7 @@ class PodRunner:
                 "hostIPs": [{"ip": "127.0.0.1"}],
                 "conditions": self.conditions(ready=True),
                 "containerStatuses": [
-                    self.container_status(c, pod, {"running": {"startedAt": started}})
-                    for c in pod.spec.containers
+                    self.container_status(c, pod, {"running": {"startedAt": started}}) for c in pod.spec.containers
                 ],
             },
         )
@@ -319,9 +314,7 @@ class PodRunner:
                 pod.metadata.name,
                 pod.metadata.namespace,
                 grace_period_seconds=0,
-                body=client.V1DeleteOptions(
-                    preconditions=client.V1Preconditions(uid=pod.metadata.uid)
-                ),
+                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid)),
             )
         except ApiException as e:
             if e.status not in (404, 409):
@@ -378,9 +371,7 @@ class PodRunner:
         for entry in self.images:
             if fnmatch.fnmatchcase(image, entry.match):
                 return entry
-        raise ConfigError(
-            "ErrImageNeverPull", f"image {image!r} is not mapped in the pod runner's images.yaml"
-        )
+        raise ConfigError("ErrImageNeverPull", f"image {image!r} is not mapped in the pod runner's images.yaml")
 
     def resolve_env(self, pod: Any, c: Any) -> dict[str, str]:
         ns = pod.metadata.namespace
@@ -398,19 +389,18 @@ class PodRunner:
                 continue
             ref = var.value_from
             if ref.secret_key_ref is not None:
-                value = self.secret_data(
-                    ns, ref.secret_key_ref.name, ref.secret_key_ref.optional
-                ).get(ref.secret_key_ref.key)
+                value = self.secret_data(ns, ref.secret_key_ref.name, ref.secret_key_ref.optional).get(
+                    ref.secret_key_ref.key
+                )
                 if value is None and not ref.secret_key_ref.optional:
                     raise ConfigError(
                         "CreateContainerConfigError",
-                        f"couldn't find key {ref.secret_key_ref.key} "
-                        f"in Secret {ns}/{ref.secret_key_ref.name}",
+                        f"couldn't find key {ref.secret_key_ref.key} in Secret {ns}/{ref.secret_key_ref.name}",
                     )
             elif ref.config_map_key_ref is not None:
-                value = self.configmap_data(
-                    ns, ref.config_map_key_ref.name, ref.config_map_key_ref.optional
-                ).get(ref.config_map_key_ref.key)
+                value = self.configmap_data(ns, ref.config_map_key_ref.name, ref.config_map_key_ref.optional).get(
+                    ref.config_map_key_ref.key
+                )
             elif ref.field_ref is not None:
                 value = field_value(pod, ref.field_ref.field_path)
             else:
@@ -437,9 +427,7 @@ class PodRunner:
             if e.status == 404 and optional:
                 return {}
             if e.status == 404:
-                raise ConfigError(
-                    "CreateContainerConfigError", f'configmap "{name}" not found'
-                ) from e
+                raise ConfigError("CreateContainerConfigError", f'configmap "{name}" not found') from e
             raise
 
     # ---- status helpers ----------------------------------------------------------------
@@ -466,16 +454,12 @@ class PodRunner:
         }
 
     def patch_waiting(self, pod: Any, reason: str, message: str) -> None:
-        log.warning(
-            "pod %s/%s waiting: %s: %s", pod.metadata.namespace, pod.metadata.name, reason, message
-        )
+        log.warning("pod %s/%s waiting: %s: %s", pod.metadata.namespace, pod.metadata.name, reason, message)
         self.patch_status(
             pod,
             {
                 "containerStatuses": [
-                    self.container_status(
-                        c, pod, {"waiting": {"reason": reason, "message": message}}
-                    )
+                    self.container_status(c, pod, {"waiting": {"reason": reason, "message": message}})
                     for c in pod.spec.containers
                 ]
             },
@@ -483,9 +467,7 @@ class PodRunner:
 
     def patch_status(self, pod: Any, status: dict[str, Any]) -> None:
         try:
-            self.core.patch_namespaced_pod_status(
-                pod.metadata.name, pod.metadata.namespace, {"status": status}
-            )
+            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
         except ApiException as e:
             if e.status != 404:  # the pod is gone: nothing left to report to
                 raise

@@ -58,9 +58,7 @@ def write_plan(client: Minio, bucket: str, run: str, batches: Iterable[list[Item
                     "raise maxItemsPerPartition/maxBytesPerPartition"
                 )
             doc = PartitionItems(index=index, items=part)
-            pending.append(
-                pool.submit(put_json, client, bucket, contract.partition_key(run, index), doc)
-            )
+            pending.append(pool.submit(put_json, client, bucket, contract.partition_key(run, index), doc))
             count, items, total = index + 1, items + len(part), total + sum(i.size for i in part)
             if len(pending) >= 4 * WRITERS:  # bound memory: wait for the oldest writes
                 for f in pending:

@@ -83,9 +83,7 @@ class Shard:
                 output_prefix=e[Env.OUTPUT_PREFIX],
             )
         except KeyError as err:
-            raise SystemExit(
-                f"paraflow sdk: missing env var {err.args[0]}: not in a paraflow pod?"
-            ) from err
+            raise SystemExit(f"paraflow sdk: missing env var {err.args[0]}: not in a paraflow pod?") from err
 
     def items(self) -> list[Item]:
         doc = get_json(
@@ -135,9 +133,7 @@ class Shard:
         return out
 
     def commit(self) -> None:
-        result = ShardResult(
-            partition=self.partition, attempt=self.attempt, shard=self.shard, outputs=self.outputs
-        )
+        result = ShardResult(partition=self.partition, attempt=self.attempt, shard=self.shard, outputs=self.outputs)
         key = contract.shard_result_key(self.run_prefix, self.partition, self.attempt, self.shard)
         put_json(self.client, self.run_bucket, key, result)
 

@@ -8,6 +8,7 @@ import os
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import urllib3
 from minio import Minio
 from pydantic import BaseModel
 
@@ -17,7 +18,11 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def make_client(
-    endpoint: str, access_key: str, secret_key: str, region: str | None = None
+    endpoint: str,
+    access_key: str,
+    secret_key: str,
+    region: str | None = None,
+    http_client: urllib3.PoolManager | None = None,
 ) -> Minio:
     """``endpoint`` is a URL (``http://host:port``); its scheme decides TLS."""
     url = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
@@ -29,6 +34,7 @@ def make_client(
         secret_key=secret_key,
         secure=url.scheme == "https",
         region=region or None,
+        http_client=http_client,
     )
 
 
@@ -41,15 +47,11 @@ def client_from_env() -> Minio:
             os.environ.get(Env.S3_REGION),
         )
     except KeyError as e:
-        raise SystemExit(
-            f"paraflow-worker: missing env var {e.args[0]} (set by the operator)"
-        ) from e
+        raise SystemExit(f"paraflow-worker: missing env var {e.args[0]} (set by the operator)") from e
 
 
 def put_json(client: Minio, bucket: str, key: str, doc: BaseModel | dict[str, Any]) -> None:
-    data = (
-        doc.model_dump_json(by_alias=True) if isinstance(doc, BaseModel) else json.dumps(doc)
-    ).encode()
+    data = (doc.model_dump_json(by_alias=True) if isinstance(doc, BaseModel) else json.dumps(doc)).encode()
     client.put_object(bucket, key, io.BytesIO(data), len(data), content_type="application/json")
 
 

@@ -1,0 +1,35 @@
+"""Names shared by the operator's modules: API coordinates, labels, annotations, conditions."""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "paraflow.dev"
+VERSION: Final = "v1alpha1"
+KIND: Final = "ParallelWorkflow"
+PLURAL: Final = "parallelworkflows"
+SINGULAR: Final = "parallelworkflow"
+SHORT_NAMES: Final = ("pwf",)
+
+# Child names embed the workflow name; 40 characters keep `<wf>-p<index>-a<attempt>` and its
+# pods' hostnames under the 63-character DNS label limit with no truncation or hashing.
+MAX_WORKFLOW_NAME: Final = 40
+
+# Labels on every child object.
+LABEL_WORKFLOW: Final = f"{GROUP}/workflow"  # the workflow's name
+LABEL_WORKFLOW_UID: Final = f"{GROUP}/workflow-uid"  # what the operator's Job index keys on
+LABEL_ROLE: Final = f"{GROUP}/role"  # partitioner | partition
+LABEL_PARTITION: Final = f"{GROUP}/partition"
+LABEL_ATTEMPT: Final = f"{GROUP}/attempt"
+ROLE_PARTITIONER: Final = "partitioner"
+ROLE_PARTITION: Final = "partition"
+
+# Setting this annotation to a new value re-runs the failed partitions of a finished workflow.
+ANNOTATION_REDRIVE: Final = f"{GROUP}/redrive"
+
+# Condition types.
+COND_PARTITIONED: Final = "Partitioned"
+COND_SUCCEEDED: Final = "Succeeded"
+COND_FAILED: Final = "Failed"
+COND_SUSPENDED: Final = "Suspended"
+COND_BLOCKED: Final = "Blocked"

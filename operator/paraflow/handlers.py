@@ -1,0 +1,119 @@
+"""kopf wiring only: each handler guards and delegates.
+
+- ``workflow_jobs``: an in-memory index of child Jobs by workflow uid (compact JobFacts, not
+  whole Job bodies). kopf fills it completely before any handler runs, so the first pass after
+  a restart already sees every running Job and never exceeds maxConcurrency.
+- Workflow and Job events wake the workflow's loop (``paraflow.loops``); the loop does the work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+from kubernetes import client, config
+
+from paraflow import constants as c
+from paraflow.k8s.api import KubeApi
+from paraflow.k8s.builders import job_facts
+from paraflow.loops import WorkflowLoops
+from paraflow.planning.planner import Event, JobFacts
+from paraflow.reconciler import Reconciler
+from paraflow.settings import Settings
+
+log = logging.getLogger(__name__)
+JOB_LABELS = {c.LABEL_WORKFLOW_UID: kopf.PRESENT}
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    ours = Settings()
+    settings.posting.level = logging.INFO  # only our Events; kopf's own handler chatter stays in logs
+    settings.watching.server_timeout = ours.watch_server_timeout_seconds
+    settings.watching.client_timeout = ours.watch_client_timeout_seconds
+    settings.networking.request_timeout = ours.api_request_timeout_seconds
+    settings.persistence.finalizer = f"{c.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=c.GROUP, key="last-handled-configuration"
+    )
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    conf = client.Configuration.get_default_copy()
+    conf.connection_pool_maxsize = ours.api_threads
+    api = KubeApi(
+        client.ApiClient(conf),
+        ours.api_threads,
+        ours.api_write_qps,
+        ours.api_write_burst,
+        ours.api_request_timeout_seconds,
+    )
+    reconciler = Reconciler(api, ours, emit=_emit)
+    memo.api = api
+    memo.loops = None  # created on the first event, when the Job index is at hand
+    memo.reconciler = reconciler
+    memo.settings = ours
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    if memo.get("loops") is not None:
+        await memo.loops.stop()
+    memo.api.close()
+
+
+@kopf.index("batch", "v1", "jobs", labels=JOB_LABELS)
+def workflow_jobs(body: kopf.Body, labels: Mapping[str, str], **_: Any) -> dict[str, JobFacts] | None:
+    facts = job_facts(body)
+    return None if facts is None else {labels[c.LABEL_WORKFLOW_UID]: facts}
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=JOB_LABELS)
+def job_event(labels: Mapping[str, str], memo: Any, **_: Any) -> None:
+    if memo.get("loops") is not None:
+        memo.loops.wake(labels[c.LABEL_WORKFLOW_UID])
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
+async def workflow_event(
+    type: str,
+    uid: str,
+    body: kopf.Body,
+    memo: Any,
+    workflow_jobs: kopf.Index[str, JobFacts] | None = None,
+    **_: Any,
+) -> None:
+    assert workflow_jobs is not None  # kopf passes every index to every handler
+    loops = _loops(memo, workflow_jobs)
+    if type == "DELETED":
+        await loops.forget(uid)
+        return
+    loops.observe(uid, body)
+
+
+def _loops(memo: Any, index: kopf.Index[str, JobFacts]) -> WorkflowLoops:
+    if memo.get("loops") is None:
+        s: Settings = memo.settings
+        memo.loops = WorkflowLoops(
+            memo.reconciler.reconcile,
+            lambda uid: list(index.get(uid, [])),
+            s.debounce_seconds,
+            s.error_backoff_seconds,
+            s.error_backoff_max_seconds,
+        )
+    loops: WorkflowLoops = memo.loops
+    return loops
+
+
+def _emit(body: Mapping[str, Any], event: Event) -> None:
+    kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
+
+
+@kopf.on.probe(id="workflows")
+def probe_workflows(memo: Any, **_: Any) -> int:
+    loops = memo.get("loops")
+    return 0 if loops is None else len(loops.loops)

@@ -1,0 +1,119 @@
+"""A thin async face over the synchronous ``kubernetes`` client.
+
+Every call runs in a bounded thread pool, so the kopf event loop is never blocked; writes pass
+through one token bucket shared by all workflows, so a burst of 10,000 creates cannot flood the
+apiserver. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from paraflow import constants as c
+
+T = TypeVar("T")
+
+
+class TokenBucket:
+    """At most ``rate`` acquisitions a second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class SecretMissing(Exception):
+    """The Secret (or one of its keys) the workflow names does not exist."""
+
+
+class KubeApi:
+    def __init__(
+        self, api_client: client.ApiClient, threads: int, write_qps: float, write_burst: int, request_timeout: float
+    ) -> None:
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="kubeapi")
+        self.batch = client.BatchV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.writes = TokenBucket(write_qps, write_burst)
+        self.timeout = request_timeout
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        kwargs.setdefault("_request_timeout", self.timeout)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+
+    async def create_job(self, body: dict[str, Any]) -> bool:
+        """True if created, False if a Job of that name already existed (an earlier pass made it)."""
+        await self.writes.acquire()
+        try:
+            await self._call(self.batch.create_namespaced_job, body["metadata"]["namespace"], body)
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    async def read_secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
+        try:
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                raise SecretMissing(f'Secret "{name}" not found in namespace "{namespace}"') from e
+            raise
+        data = secret.data or {}
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise SecretMissing(f'Secret "{name}" has no key(s) {", ".join(missing)} (needs {", ".join(keys)})')
+        return {k: base64.b64decode(data[k]).decode() for k in keys}
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self.writes.acquire()
+        await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            name,
+            {"status": status},
+        )
+
+    async def delete_workflow(self, namespace: str, name: str, uid: str) -> None:
+        await self.writes.acquire()
+        try:
+            await self._call(
+                self.custom.delete_namespaced_custom_object,
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.PLURAL,
+                name,
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background"
+                ),
+            )
+        except ApiException as e:
+            if e.status not in (404, 409):
+                raise
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,232 @@
+"""Pure builders: workflow spec in, Job manifests (plain dicts) out; and Job dict -> JobFacts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from paraflow import constants as c
+from paraflow.k8s import names
+from paraflow.models import ContainerSpec, WorkflowSpec, parse_bytes
+from paraflow.planning.planner import JobFacts, JobState
+from paraflow.settings import Settings
+from paraflow_worker import contract
+from paraflow_worker.contract import Env
+
+
+@dataclass(frozen=True)
+class WorkflowRef:
+    name: str
+    namespace: str
+    uid: str
+
+
+def labels(wf: WorkflowRef, role: str, **extra: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/managed-by": "paraflow",
+        c.LABEL_WORKFLOW: wf.name,
+        c.LABEL_WORKFLOW_UID: wf.uid,
+        c.LABEL_ROLE: role,
+        **extra,
+    }
+
+
+def owner_reference(wf: WorkflowRef) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{c.GROUP}/{c.VERSION}",
+        "kind": c.KIND,
+        "name": wf.name,
+        "uid": wf.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def common_env(wf: WorkflowRef, spec: WorkflowSpec) -> list[dict[str, Any]]:
+    run = contract.run_prefix(spec.output.prefix, wf.uid)
+    env = [
+        {"name": Env.WORKFLOW, "value": wf.name},
+        {"name": Env.WORKFLOW_UID, "value": wf.uid},
+        {"name": Env.NAMESPACE, "value": wf.namespace},
+        {"name": Env.S3_ENDPOINT, "value": spec.storage.endpoint},
+        _secret_env(Env.S3_ACCESS_KEY, spec.storage.credentials_secret, "accessKey"),
+        _secret_env(Env.S3_SECRET_KEY, spec.storage.credentials_secret, "secretKey"),
+        {"name": Env.INPUT_BUCKET, "value": spec.input.bucket},
+        {"name": Env.INPUT_PREFIX, "value": spec.input.prefix},
+        {"name": Env.RUN_BUCKET, "value": spec.output.bucket},
+        {"name": Env.RUN_PREFIX, "value": run},
+    ]
+    if spec.storage.region:
+        env.append({"name": Env.S3_REGION, "value": spec.storage.region})
+    return env
+
+
+def _container(
+    name: str,
+    image: str,
+    spec: ContainerSpec | None,
+    env: list[dict[str, Any]],
+    settings: Settings,
+    args: list[str] | None = None,
+) -> dict[str, Any]:
+    user_env = [{"name": e.name, "value": e.value} for e in spec.env] if spec else []
+    body: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": settings.worker_image_pull_policy,
+        # User variables first: ours come later and win, so a user cannot break the contract.
+        "env": [*user_env, *env],
+    }
+    if spec is not None:
+        if spec.command:
+            body["command"] = list(spec.command)
+        if spec.args:
+            body["args"] = list(spec.args)
+        resources = spec.resources.model_dump(exclude_defaults=True)
+        if resources:
+            body["resources"] = resources
+    elif args:
+        body["args"] = args
+    return body
+
+
+def _job(
+    wf: WorkflowRef, name: str, job_labels: dict[str, str], spec: dict[str, Any], pod_spec: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": wf.namespace,
+            "labels": job_labels,
+            "ownerReferences": [owner_reference(wf)],
+        },
+        "spec": {
+            **spec,
+            "template": {
+                "metadata": {"labels": job_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    # Pods talk to MinIO, never to the apiserver: no token, no service env clutter.
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    **pod_spec,
+                },
+            },
+        },
+    }
+
+
+def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings: Settings) -> dict[str, Any]:
+    env = common_env(wf, spec)
+    builtin = spec.partitioner.builtin
+    if builtin is not None:
+        env += [
+            {"name": Env.MAX_ITEMS, "value": str(builtin.max_items_per_partition)},
+            {"name": Env.MAX_BYTES, "value": str(parse_bytes(builtin.max_bytes_per_partition))},
+            {"name": Env.KEY_GLOB, "value": builtin.key_glob},
+        ]
+        container = _container("partitioner", settings.worker_image, None, env, settings, ["partition"])
+    else:
+        user = spec.partitioner.container
+        assert user is not None  # the model guarantees exactly one of builtin/container
+        container = _container("partitioner", user.image, user, env, settings)
+    job_labels = labels(wf, c.ROLE_PARTITIONER, **{c.LABEL_ATTEMPT: str(attempt)})
+    job_spec = {"backoffLimit": spec.retry.max_attempts - 1, "podReplacementPolicy": "Failed"}
+    pod: dict[str, Any] = {"containers": [container]}
+    _placement(pod, spec)
+    return _job(wf, names.partitioner_job(wf.name, attempt), job_labels, job_spec, pod)
+
+
+def partition_job(
+    wf: WorkflowRef, spec: WorkflowSpec, partition: int, attempt: int, settings: Settings
+) -> dict[str, Any]:
+    proc = spec.processor
+    env = [
+        *common_env(wf, spec),
+        {"name": Env.PARTITION, "value": str(partition)},
+        {"name": Env.ATTEMPT, "value": str(attempt)},
+        {"name": Env.SHARD_COUNT, "value": str(proc.shards_per_partition)},
+        {"name": Env.OUTPUT_BUCKET, "value": spec.output.bucket},
+        {"name": Env.OUTPUT_PREFIX, "value": contract.attempt_output_prefix(spec.output.prefix, partition, attempt)},
+    ]
+    rules: list[dict[str, Any]] = [
+        # Evictions and preemptions are the cluster's doing, not the processor's: not counted.
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    ]
+    if proc.non_retryable_exit_codes:
+        rules.append(
+            {
+                "action": "FailIndex",
+                "onExitCodes": {"operator": "In", "values": sorted(set(proc.non_retryable_exit_codes))},
+            }
+        )
+    job_spec: dict[str, Any] = {
+        "completionMode": "Indexed",
+        "completions": proc.shards_per_partition,
+        "parallelism": proc.shards_per_partition,
+        "backoffLimitPerIndex": proc.backoff_limit_per_index,
+        # One failed shard fails the attempt at once; the operator's retry takes it from there.
+        "maxFailedIndexes": 0,
+        "podFailurePolicy": {"rules": rules},
+        "podReplacementPolicy": "Failed",
+    }
+    if proc.active_deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = proc.active_deadline_seconds
+    job_labels = labels(wf, c.ROLE_PARTITION, **{c.LABEL_PARTITION: str(partition), c.LABEL_ATTEMPT: str(attempt)})
+    pod: dict[str, Any] = {"containers": [_container("processor", proc.image, proc, env, settings)]}
+    _placement(pod, spec)
+    return _job(wf, names.partition_job(wf.name, partition, attempt), job_labels, job_spec, pod)
+
+
+def _placement(pod: dict[str, Any], spec: WorkflowSpec) -> None:
+    proc = spec.processor
+    if proc.node_selector:
+        pod["nodeSelector"] = dict(proc.node_selector)
+    if proc.tolerations:
+        pod["tolerations"] = [t.model_dump(exclude_defaults=True) for t in proc.tolerations]
+    if proc.service_account_name:
+        pod["serviceAccountName"] = proc.service_account_name
+
+
+def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
+    """What the planner needs of a Job; None for a Job without our labels (not ours to judge)."""
+    meta = job.get("metadata", {})
+    job_labels = meta.get("labels", {}) or {}
+    role = job_labels.get(c.LABEL_ROLE)
+    try:
+        attempt = int(job_labels.get(c.LABEL_ATTEMPT, ""))
+        partition = int(job_labels[c.LABEL_PARTITION]) if role == c.ROLE_PARTITION else None
+    except (KeyError, ValueError):
+        return None
+    if role not in (c.ROLE_PARTITION, c.ROLE_PARTITIONER):
+        return None
+    state, finished, message = JobState.ACTIVE, None, ""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True" or cond.get("type") not in ("Complete", "Failed"):
+            continue
+        state = JobState.SUCCEEDED if cond["type"] == "Complete" else JobState.FAILED
+        finished = _parse_time(cond.get("lastTransitionTime"))
+        message = f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
+    return JobFacts(
+        name=meta.get("name", ""),
+        role=role,
+        partition=partition,
+        attempt=attempt,
+        state=state,
+        finished_at=finished,
+        message=message,
+    )
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,13 @@
+"""Deterministic child names: the same workflow, partition and attempt always give the same name,
+so a repeated create (after a crash or a lost response) finds the object instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+
+def partitioner_job(workflow: str, attempt: int) -> str:
+    return f"{workflow}-part-a{attempt}"
+
+
+def partition_job(workflow: str, partition: int, attempt: int) -> str:
+    return f"{workflow}-p{partition}-a{attempt}"

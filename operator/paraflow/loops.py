@@ -1,0 +1,86 @@
+"""One asyncio task per workflow that runs reconcile passes when woken, or when due.
+
+Events (the workflow's own, and its Jobs') only *wake* the loop; the pass itself always reads
+the freshest body and Job index. Wakes that arrive during a pass coalesce into one more pass,
+and a short debounce folds a burst of Job events into a single pass.
+
+Why not a kopf daemon: a daemon needs a finalizer on every workflow, so deleting one hangs while
+the operator is down. A plain task per workflow, started from the workflow's events, needs none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from paraflow.planning.planner import JobFacts
+
+log = logging.getLogger(__name__)
+Pass = Callable[[Mapping[str, Any], Sequence[JobFacts]], Awaitable[float]]
+Jobs = Callable[[str], Sequence[JobFacts]]
+
+
+@dataclass
+class _Loop:
+    body: Mapping[str, Any]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class WorkflowLoops:
+    def __init__(self, run_pass: Pass, jobs_of: Jobs, debounce: float, backoff: float, backoff_max: float) -> None:
+        self.run_pass = run_pass
+        self.jobs_of = jobs_of
+        self.debounce = debounce
+        self.backoff, self.backoff_max = backoff, backoff_max
+        self.loops: dict[str, _Loop] = {}
+
+    def observe(self, uid: str, body: Mapping[str, Any]) -> None:
+        """The workflow was seen (created, changed, listed at start-up): keep its loop running."""
+        loop = self.loops.get(uid)
+        if loop is None:
+            loop = self.loops[uid] = _Loop(body)
+            loop.task = asyncio.create_task(self._run(uid, loop), name=f"paraflow-workflow-{uid}")
+        loop.body = body
+        loop.wake.set()
+
+    def wake(self, uid: str) -> None:
+        loop = self.loops.get(uid)
+        if loop is not None:
+            loop.wake.set()
+
+    async def forget(self, uid: str) -> None:
+        loop = self.loops.pop(uid, None)
+        if loop is not None and loop.task is not None:
+            loop.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop.task
+
+    async def stop(self) -> None:
+        for uid in list(self.loops):
+            await self.forget(uid)
+
+    async def _run(self, uid: str, loop: _Loop) -> None:
+        failures = 0
+        while True:
+            loop.wake.clear()
+            try:
+                delay = await self.run_pass(loop.body, self.jobs_of(uid))
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                delay = min(self.backoff * 2 ** (failures - 1), self.backoff_max)
+                meta = loop.body.get("metadata", {})
+                log.exception(
+                    "reconcile of %s/%s failed (retry in %.1fs)", meta.get("namespace"), meta.get("name"), delay
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(loop.wake.wait(), timeout=delay)
+            if failures == 0:
+                await asyncio.sleep(self.debounce)

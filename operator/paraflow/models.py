@@ -1,0 +1,336 @@
+"""The ParallelWorkflow API as pydantic models. The CRD schema is generated from these
+(``python -m paraflow.crdgen``), so the apiserver and the operator validate the same rules:
+bounds here become OpenAPI bounds there, and ``x-kubernetes-validations`` carry the CEL rules
+that need more than one field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from paraflow import constants as c
+from paraflow_worker import contract
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# S3 bucket naming rules (lowercase, digits, dots, hyphens; 3-63; starts and ends alphanumeric).
+BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+# Key prefixes: no control characters or backslashes; no leading '/' and no '.'/'..' segments
+# (checked separately: neither Go's nor Rust's regex engine has look-ahead).
+PREFIX_CHARS = r"^[^\x00-\x1f\x7f\\]*$"
+DOT_SEGMENT = r"(^|/)[.]{1,2}(/|$)"
+QUANTITY = re.compile(r"^([0-9]+)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+_UNITS = {
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+}
+
+
+def parse_bytes(value: int | str) -> int:
+    """A Kubernetes-style byte quantity (``2Gi``, ``500M``, ``1048576``) as an integer."""
+    if isinstance(value, int):
+        return value
+    m = QUANTITY.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a byte quantity such as 512Mi, 2Gi or 1000000")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+
+ShortStr = Annotated[str, Field(max_length=253)]
+Arg = Annotated[str, Field(max_length=4096)]
+ResourceMap = Annotated[dict[str, Annotated[str, Field(max_length=64)]], Field(json_schema_extra={"maxProperties": 16})]
+
+
+class StorageSpec(_Model):
+    """Where the buckets live, and the Secret (keys ``accessKey``, ``secretKey``) to reach them."""
+
+    endpoint: str = Field(
+        max_length=2048,
+        pattern=r"^https?://[^\s/]+(/.*)?$",
+        description="S3/MinIO endpoint URL, e.g. http://minio.minio.svc:9000",
+    )
+    credentials_secret: str = Field(
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret in the workflow's namespace with keys accessKey and secretKey",
+    )
+    region: str | None = Field(default=None, max_length=64)
+
+
+class Location(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.prefix.startsWith('/')",
+                    "message": "prefix must not start with '/'",
+                    "fieldPath": ".prefix",
+                },
+                {
+                    "rule": f"!self.prefix.matches('{DOT_SEGMENT}')",
+                    "message": "prefix must not contain '.' or '..' segments",
+                    "fieldPath": ".prefix",
+                },
+            ]
+        }
+    )
+    bucket: str = Field(min_length=3, max_length=63, pattern=BUCKET)
+    prefix: str = Field(
+        default="",
+        max_length=900,
+        pattern=PREFIX_CHARS,
+        description="Key prefix; '' is the whole bucket. No leading '/', no '.' or '..' segments",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _safe_prefix(cls, v: str) -> str:
+        if v.startswith("/"):
+            raise ValueError("prefix must not start with '/'")
+        if re.search(DOT_SEGMENT, v):
+            raise ValueError("prefix must not contain '.' or '..' segments")
+        return v
+
+
+class EnvVar(_Model):
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str = Field(default="", max_length=32768)
+
+
+class Resources(_Model):
+    requests: ResourceMap = Field(default_factory=dict)
+    limits: ResourceMap = Field(default_factory=dict)
+
+
+class ContainerSpec(_Model):
+    """A small, explicit container: not a whole PodSpec, so the CRD stays small."""
+
+    image: str = Field(min_length=1, max_length=512)
+    command: list[Arg] = Field(default_factory=list, max_length=64)
+    args: list[Arg] = Field(default_factory=list, max_length=256)
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    resources: Resources = Field(default_factory=Resources)
+
+
+class BuiltinPartitioner(_Model):
+    max_items_per_partition: int = Field(default=1000, ge=1, le=contract.MAX_ITEMS_PER_PARTITION)
+    max_bytes_per_partition: int | str = Field(
+        default="1Gi",
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+        description="Byte quantity, e.g. 2Gi: a partition closes before it would exceed this",
+    )
+    key_glob: str = Field(
+        default="", max_length=256, description="Only keys (relative to the prefix) matching this glob"
+    )
+
+    @field_validator("max_bytes_per_partition")
+    @classmethod
+    def _quantity(cls, v: int | str) -> int | str:
+        if parse_bytes(v) < 1:
+            raise ValueError("maxBytesPerPartition must be at least 1 byte")
+        return v
+
+
+class PartitionerSpec(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.builtin) != has(self.container)",
+                    "message": "set exactly one of partitioner.builtin and partitioner.container",
+                },
+            ]
+        }
+    )
+    builtin: BuiltinPartitioner | None = None
+    container: ContainerSpec | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PartitionerSpec:
+        if (self.builtin is None) == (self.container is None):
+            raise ValueError("set exactly one of partitioner.builtin and partitioner.container")
+        return self
+
+
+class Toleration(_Model):
+    key: str = Field(default="", max_length=316)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str = Field(default="", max_length=63)
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+
+
+class ProcessorSpec(ContainerSpec):
+    shards_per_partition: int = Field(
+        default=1,
+        ge=1,
+        le=contract.MAX_SHARDS_PER_PARTITION,
+        description="Pods per partition (Indexed Job completions and parallelism)",
+    )
+    backoff_limit_per_index: int = Field(
+        default=0, ge=0, le=100, description="Pod retries of one shard inside one attempt"
+    )
+    non_retryable_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] = Field(
+        default_factory=list, max_length=255, description="Exit codes that fail the shard at once (FailIndex)"
+    )
+    active_deadline_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    node_selector: Annotated[
+        dict[str, Annotated[str, Field(max_length=63)]], Field(json_schema_extra={"maxProperties": 32})
+    ] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    service_account_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
+
+
+class FailureTolerance(_Model):
+    """Like Step Functions' ToleratedFailureCount/Percentage. Unset means none tolerated."""
+
+    count: int | None = Field(default=None, ge=0, le=contract.MAX_PARTITIONS)
+    percentage: float | None = Field(default=None, ge=0, le=100)
+
+
+class RetrySpec(_Model):
+    """A failed partition is retried as a new attempt after
+    ``min(maxDelaySeconds, intervalSeconds * backoffRate^(n-1))``, jittered."""
+
+    max_attempts: int = Field(default=3, ge=1, le=10, description="Attempts in total, the first included")
+    interval_seconds: int = Field(default=10, ge=0, le=3600)
+    backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0)
+    max_delay_seconds: int = Field(default=300, ge=0, le=86400)
+    jitter: Literal["none", "full"] = "full"
+
+
+class WorkflowSpec(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(self.input.bucket == self.output.bucket && "
+                    "(self.input.prefix.startsWith(self.output.prefix) || "
+                    "self.output.prefix.startsWith(self.input.prefix)))",
+                    "message": "output must not overlap input: the same bucket with one prefix inside the other "
+                    "would feed the workflow its own outputs",
+                    "fieldPath": ".output",
+                },
+                {
+                    "rule": "!has(oldSelf.partitioner) || self.partitioner == oldSelf.partitioner",
+                    "message": "partitioner is immutable after creation",
+                    "fieldPath": ".partitioner",
+                },
+                {
+                    "rule": "!has(oldSelf.processor) || self.processor == oldSelf.processor",
+                    "message": "processor is immutable after creation (create a new workflow instead)",
+                    "fieldPath": ".processor",
+                },
+            ]
+        }
+    )
+    storage: StorageSpec
+    input: Location
+    partitioner: PartitionerSpec
+    processor: ProcessorSpec
+    output: Location
+    max_concurrency: int = Field(
+        default=10, ge=1, le=10000, description="Partition Jobs active at once; may be changed while running"
+    )
+    failure_tolerance: FailureTolerance = Field(default_factory=FailureTolerance)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    suspend: bool = Field(default=False, description="Stop starting partitions; running ones finish")
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=365 * 86400)
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> WorkflowSpec:
+        i, o = self.input, self.output
+        if i.bucket == o.bucket and (i.prefix.startswith(o.prefix) or o.prefix.startswith(i.prefix)):
+            raise ValueError(
+                "output must not overlap input: the same bucket with one prefix inside the other "
+                "would feed the workflow its own outputs"
+            )
+        return self
+
+
+class PartitionCounts(_Model):
+    total: int = 0
+    pending: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+
+class Condition(_Model):
+    type: str = Field(max_length=64)
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(max_length=128)
+    message: str = Field(default="", max_length=2048)
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class RedriveStatus(_Model):
+    count: int = 0
+    last_token: str = Field(default="", max_length=253)
+
+
+Phase = Literal["Pending", "Partitioning", "Running", "Succeeded", "Failed", "Suspended"]
+
+
+class WorkflowStatus(_Model):
+    """Small and bounded whatever the partition count: counters and range-compressed index sets."""
+
+    phase: Phase = "Pending"
+    observed_generation: int | None = None
+    partitions: PartitionCounts = Field(default_factory=PartitionCounts)
+    succeeded_indexes: str = ""
+    failed_indexes: str = ""
+    attempts: Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 128})] = Field(
+        default_factory=dict, description="Attempt number -> partitions whose latest attempt it is (only >1)"
+    )
+    redrive: RedriveStatus = Field(default_factory=RedriveStatus)
+    run_prefix: str = ""
+    manifest: str = ""
+    message: str = ""
+    start_time: str | None = None
+    completion_time: str | None = None
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+
+    @classmethod
+    def from_body(cls, status: Any) -> WorkflowStatus:
+        """Tolerates what other writers (kopf) may have put beside our fields."""
+        known = {f.alias or name for name, f in cls.model_fields.items()}
+        return cls.model_validate({k: v for k, v in dict(status or {}).items() if k in known})
+
+
+def printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Succeeded", "type": "integer", "jsonPath": ".status.partitions.succeeded"},
+        {"name": "Total", "type": "integer", "jsonPath": ".status.partitions.total"},
+        {"name": "Running", "type": "integer", "jsonPath": ".status.partitions.running"},
+        {"name": "Failed", "type": "integer", "jsonPath": ".status.partitions.failed"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+    ]
+
+
+ROOT_VALIDATIONS = [
+    {
+        "rule": f"self.metadata.name.size() <= {c.MAX_WORKFLOW_NAME}",
+        "message": f"metadata.name must be at most {c.MAX_WORKFLOW_NAME} characters (child Job names embed it)",
+    },
+]

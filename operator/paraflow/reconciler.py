@@ -1,0 +1,203 @@
+"""One reconcile pass for one workflow: observe, plan (pure), apply, write status once.
+
+The pass is the only place where the planner's decisions meet the cluster and MinIO. It is safe
+to run at any moment and any number of times: creates are idempotent, the manifest write is
+idempotent, and status is recomputed from observations each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from paraflow import constants as c
+from paraflow.k8s import builders
+from paraflow.k8s.api import KubeApi, SecretMissing
+from paraflow.k8s.builders import WorkflowRef
+from paraflow.k8s.merge import merge_patch
+from paraflow.models import WorkflowSpec, WorkflowStatus
+from paraflow.planning import indexsets, planner
+from paraflow.planning.conditions import remove_condition, set_condition
+from paraflow.planning.planner import CreatePartition, Event, JobFacts, Observed, Plan, PlanRead
+from paraflow.settings import Settings
+from paraflow.storage import runstore
+from paraflow.storage.runstore import Credentials, StorageUnavailable
+from paraflow_worker import contract
+
+log = logging.getLogger(__name__)
+Emit = Callable[[Mapping[str, Any], Event], None]
+CREATE_CONCURRENCY = 16
+SECRET_KEYS = ("accessKey", "secretKey")
+
+
+@dataclass
+class _CachedSecret:
+    values: dict[str, str]
+    fetched: float
+
+
+class Reconciler:
+    def __init__(
+        self,
+        api: KubeApi,
+        settings: Settings,
+        emit: Emit,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self.emit = emit
+        self.clock = clock
+        self._secrets: dict[tuple[str, str], _CachedSecret] = {}
+
+    async def reconcile(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> float:
+        """Runs one pass; returns the seconds until the next pass is due without any event."""
+        meta = body["metadata"]
+        wf = WorkflowRef(meta["name"], meta["namespace"], meta["uid"])
+        before = WorkflowStatus.from_body(body.get("status"))
+        generation = int(meta.get("generation", 0))
+        now = self.clock()
+        stamp = planner.timestamp(now)
+
+        try:
+            spec = WorkflowSpec.model_validate(body.get("spec") or {})
+        except ValidationError as e:
+            return await self._reject(body, wf, before, generation, stamp, e)
+
+        status = before.model_copy(deep=True)
+        status.run_prefix = f"s3://{spec.output.bucket}/{contract.run_prefix(spec.output.prefix, wf.uid)}"
+        try:
+            creds = await self._credentials(wf.namespace, spec)
+            plan_read = await self._read_plan(spec, wf, status, jobs, creds)
+        except (SecretMissing, StorageUnavailable) as e:
+            return await self._block(body, wf, before, status, generation, stamp, e)
+
+        redrive = (meta.get("annotations") or {}).get(c.ANNOTATION_REDRIVE, "")
+        observed = Observed(
+            jobs=jobs, generation=generation, now=now, uid=wf.uid, redrive_token=redrive, plan=plan_read
+        )
+        result = planner.plan(spec, status, observed)
+        result.status.conditions = remove_condition(result.status.conditions, c.COND_BLOCKED)
+        await self._create_children(wf, spec, result)
+        if result.manifest is not None:
+            try:
+                result.status.manifest = await self._write_manifest(spec, wf, creds, result)
+            except StorageUnavailable as e:
+                return await self._block(body, wf, before, status, generation, stamp, e)
+        await self._write_status(wf, before, result.status)
+        for event in result.events:
+            self.emit(body, event)
+        if await self._expired(wf, spec, result.status, now):
+            return self.settings.resync_seconds
+        return min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
+
+    async def _credentials(self, namespace: str, spec: WorkflowSpec) -> Credentials:
+        key = (namespace, spec.storage.credentials_secret)
+        cached = self._secrets.get(key)
+        if cached is None or time.monotonic() - cached.fetched > self.settings.secret_cache_seconds:
+            values = await self.api.read_secret(namespace, spec.storage.credentials_secret, SECRET_KEYS)
+            cached = self._secrets[key] = _CachedSecret(values, time.monotonic())
+        return Credentials(
+            spec.storage.endpoint, cached.values["accessKey"], cached.values["secretKey"], spec.storage.region
+        )
+
+    async def _read_plan(
+        self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials
+    ) -> PlanRead | None:
+        if not planner.needs_plan(status, jobs):
+            return None
+        client = runstore.client_for(creds, self.settings.storage_timeout_seconds)
+        run = contract.run_prefix(spec.output.prefix, wf.uid)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.api.pool, runstore.read_plan, client, spec.output.bucket, run
+        )
+
+    async def _write_manifest(self, spec: WorkflowSpec, wf: WorkflowRef, creds: Credentials, result: Plan) -> str:
+        client = runstore.client_for(creds, self.settings.storage_timeout_seconds)
+        run = contract.run_prefix(spec.output.prefix, wf.uid)
+        failed = sorted(indexsets.expand(result.status.failed_indexes))
+        succeeded = result.manifest or []
+        return await asyncio.get_running_loop().run_in_executor(
+            self.api.pool, runstore.write_manifest, client, spec.output.bucket, run, wf.name, wf.uid, succeeded, failed
+        )
+
+    async def _create_children(self, wf: WorkflowRef, spec: WorkflowSpec, result: Plan) -> None:
+        if not result.creates:
+            return
+        gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def create(action: planner.CreatePartitioner | CreatePartition) -> None:
+            if isinstance(action, CreatePartition):
+                body = builders.partition_job(wf, spec, action.index, action.attempt, self.settings)
+            else:
+                body = builders.partitioner_job(wf, spec, result.status.redrive.count + 1, self.settings)
+            async with gate:
+                await self.api.create_job(body)
+
+        await asyncio.gather(*(create(a) for a in result.creates))
+        log.info("%s/%s: created %d Job(s)", wf.namespace, wf.name, len(result.creates))
+
+    async def _write_status(self, wf: WorkflowRef, before: WorkflowStatus, after: WorkflowStatus) -> None:
+        old = before.model_dump(mode="json", exclude_none=True)
+        new = after.model_dump(mode="json", exclude_none=True)
+        patch = merge_patch(old, new)
+        if patch:
+            await self.api.patch_status(wf.namespace, wf.name, patch)
+
+    async def _reject(
+        self,
+        body: Mapping[str, Any],
+        wf: WorkflowRef,
+        before: WorkflowStatus,
+        generation: int,
+        stamp: str,
+        error: ValidationError,
+    ) -> float:
+        first = error.errors()[0]
+        where = "spec." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "spec"
+        message = f"{where}: {first['msg']}"
+        status = before.model_copy(deep=True)
+        status.phase, status.message, status.observed_generation = "Failed", message, generation
+        status.conditions = set_condition(
+            status.conditions, c.COND_FAILED, "True", "InvalidSpec", message, generation, stamp
+        )
+        if status != before:
+            await self._write_status(wf, before, status)
+            self.emit(body, Event("Warning", "InvalidSpec", message))
+        return self.settings.resync_seconds
+
+    async def _block(
+        self,
+        body: Mapping[str, Any],
+        wf: WorkflowRef,
+        before: WorkflowStatus,
+        status: WorkflowStatus,
+        generation: int,
+        stamp: str,
+        error: Exception,
+    ) -> float:
+        reason = "SecretNotFound" if isinstance(error, SecretMissing) else "StorageUnavailable"
+        message = f"{error}; retrying"
+        status.message, status.observed_generation = message, generation
+        status.conditions = set_condition(status.conditions, c.COND_BLOCKED, "True", reason, message, generation, stamp)
+        if status != before:
+            await self._write_status(wf, before, status)
+            self.emit(body, Event("Warning", reason, message))
+        return min(10.0, self.settings.resync_seconds)
+
+    async def _expired(self, wf: WorkflowRef, spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime) -> bool:
+        ttl = spec.ttl_seconds_after_finished
+        if ttl is None or status.phase not in planner.TERMINAL or status.completion_time is None:
+            return False
+        finished = dt.datetime.fromisoformat(status.completion_time.replace("Z", "+00:00"))
+        if (now - finished).total_seconds() < ttl:
+            return False
+        await self.api.delete_workflow(wf.namespace, wf.name, wf.uid)
+        return True

@@ -1,0 +1,33 @@
+"""Operator settings, read from ``PARAFLOW_*`` env vars (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARAFLOW_", extra="ignore")
+
+    worker_image: str = Field("paraflow/worker:0.1.0", description="Image of the built-in partitioner")
+    worker_image_pull_policy: str = Field("IfNotPresent", description="No registry? keep IfNotPresent/Never")
+    # Safety net only: passes are woken by the workflow's and its Jobs' events. A missed
+    # event (a watch that silently stalled) costs at most this long.
+    resync_seconds: float = Field(30.0, gt=0)
+    # Many Job events arrive in bursts (500 pods finishing); one pass serves the whole burst.
+    debounce_seconds: float = Field(0.5, ge=0)
+    # Backoff after a pass that raised (API or storage errors), doubling to the cap.
+    error_backoff_seconds: float = Field(2.0, gt=0)
+    error_backoff_max_seconds: float = Field(60.0, gt=0)
+    # The kubernetes client is synchronous; it runs in this many threads, never on the loop.
+    api_threads: int = Field(16, ge=1, le=256)
+    # Writes to the apiserver, across all workflows (token bucket): protects the control plane.
+    api_write_qps: float = Field(50.0, gt=0)
+    api_write_burst: int = Field(100, ge=1)
+    api_request_timeout_seconds: float = Field(30.0, gt=0)
+    storage_timeout_seconds: float = Field(30.0, gt=0)
+    # Watches are re-established this often, and a silent stream is dropped after the
+    # inactivity timeout (kopf#585: streams that stall forever without an error).
+    watch_server_timeout_seconds: int = Field(300, ge=10)
+    watch_client_timeout_seconds: float = Field(330.0, ge=10)
+    secret_cache_seconds: float = Field(10.0, ge=0)

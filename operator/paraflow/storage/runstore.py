@@ -1,0 +1,95 @@
+"""The operator's view of a workflow's run prefix in MinIO.
+
+Calls are synchronous (minio-py); the reconciler runs them in its thread pool. Connection
+problems raise :class:`StorageUnavailable`, which the reconciler reports as a retryable
+``Blocked`` condition; a missing or malformed plan is the user's problem and comes back as a
+:class:`PlanRead` error that fails the workflow with a clear reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import certifi
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+from pydantic import ValidationError
+
+from paraflow.planning.planner import PlanRead
+from paraflow_worker import contract
+from paraflow_worker.contract import ManifestPartition, PlanSummary, ResultManifest
+from paraflow_worker.storage import get_json, make_client, put_json
+
+
+class StorageUnavailable(Exception):
+    """MinIO could not be reached or refused our credentials; worth retrying later."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str | None = None
+
+
+def client_for(creds: Credentials, timeout_seconds: float) -> Minio:
+    # Short timeouts and few retries: a pass must not hang on a dead endpoint; the next pass retries.
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=min(5.0, timeout_seconds), read=timeout_seconds),
+        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        maxsize=8,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+    )
+    return make_client(creds.endpoint, creds.access_key, creds.secret_key, creds.region, http)
+
+
+def read_plan(client: Minio, bucket: str, run: str) -> PlanRead:
+    key = contract.plan_key(run)
+    try:
+        summary = get_json(client, bucket, key, PlanSummary)
+    except S3Error as e:
+        if e.code in ("NoSuchKey", "NoSuchBucket"):
+            return PlanRead(
+                error_reason="PlanMissing",
+                error_message=f"the partitioner finished but wrote no plan at s3://{bucket}/{key}",
+            )
+        if e.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise StorageUnavailable(f"MinIO refused to read s3://{bucket}/{key}: {e.code}") from e
+        raise StorageUnavailable(f"reading s3://{bucket}/{key}: {e.code}: {e.message}") from e
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(document)"
+        return PlanRead(
+            error_reason="InvalidPlan",
+            error_message=f"s3://{bucket}/{key} is not a valid plan: {where}: {first['msg']}",
+        )
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise StorageUnavailable(f"cannot reach MinIO: {e}") from e
+    return PlanRead(partition_count=summary.partition_count)
+
+
+def write_manifest(
+    client: Minio, bucket: str, run: str, workflow: str, uid: str, succeeded: list[tuple[int, int]], failed: list[int]
+) -> str:
+    manifest = ResultManifest(
+        workflow=workflow,
+        uid=uid,
+        bucket=bucket,
+        succeeded=[
+            ManifestPartition(index=p, attempt=a, results_prefix=contract.results_prefix(run, p, a))
+            for p, a in succeeded
+        ],
+        failed=failed,
+    )
+    key = contract.manifest_key(run)
+    try:
+        put_json(client, bucket, key, manifest)
+    except S3Error as e:
+        raise StorageUnavailable(f"writing s3://{bucket}/{key}: {e.code}: {e.message}") from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise StorageUnavailable(f"cannot reach MinIO: {e}") from e
+    return f"s3://{bucket}/{key}"

@@ -1,0 +1,92 @@
+"""Properties of whole runs: the planner driven against a simulated cluster until it finishes.
+
+Each partition attempt's fate (succeed or fail) is drawn up front; each step some active Jobs
+finish, time moves on, and ``maxConcurrency`` may change mid-run, as a user patching it would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paraflow import constants as c
+from paraflow.models import WorkflowStatus
+from paraflow.planning import planner
+from paraflow.planning.planner import CreatePartition, JobFacts, JobState, Observed, PlanRead
+from paraflow.planning.retry import delay_seconds
+from tests.unit.builders import T0, make_spec
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> dict[str, object]:
+    total = draw(st.integers(1, 40))
+    max_attempts = draw(st.integers(1, 4))
+    return {
+        "total": total,
+        "max_attempts": max_attempts,
+        "concurrency": draw(st.lists(st.integers(1, 12), min_size=1, max_size=4)),
+        "tolerated": draw(st.one_of(st.none(), st.integers(0, total))),
+        "fails": draw(st.sets(st.tuples(st.integers(0, total - 1), st.integers(1, max_attempts)))),
+        "finish_order": draw(st.randoms(use_true_random=False)),
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(runs())
+def test_a_run_never_exceeds_max_concurrency_and_ends_with_each_partition_accounted_once(run: dict) -> None:
+    total, max_attempts = run["total"], run["max_attempts"]
+    rnd = run["finish_order"]
+    spec_kw = {"retry.maxAttempts": max_attempts, "retry.intervalSeconds": 5, "retry.maxDelaySeconds": 20}
+    if run["tolerated"] is not None:
+        spec_kw["failureTolerance.count"] = run["tolerated"]
+    concurrency = run["concurrency"]
+
+    partitioner = JobFacts("wf-part-a1", c.ROLE_PARTITIONER, None, 1, JobState.SUCCEEDED, T0)
+    jobs: dict[tuple[int, int], JobFacts] = {}
+    created_at: dict[tuple[int, int], dt.datetime] = {}
+    status, now = WorkflowStatus(), T0
+    for step in range(1000):
+        spec = make_spec(maxConcurrency=concurrency[min(step // 10, len(concurrency) - 1)], **spec_kw)
+        obs = Observed(
+            jobs=[partitioner, *jobs.values()],
+            generation=1,
+            now=now,
+            uid="u",
+            plan=PlanRead(partition_count=total) if planner.needs_plan(status, [partitioner]) else None,
+        )
+        result = planner.plan(spec, status, obs)
+        for action in result.creates:
+            assert isinstance(action, CreatePartition)
+            key = (action.index, action.attempt)
+            assert key not in jobs, "a Job name is never created twice"
+            previous = jobs.get((action.index, action.attempt - 1))
+            if previous is not None:
+                assert previous.state is JobState.FAILED
+                earliest = previous.finished_at + dt.timedelta(  # type: ignore[operator]
+                    seconds=delay_seconds(spec.retry, action.attempt - 1, f"u/{action.index}")
+                )
+                assert now >= earliest, "a retry never starts before its backoff elapsed"
+            jobs[key] = JobFacts(f"wf-p{key[0]}-a{key[1]}", c.ROLE_PARTITION, key[0], key[1], JobState.ACTIVE)
+            created_at[key] = now
+        active = [k for k, j in jobs.items() if j.state is JobState.ACTIVE]
+        assert len(result.creates) == 0 or len(active) <= spec.max_concurrency
+        status = result.status
+        if status.phase in ("Succeeded", "Failed") and not active:
+            break
+        now += dt.timedelta(seconds=3)
+        # At least one Job finishes per step, so every run ends; which ones and how many is drawn.
+        for key in rnd.sample(active, k=rnd.randint(min(1, len(active)), len(active))):
+            state = JobState.FAILED if key in run["fails"] else JobState.SUCCEEDED
+            jobs[key] = JobFacts(jobs[key].name, c.ROLE_PARTITION, key[0], key[1], state, now)
+    else:
+        raise AssertionError("the run did not finish")
+
+    succeeded = [k for k, j in jobs.items() if j.state is JobState.SUCCEEDED]
+    assert len({p for p, _ in succeeded}) == len(succeeded), "no partition succeeds twice"
+    if status.phase == "Succeeded":
+        assert status.partitions.succeeded + status.partitions.failed == total
+        assert result.manifest is None or sorted(p for p, _ in result.manifest) == sorted(p for p, _ in succeeded)
+    else:
+        assert status.partitions.failed > (run["tolerated"] or 0)

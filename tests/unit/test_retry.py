@@ -1,0 +1,18 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from paraflow.models import RetrySpec
+from paraflow.planning.retry import backoff_seconds, delay_seconds
+
+
+def test_backoff_grows_by_rate_and_is_capped() -> None:
+    retry = RetrySpec(interval_seconds=10, backoff_rate=2.0, max_delay_seconds=35, jitter="none")
+    assert [backoff_seconds(retry, n) for n in (1, 2, 3, 4)] == [10, 20, 35, 35]
+
+
+@given(attempt=st.integers(1, 10), seed=st.text(max_size=20))
+def test_full_jitter_stays_within_the_backoff_and_is_repeatable(attempt: int, seed: str) -> None:
+    retry = RetrySpec(interval_seconds=7, backoff_rate=1.5, max_delay_seconds=300, jitter="full")
+    delay = delay_seconds(retry, attempt, seed)
+    assert 0 <= delay <= backoff_seconds(retry, attempt)
+    assert delay == delay_seconds(retry, attempt, seed)  # a restarted operator computes the same due time
