@@ -50,6 +50,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "properties":
             out[key] = {name: structural(sub, defs) for name, sub in value.items()}
+        elif key == "additionalProperties" and value is False:
+            continue  # extra="forbid": a structural schema prunes unknown fields by itself
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
             out[key] = structural(value, defs)
         elif key == "const":

@@ -140,8 +140,9 @@ def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings:
         container = _container("partitioner", user.image, user, env, settings)
     job_labels = labels(wf, c.ROLE_PARTITIONER, **{c.LABEL_ATTEMPT: str(attempt)})
     job_spec = {"backoffLimit": spec.retry.max_attempts - 1, "podReplacementPolicy": "Failed"}
+    # Processor placement (nodeSelector, tolerations) is for the fan-out only: the partitioner
+    # lists a bucket and runs wherever the cluster puts it.
     pod: dict[str, Any] = {"containers": [container]}
-    _placement(pod, spec)
     return _job(wf, names.partitioner_job(wf.name, attempt), job_labels, job_spec, pod)
 
 

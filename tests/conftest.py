@@ -1,0 +1,130 @@
+"""Fixtures for the tiers that need a cluster (tests/integration, tests/e2e).
+
+They run against whatever ``KUBECONFIG`` points at plus the MinIO named by
+``PARAFLOW_TEST_S3_*``: the local control plane (``make test`` starts it), a kind cluster, or
+a user's own. Nothing is skipped when a component is missing: the fixture fails and says what.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client, config
+from minio import Minio
+
+from paraflow_worker.storage import make_client
+from tests.operator_process import OperatorProcess
+from tests.support import require_env, wait_for
+
+PODRUNNER_NODE = os.environ.get("PARAFLOW_TEST_PODRUNNER_NODE", "podrunner")
+
+
+@pytest.fixture(scope="session")
+def test_env() -> dict[str, str]:
+    return require_env()
+
+
+@pytest.fixture(scope="session")
+def kube(test_env: dict[str, str]) -> client.ApiClient:
+    config.load_kube_config(test_env["KUBECONFIG"])
+    return client.ApiClient()
+
+
+@pytest.fixture(scope="session")
+def core(kube: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(kube)
+
+
+@pytest.fixture(scope="session")
+def batch(kube: client.ApiClient) -> client.BatchV1Api:
+    return client.BatchV1Api(kube)
+
+
+@pytest.fixture(scope="session")
+def s3(test_env: dict[str, str]) -> Minio:
+    return make_client(
+        test_env["PARAFLOW_TEST_S3_ENDPOINT"],
+        test_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
+        test_env["PARAFLOW_TEST_S3_SECRET_KEY"],
+    )
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api, test_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace with the MinIO credentials Secret (keys accessKey/secretKey) in it."""
+    name = f"t-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespaced_secret(
+        name,
+        {
+            "metadata": {"name": "minio-creds"},
+            "data": {
+                "accessKey": base64.b64encode(test_env["PARAFLOW_TEST_S3_ACCESS_KEY"].encode()).decode(),
+                "secretKey": base64.b64encode(test_env["PARAFLOW_TEST_S3_SECRET_KEY"].encode()).decode(),
+            },
+        },
+    )
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def bucket(s3: Minio) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    s3.make_bucket(name)
+    yield name
+    for obj in s3.list_objects(name, recursive=True):
+        s3.remove_object(name, obj.object_name or "")
+    s3.remove_bucket(name)
+
+
+@pytest.fixture(scope="session")
+def crd(kube: client.ApiClient) -> None:
+    """Installs the generated CRD (as users do with kubectl apply -f crds/) and waits until served."""
+    import yaml
+
+    from paraflow.crdgen import TARGETS
+
+    ext = client.ApiextensionsV1Api(kube)
+    body = yaml.safe_load(TARGETS[0].read_text())
+    try:
+        current = ext.read_custom_resource_definition(body["metadata"]["name"])
+        body["metadata"]["resourceVersion"] = current.metadata.resource_version
+        ext.replace_custom_resource_definition(body["metadata"]["name"], body)
+    except client.exceptions.ApiException as e:
+        if e.status != 404:
+            raise
+        ext.create_custom_resource_definition(body)
+
+    def established() -> bool:
+        status = ext.read_custom_resource_definition(body["metadata"]["name"]).status
+        return any(c.type == "Established" and c.status == "True" for c in (status.conditions or []))
+
+    wait_for(established, 30, "the CRD to be established")
+
+
+@pytest.fixture(scope="session")
+def operator_session(crd: None) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess().start()
+    proc.wait_started()
+    yield proc
+    proc.stop()
+    print(f"\n--- operator log ({proc.log}) ---\n{proc.tail(40)}")
+
+
+@pytest.fixture
+def operator(operator_session: OperatorProcess) -> OperatorProcess:
+    """The shared operator, restarted if an earlier test killed it."""
+    if operator_session.proc is None or operator_session.proc.poll() is not None:
+        operator_session.start()
+        operator_session.wait_started()
+    return operator_session
+
+
+@pytest.fixture(scope="session")
+def custom(kube: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube)

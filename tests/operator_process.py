@@ -1,0 +1,71 @@
+"""Runs the real operator (``paraflow operator``) as a subprocess against the test cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+# Fast passes for tests; the defaults favour a busy production control plane.
+TEST_SETTINGS = {
+    "PARAFLOW_RESYNC_SECONDS": "5",
+    "PARAFLOW_DEBOUNCE_SECONDS": "0.2",
+    "PARAFLOW_ERROR_BACKOFF_SECONDS": "0.5",
+    "PARAFLOW_ERROR_BACKOFF_MAX_SECONDS": "5",
+    "PARAFLOW_WORKER_IMAGE": "paraflow/worker:0.1.0",
+}
+
+
+class OperatorProcess:
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.log = Path(tempfile.mkstemp(prefix="paraflow-operator-", suffix=".log")[1])
+        self.env = {**os.environ, **TEST_SETTINGS, **(extra_env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.liveness = f"http://127.0.0.1:{port}/healthz"
+
+    def start(self) -> OperatorProcess:
+        exe = Path(sys.executable).with_name("paraflow")
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(exe), "operator", "--verbose", "--liveness", self.liveness],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_started(self, timeout: float = 60) -> None:
+        """Until kopf's liveness endpoint answers: the operator is up and its probes run."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, f"operator exited:\n{self.tail()}"
+            try:
+                with urllib.request.urlopen(self.liveness, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"operator did not start:\n{self.tail()}")

@@ -1,0 +1,36 @@
+"""Helpers shared by the integration and e2e tiers (no fixtures here, see conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# Environment the tiers need; hack/cluster.sh env prints it for the local cluster.
+REQUIRED_ENV = ("KUBECONFIG", "PARAFLOW_TEST_S3_ENDPOINT", "PARAFLOW_TEST_S3_ACCESS_KEY", "PARAFLOW_TEST_S3_SECRET_KEY")
+
+
+def require_env() -> dict[str, str]:
+    """Missing components fail the test, never skip it: a skipped e2e test is a failed one."""
+    missing = [k for k in REQUIRED_ENV if not os.environ.get(k)]
+    if missing:
+        raise RuntimeError(
+            f"test environment incomplete, missing {missing}: run `make test`, or "
+            f'`hack/cluster.sh up && eval "$(hack/cluster.sh env)"` first'
+        )
+    return {k: os.environ[k] for k in REQUIRED_ENV}
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
+    """Polls ``check`` until it returns something truthy; fails with ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

@@ -1,0 +1,93 @@
+"""Helpers to create, watch and inspect ParallelWorkflows in tests."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from kubernetes import client
+from minio import Minio
+
+from paraflow import constants as c
+from tests.support import wait_for
+
+WORKER_IMAGE = "paraflow/worker:0.1.0"
+CHECKSUM = ["python", "-m", "paraflow_worker.demo.checksum"]
+
+
+def workflow(name: str, endpoint: str, bucket: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": f"{c.GROUP}/{c.VERSION}",
+        "kind": c.KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "storage": {"endpoint": endpoint, "credentialsSecret": "minio-creds"},
+            "input": {"bucket": bucket, "prefix": "input/"},
+            "partitioner": {"builtin": {"maxItemsPerPartition": 3}},
+            "processor": {"image": WORKER_IMAGE, "command": CHECKSUM},
+            "output": {"bucket": bucket, "prefix": "output/"},
+            "retry": {"maxAttempts": 2, "intervalSeconds": 1, "jitter": "none"},
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def upload_inputs(s3: Minio, bucket: str, count: int, prefix: str = "input/") -> dict[str, bytes]:
+    written = {}
+    for i in range(count):
+        data = (f"line {i}\n" * (i % 7 + 1)).encode()
+        key = f"{prefix}{i:05d}.log"
+        s3.put_object(bucket, key, io.BytesIO(data), len(data))
+        written[key] = data
+    return written
+
+
+def get(custom: client.CustomObjectsApi, ns: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = custom.get_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name)
+    return obj
+
+
+def create(custom: client.CustomObjectsApi, ns: str, body: dict[str, Any]) -> dict[str, Any]:
+    obj: dict[str, Any] = custom.create_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, body)
+    return obj
+
+
+def patch(custom: client.CustomObjectsApi, ns: str, name: str, body: dict[str, Any]) -> None:
+    custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, name, body)
+
+
+def wait_phase(
+    custom: client.CustomObjectsApi, ns: str, name: str, phases: set[str], timeout: float, on_poll: Any = None
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        if on_poll is not None:
+            on_poll()
+        obj = get(custom, ns, name)
+        return obj if (obj.get("status") or {}).get("phase") in phases else None
+
+    try:
+        return wait_for(check, timeout, f"workflow {ns}/{name} to reach {sorted(phases)}", interval=0.3)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nstatus: {get(custom, ns, name).get('status')}") from e
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((x for x in (obj.get("status") or {}).get("conditions", []) if x["type"] == type_), None)
+
+
+def events(core: client.CoreV1Api, ns: str, name: str) -> list[tuple[str, str, str]]:
+    items = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
+    return [(e.type, e.reason, e.message) for e in items]
+
+
+def partition_jobs(batch: client.BatchV1Api, ns: str, name: str) -> list[client.V1Job]:
+    selector = f"{c.LABEL_WORKFLOW}={name},{c.LABEL_ROLE}={c.ROLE_PARTITION}"
+    return list(batch.list_namespaced_job(ns, label_selector=selector).items)
+
+
+def active_count(jobs: list[client.V1Job]) -> int:
+    def finished(j: client.V1Job) -> bool:
+        return any(x.status == "True" and x.type in ("Complete", "Failed") for x in (j.status.conditions or []))
+
+    return sum(1 for j in jobs if not finished(j))
