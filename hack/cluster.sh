@@ -5,6 +5,7 @@
 #   hack/cluster.sh down     stop every process this script started (by recorded PID)
 #   hack/cluster.sh status   one line per component
 #   hack/cluster.sh env      print the exports tests and tools need (eval "$(hack/cluster.sh env)")
+#   hack/cluster.sh operator install the CRD and run the operator as a local process
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -27,7 +28,7 @@ PIDS=$STATE_DIR/pids
 LOGS=$STATE_DIR/logs
 PKI=$STATE_DIR/pki
 KUBECONFIG_FILE=$STATE_DIR/admin.kubeconfig
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok podrunner minio minio2)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok podrunner minio minio2 operator)
 
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
@@ -162,6 +163,16 @@ cmd_up() {
   log "cluster is up: eval \"\$(hack/cluster.sh env)\""
 }
 
+# The operator as a local process against the local cluster (the demo's; tests start their own).
+cmd_operator() {
+  alive kube-apiserver || die "the cluster is not up: hack/cluster.sh up"
+  "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" apply --server-side -f "$REPO_DIR/crds/" >/dev/null
+  start operator KUBECONFIG="$KUBECONFIG_FILE" PARAFLOW_WORKER_IMAGE=paraflow/worker:0.1.0 -- \
+    "$VENV/bin/paraflow" operator --liveness "http://127.0.0.1:${PARAFLOW_OPERATOR_HEALTH_PORT:-18080}/healthz"
+  wait_for operator 60 curl -fsS "http://127.0.0.1:${PARAFLOW_OPERATOR_HEALTH_PORT:-18080}/healthz"
+  log "operator running (log: $LOGS/operator.log)"
+}
+
 cmd_down() {
   local i name pid
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
@@ -183,7 +194,9 @@ cmd_down() {
 cmd_status() {
   local name rc=0
   for name in "${COMPONENTS[@]}"; do
-    if alive "$name"; then echo "$name: running (pid $(cat "$PIDS/$name.pid"))"; else echo "$name: stopped"; rc=1; fi
+    if alive "$name"; then echo "$name: running (pid $(cat "$PIDS/$name.pid"))"
+  elif [ "$name" = operator ]; then echo "$name: not started (hack/cluster.sh operator)"
+  else echo "$name: stopped"; rc=1; fi
   done
   return $rc
 }
@@ -207,5 +220,6 @@ case ${1:-} in
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  operator) cmd_operator ;;
+  *) echo "usage: $0 up|down|status|env|operator" >&2; exit 2 ;;
 esac

@@ -1,0 +1,23 @@
+# The two commands a newcomer needs are `make demo` and `make test`; the rest are parts of them.
+.PHONY: demo test unit cluster-up cluster-down crds build
+
+demo:           ## set everything up on this machine and run the demo workflow
+	hack/demo.sh
+
+test:           ## every test: static checks, unit, integration, e2e on a real local cluster
+	hack/test.sh
+
+unit:           ## the fast tier only (no cluster)
+	hack/python.sh && .venv/bin/python -m pytest tests/unit -q
+
+build:          ## build and cache every binary the local cluster needs
+	hack/build.sh all
+
+cluster-up:
+	hack/cluster.sh up
+
+cluster-down:
+	hack/cluster.sh down
+
+crds:           ## regenerate crds/ and the chart's copy from the pydantic models
+	.venv/bin/python -m paraflow.crdgen
