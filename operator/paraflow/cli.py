@@ -29,8 +29,11 @@ def operator(
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    asyncio.run(kopf.operator(clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness,
-                              standalone=True))
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness, standalone=True
+        )
+    )
 
 
 def main() -> None:

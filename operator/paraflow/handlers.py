@@ -28,7 +28,9 @@ JOB_LABELS = {c.LABEL_WORKFLOW_UID: kopf.PRESENT}
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+async def startup(
+    settings: kopf.OperatorSettings, memo: Any, workflow_jobs: kopf.Index[str, JobFacts] | None = None, **_: Any
+) -> None:
     ours = Settings()
     settings.posting.level = logging.INFO  # only our Events; kopf's own handler chatter stays in logs
     settings.watching.server_timeout = ours.watch_server_timeout_seconds
@@ -53,16 +55,22 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         ours.api_request_timeout_seconds,
     )
     reconciler = Reconciler(api, ours, emit=_emit)
+    assert workflow_jobs is not None  # kopf creates every index before the startup handlers
+    index = workflow_jobs
+    # Resource handlers get shallow copies of this memo: objects stored here are shared by all.
     memo.api = api
-    memo.loops = None  # created on the first event, when the Job index is at hand
-    memo.reconciler = reconciler
-    memo.settings = ours
+    memo.loops = WorkflowLoops(
+        reconciler.reconcile,
+        lambda uid: list(index.get(uid, [])),
+        ours.debounce_seconds,
+        ours.error_backoff_seconds,
+        ours.error_backoff_max_seconds,
+    )
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
-    if memo.get("loops") is not None:
-        await memo.loops.stop()
+    await memo.loops.stop()
     memo.api.close()
 
 
@@ -74,39 +82,16 @@ def workflow_jobs(body: kopf.Body, labels: Mapping[str, str], **_: Any) -> dict[
 
 @kopf.on.event("batch", "v1", "jobs", labels=JOB_LABELS)
 def job_event(labels: Mapping[str, str], memo: Any, **_: Any) -> None:
-    if memo.get("loops") is not None:
-        memo.loops.wake(labels[c.LABEL_WORKFLOW_UID])
+    memo.loops.wake(labels[c.LABEL_WORKFLOW_UID])
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
-async def workflow_event(
-    type: str,
-    uid: str,
-    body: kopf.Body,
-    memo: Any,
-    workflow_jobs: kopf.Index[str, JobFacts] | None = None,
-    **_: Any,
-) -> None:
-    assert workflow_jobs is not None  # kopf passes every index to every handler
-    loops = _loops(memo, workflow_jobs)
+async def workflow_event(type: str, uid: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    loops: WorkflowLoops = memo.loops
     if type == "DELETED":
         await loops.forget(uid)
         return
     loops.observe(uid, body)
-
-
-def _loops(memo: Any, index: kopf.Index[str, JobFacts]) -> WorkflowLoops:
-    if memo.get("loops") is None:
-        s: Settings = memo.settings
-        memo.loops = WorkflowLoops(
-            memo.reconciler.reconcile,
-            lambda uid: list(index.get(uid, [])),
-            s.debounce_seconds,
-            s.error_backoff_seconds,
-            s.error_backoff_max_seconds,
-        )
-    loops: WorkflowLoops = memo.loops
-    return loops
 
 
 def _emit(body: Mapping[str, Any], event: Event) -> None:
@@ -115,5 +100,4 @@ def _emit(body: Mapping[str, Any], event: Event) -> None:
 
 @kopf.on.probe(id="workflows")
 def probe_workflows(memo: Any, **_: Any) -> int:
-    loops = memo.get("loops")
-    return 0 if loops is None else len(loops.loops)
+    return len(memo.loops.loops)

@@ -75,6 +75,8 @@ class Reconciler:
         status.run_prefix = f"s3://{spec.output.bucket}/{contract.run_prefix(spec.output.prefix, wf.uid)}"
         try:
             creds = await self._credentials(wf.namespace, spec)
+            if not jobs and before.phase not in planner.TERMINAL:  # nothing started yet: check first
+                await self._preflight(spec, creds)
             plan_read = await self._read_plan(spec, wf, status, jobs, creds)
         except (SecretMissing, StorageUnavailable) as e:
             return await self._block(body, wf, before, status, generation, stamp, e)
@@ -106,6 +108,13 @@ class Reconciler:
             cached = self._secrets[key] = _CachedSecret(values, time.monotonic())
         return Credentials(
             spec.storage.endpoint, cached.values["accessKey"], cached.values["secretKey"], spec.storage.region
+        )
+
+    async def _preflight(self, spec: WorkflowSpec, creds: Credentials) -> None:
+        client = runstore.client_for(creds, self.settings.storage_timeout_seconds)
+        buckets = [spec.input.bucket, spec.output.bucket]
+        await asyncio.get_running_loop().run_in_executor(
+            self.api.pool, runstore.preflight, client, spec.storage.endpoint, buckets
         )
 
     async def _read_plan(

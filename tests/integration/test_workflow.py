@@ -17,7 +17,6 @@ from tests.workflows import (
     condition,
     create,
     events,
-    get,
     partition_jobs,
     upload_inputs,
     wait_phase,
@@ -79,7 +78,7 @@ def test_twenty_partitions_run_end_to_end_within_max_concurrency(
                 data = s3.get_object(bucket, out.key).read()
                 assert hashlib.sha256(data).hexdigest() == out.sha256
                 for line in data.decode().splitlines():
-                    key, size, digest = line.split("\t")
+                    key, _size, digest = line.split("\t")
                     assert key not in seen, f"{key} processed twice"
                     seen[key] = digest
     assert seen == {k: hashlib.sha256(v).hexdigest() for k, v in inputs.items()}

@@ -47,6 +47,29 @@ def client_for(creds: Credentials, timeout_seconds: float) -> Minio:
     return make_client(creds.endpoint, creds.access_key, creds.secret_key, creds.region, http)
 
 
+def preflight(client: Minio, endpoint: str, buckets: list[str]) -> None:
+    """Before anything starts: the endpoint answers, the credentials work, the buckets exist."""
+    for bucket in dict.fromkeys(buckets):
+        try:
+            exists = client.bucket_exists(bucket)
+        except S3Error as e:
+            raise StorageUnavailable(f"MinIO refused access to bucket {bucket!r}: {e.code}") from e
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise StorageUnavailable(f"cannot reach MinIO at {endpoint}: {_cause(e)}") from e
+        if not exists:
+            raise StorageUnavailable(f"bucket {bucket!r} does not exist")
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost reason (e.g. 'Connection refused'), not urllib3's retry wrapper."""
+    while error.__cause__ is not None or getattr(error, "reason", None) is not None:
+        nxt = error.__cause__ or getattr(error, "reason", None)
+        if not isinstance(nxt, BaseException):
+            break
+        error = nxt
+    return str(error).split(": ", 1)[-1] if "Errno" in str(error) else str(error)
+
+
 def read_plan(client: Minio, bucket: str, run: str) -> PlanRead:
     key = contract.plan_key(run)
     try:
@@ -68,7 +91,7 @@ def read_plan(client: Minio, bucket: str, run: str) -> PlanRead:
             error_message=f"s3://{bucket}/{key} is not a valid plan: {where}: {first['msg']}",
         )
     except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise StorageUnavailable(f"cannot reach MinIO: {e}") from e
+        raise StorageUnavailable(f"cannot reach MinIO: {_cause(e)}") from e
     return PlanRead(partition_count=summary.partition_count)
 
 
@@ -91,5 +114,5 @@ def write_manifest(
     except S3Error as e:
         raise StorageUnavailable(f"writing s3://{bucket}/{key}: {e.code}: {e.message}") from e
     except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise StorageUnavailable(f"cannot reach MinIO: {e}") from e
+        raise StorageUnavailable(f"cannot reach MinIO: {_cause(e)}") from e
     return f"s3://{bucket}/{key}"

@@ -2,9 +2,9 @@
 size and sha256 to ``checksums.txt`` under the attempt's output prefix.
 
 Failure injection, to rehearse retries, tolerance and redrive: while an object named
-``<run prefix>chaos/p<partition>`` (any content) exists in the run bucket, every attempt of that
-partition exits with the code written in it (default 1). ``PARAFLOW_DEMO_FAIL_ATTEMPTS=N`` makes
-only attempts up to N fail. ``PARAFLOW_DEMO_SLEEP_SECONDS`` slows each shard down.
+``<run prefix>chaos/p<partition>`` exists in the run bucket, attempts of that partition exit
+early. Its content is ``CODE`` (every attempt exits with CODE) or ``CODE:N`` (only attempts up
+to N do). ``PARAFLOW_DEMO_SLEEP_SECONDS`` slows each shard down.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def _injected_failure(shard: sdk.Shard) -> int | None:
     finally:
         response.close()
         response.release_conn()
-    limit = int(os.environ.get("PARAFLOW_DEMO_FAIL_ATTEMPTS", "0") or 0)
-    if limit and shard.attempt > limit:
+    code, _, upto = text.partition(":")
+    if upto and shard.attempt > int(upto):
         return None
-    return int(text or "1")
+    return int(code or "1")
 
 
 def main() -> None:
