@@ -1,14 +1,25 @@
-"""``paraflow``: the operator entry point (more user commands follow in ``paraflow.cli``)."""
+"""``paraflow``: run the operator, and watch workflows from a terminal.
+
+Plain ``kubectl`` is always enough; this adds a live progress view and exit codes a script can
+use (0 succeeded, 1 failed).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="paraflow: Map-state fan-out on Kubernetes")
+from paraflow import constants as c
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console(stderr=True)
+TERMINAL = ("Succeeded", "Failed")
 
 
 @app.callback()
@@ -34,6 +45,55 @@ def operator(
             clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness, standalone=True
         )
     )
+
+
+def _custom_api() -> Any:
+    from kubernetes import client, config
+
+    config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.CustomObjectsApi()
+
+
+@app.command()
+def watch(
+    name: str,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds")] = 3600,
+) -> None:
+    """Show a workflow's progress until it finishes; exit 0 if it succeeded, 1 if it failed."""
+    api = _custom_api()
+    deadline = time.monotonic() + timeout
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(name, total=None, detail="")
+        while True:
+            obj = api.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, name)
+            status = obj.get("status") or {}
+            counts = status.get("partitions") or {}
+            phase = status.get("phase", "Pending")
+            total = counts.get("total") or None
+            done = counts.get("succeeded", 0) + counts.get("failed", 0)
+            detail = f"running {counts.get('running', 0)}  failed {counts.get('failed', 0)}"
+            progress.update(task, total=total, completed=done, description=f"{name} [bold]{phase}[/]", detail=detail)
+            if phase in TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                console.print(f"[red]gave up after {timeout:.0f}s in phase {phase}[/]")
+                raise typer.Exit(2)
+            time.sleep(1)
+    message = status.get("message", "")
+    if phase == "Succeeded":
+        console.print(f"[green]{name} succeeded[/]: {message}")
+        console.print(f"result manifest: {status.get('manifest', '')}")
+        return
+    console.print(f"[red]{name} failed[/]: {message}")
+    raise typer.Exit(1)
 
 
 def main() -> None:

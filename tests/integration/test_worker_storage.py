@@ -1,0 +1,130 @@
+"""The worker against the real MinIO: the built-in partitioner's listing and plan, and the SDK."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from minio import Minio
+
+from paraflow_worker import contract, sdk
+from paraflow_worker.contract import Env, PartitionItems, PlanSummary, ShardResult
+from paraflow_worker.partition import batch, list_items, write_plan
+from paraflow_worker.storage import get_json
+
+
+def put(s3: Minio, bucket: str, key: str, data: bytes) -> None:
+    s3.put_object(bucket, key, io.BytesIO(data), len(data))
+
+
+def test_the_partitioner_lists_past_one_page_and_writes_a_complete_plan(s3: Minio, bucket: str) -> None:
+    keys = [f"in/{i:05d}.log" for i in range(2500)]  # S3 pages hold 1,000 keys
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: put(s3, bucket, k, b"x" * (len(k) % 7 + 1)), keys))
+    put(s3, bucket, "in/skip.tmp", b"not a log")
+    put(s3, bucket, "elsewhere/0.log", b"outside the prefix")
+
+    items = list_items(s3, bucket, "in/", key_glob="*.log")
+    summary = write_plan(s3, bucket, "run/", batch(items, 100, 10_000))
+
+    assert summary == PlanSummary(partition_count=25, item_count=2500, total_bytes=sum(len(k) % 7 + 1 for k in keys))
+    plan = get_json(s3, bucket, contract.plan_key("run/"), PlanSummary)
+    assert plan.partition_count == 25
+    listed = [
+        i.key for p in range(25) for i in get_json(s3, bucket, contract.partition_key("run/", p), PartitionItems).items
+    ]
+    assert listed == keys  # deterministic order, each key once
+
+
+@pytest.fixture
+def shard_env(bucket: str, test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {
+        Env.WORKFLOW: "wf",
+        Env.PARTITION: "3",
+        Env.ATTEMPT: "2",
+        Env.SHARD: "1",
+        Env.SHARD_COUNT: "2",
+        Env.INPUT_BUCKET: bucket,
+        Env.RUN_BUCKET: bucket,
+        Env.RUN_PREFIX: "run/",
+        Env.OUTPUT_BUCKET: bucket,
+        Env.OUTPUT_PREFIX: contract.attempt_output_prefix("out/", 3, 2),
+        Env.S3_ENDPOINT: test_env["PARAFLOW_TEST_S3_ENDPOINT"],
+        Env.S3_ACCESS_KEY: test_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
+        Env.S3_SECRET_KEY: test_env["PARAFLOW_TEST_S3_SECRET_KEY"],
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+def test_the_sdk_reads_its_slice_and_records_what_it_wrote(s3: Minio, bucket: str, shard_env: dict[str, str]) -> None:
+    items = [contract.Item(key=f"in/{i}", size=1) for i in range(5)]
+    for it in items:
+        put(s3, bucket, it.key, it.key.encode())
+    put(s3, bucket, contract.partition_key("run/", 3), PartitionItems(index=3, items=items).model_dump_json().encode())
+
+    with sdk.shard() as shard:
+        mine = shard.items()
+        contents = []
+        for item in mine:
+            with shard.open(item) as stream:
+                contents.append(stream.read())
+        out = shard.write("result.txt", b"hello")
+
+    assert [i.key for i in mine] == ["in/1", "in/3"]  # shard 1 of 2
+    assert contents == [b"in/1", b"in/3"]
+    assert out.key == "out/p3/a2/result.txt"
+    result = get_json(s3, bucket, contract.shard_result_key("run/", 3, 2, 1), ShardResult)
+    assert result.outputs[0].sha256 == hashlib.sha256(b"hello").hexdigest()
+    assert s3.get_object(bucket, "out/p3/a2/result.txt").read() == b"hello"
+
+
+def test_a_failing_processor_records_no_result(s3: Minio, bucket: str, shard_env: dict[str, str]) -> None:
+    put(s3, bucket, contract.partition_key("run/", 3), PartitionItems(index=3, items=[]).model_dump_json().encode())
+
+    def crashing_processor() -> None:
+        with sdk.shard() as shard:
+            shard.write("partial.txt", b"half")
+            raise RuntimeError("processor crashed")
+
+    with pytest.raises(RuntimeError):
+        crashing_processor()
+    assert not list(s3.list_objects(bucket, prefix="run/results/", recursive=True))
+
+
+def test_the_sdk_streams_a_large_output_in_parts_without_reading_it_whole(
+    s3: Minio, bucket: str, shard_env: dict[str, str]
+) -> None:
+    size = 40 * 1024 * 1024  # three 16 MiB parts
+
+    class Generated(io.RawIOBase):
+        """A stream that is never in memory as a whole."""
+
+        def __init__(self) -> None:
+            self.left = size
+            self.digest = hashlib.sha256()
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, n: int = -1) -> bytes:
+            n = self.left if n < 0 else min(n, self.left)
+            chunk = os.urandom(n)
+            self.left -= n
+            self.digest.update(chunk)
+            return chunk
+
+    source = Generated()
+    shard = sdk.Shard.from_env()
+    out = shard.write("big.bin", source)
+    assert out.size == size
+    assert out.sha256 == source.digest.hexdigest()
+    stat = s3.stat_object(bucket, out.key)
+    assert stat.size == size
+    assert "-" in (stat.etag or "")  # a multipart upload's ETag
+    assert json.loads(ShardResult(partition=3, attempt=2, shard=1, outputs=[out]).model_dump_json())["outputs"]
