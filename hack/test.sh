@@ -20,6 +20,9 @@ mypy
 lint-imports --no-cache >/dev/null
 python -m paraflow.crdgen --check
 
+# Our images, built with no registry (a Docker engine is started if none answers).
+"$HACK_DIR/images.sh"
+
 if [ "${PARAFLOW_TEST_EXTERNAL:-0}" != 1 ]; then
   "$HACK_DIR/build.sh" all
   if ! "$HACK_DIR/cluster.sh" status >/dev/null 2>&1; then

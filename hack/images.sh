@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds paraflow's images with no registry: a Debian base made by debootstrap + docker import
+# (from the mirror apt is configured with), Python wheels built on the host, and
+# operator/Dockerfile + worker/Dockerfile built FROM that base with no network inside the build.
+#   hack/images.sh            -> paraflow/operator:<version>, paraflow/worker:<version>
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_DIR"
+"$HACK_DIR/docker.sh" up
+DOCKER=$( [ -x /usr/bin/docker ] && echo /usr/bin/docker || command -v docker )
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+SUITE=${PARAFLOW_BASE_SUITE:-bookworm}
+BASE=paraflow/debian-base:$SUITE-py3
+PY="${PARAFLOW_VENV:-$REPO_DIR/.venv}/bin/python"
+
+# The mirror apt already uses (deb822 sources first, then the one-line format).
+apt_mirror() {
+  local uri
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$uri" ] || die "no Debian mirror found in apt's sources"
+  echo "$uri"
+}
+
+if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
+  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  rootfs=$(mktemp -d)
+  mirror=$(apt_mirror)
+  log "debootstrap $SUITE from $mirror (minbase + python3)"
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates "$SUITE" "$rootfs" "$mirror" \
+    >"$rootfs.log" 2>&1 || { tail -20 "$rootfs.log"; die "debootstrap failed"; }
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | "$DOCKER" import --change 'CMD ["/bin/bash"]' - "$BASE" >/dev/null
+  rm -rf "$rootfs" "$rootfs.log"
+fi
+
+log "building wheels on the host"
+rm -rf dist/wheels && mkdir -p dist/wheels
+"$PY" -m pip wheel -q --wheel-dir dist/wheels ".[operator]" >/dev/null
+
+for role in worker operator; do
+  log "building paraflow/$role:$VERSION"
+  "$DOCKER" build -q --network none --build-arg "BASE_IMAGE=$BASE" -f "$role/Dockerfile" -t "paraflow/$role:$VERSION" . >/dev/null
+done
+"$DOCKER" images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^paraflow/'
