@@ -128,3 +128,22 @@ def operator(operator_session: OperatorProcess) -> OperatorProcess:
 @pytest.fixture(scope="session")
 def custom(kube: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(kube)
+
+
+@pytest.fixture(scope="session")
+def s3_second(test_env: dict[str, str]) -> Minio:
+    """The second MinIO server (another endpoint), for cross-server replication."""
+    endpoint = os.environ.get("PARAFLOW_TEST_S3_ENDPOINT_2")
+    if not endpoint:
+        raise RuntimeError("PARAFLOW_TEST_S3_ENDPOINT_2 is not set: the local cluster starts a second MinIO")
+    return make_client(endpoint, test_env["PARAFLOW_TEST_S3_ACCESS_KEY"], test_env["PARAFLOW_TEST_S3_SECRET_KEY"])
+
+
+@pytest.fixture
+def bucket_second(s3_second: Minio) -> Iterator[str]:
+    name = f"t2-{uuid.uuid4().hex[:12]}"
+    s3_second.make_bucket(name)
+    yield name
+    for obj in s3_second.list_objects(name, recursive=True):
+        s3_second.remove_object(name, obj.object_name or "")
+    s3_second.remove_bucket(name)

@@ -57,6 +57,8 @@ class Env:
     SHARD_COUNT: Final = "PARAFLOW_SHARD_COUNT"
     OUTPUT_BUCKET: Final = "PARAFLOW_OUTPUT_BUCKET"
     OUTPUT_PREFIX: Final = "PARAFLOW_OUTPUT_PREFIX"
+    # Replication Jobs only: a ReplicationTask as JSON, and per-destination credentials.
+    REPLICATION: Final = "PARAFLOW_REPLICATION"
     # Set by the Job controller on every pod of an Indexed Job: the shard number.
     SHARD: Final = "JOB_COMPLETION_INDEX"
 
@@ -98,6 +100,10 @@ class OutputObject(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     etag: str = Field(default="", max_length=128)
     version_id: str | None = Field(default=None)
+    # Recorded at write time so replication needs no HEAD or tagging request per object.
+    content_type: str = "application/octet-stream"
+    metadata: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class ShardResult(_Strict):
@@ -123,6 +129,72 @@ class ResultManifest(_Strict):
     bucket: str
     succeeded: list[ManifestPartition]
     failed: list[int]
+
+
+def destination_credential_env(index: int) -> tuple[str, str]:
+    """Env var names holding destination ``index``'s access and secret key."""
+    return f"PARAFLOW_DEST_{index}_ACCESS_KEY", f"PARAFLOW_DEST_{index}_SECRET_KEY"
+
+
+class ReplicationTarget(_Strict):
+    name: str = Field(min_length=1, max_length=63)
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = Field(default="", max_length=900)
+    endpoint: str = Field(max_length=2048)
+    region: str | None = None
+    # Same server and same credentials as the source: copy server-side, no bytes through the pod.
+    server_side: bool = False
+
+
+class PartitionRef(_Strict):
+    index: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+
+
+class ReplicationTask(_Strict):
+    """What one replication Job copies: the winning attempts of some partitions, to every target."""
+
+    label: str = Field(min_length=1, max_length=63)
+    output_prefix: str = Field(max_length=900)
+    partitions: list[PartitionRef] = Field(max_length=MAX_PARTITIONS)
+    targets: list[ReplicationTarget] = Field(min_length=1, max_length=8)
+    filter_prefix: str = Field(default="", max_length=900)
+    filter_tags: dict[str, str] = Field(default_factory=dict)
+    verify: Literal["none", "size", "checksum", "fullRead"] = "checksum"
+    delete_sync: bool = False
+    concurrency: int = Field(default=32, ge=1, le=512)
+
+
+class Failure(_Strict):
+    key: str
+    reason: str = Field(max_length=1024)
+
+
+class TargetReport(_Strict):
+    name: str
+    copied: int = 0
+    skipped: int = 0
+    failed: int = 0
+    deleted: int = 0
+    bytes: int = 0
+    failures: list[Failure] = Field(default_factory=list, max_length=100)
+
+
+class ReplicationReport(_Strict):
+    version: Literal[1] = MANIFEST_VERSION
+    label: str
+    shard: int = Field(ge=0)
+    targets: list[TargetReport]
+
+
+def replication_report_key(run: str, label: str, shard: int) -> str:
+    return f"{run}replication/{label}/s{shard}.json"
+
+
+def replica_key(output_prefix: str, target_prefix: str, partition: int, attempt: int, key: str) -> str:
+    """``<out>p3/a2/stats.json`` -> ``<target prefix>p3/stats.json``: replicas carry no attempt."""
+    name = key[len(attempt_output_prefix(output_prefix, partition, attempt)) :]
+    return f"{target_prefix}p{partition}/{name}"
 
 
 def run_prefix(output_prefix: str, workflow_uid: str) -> str:

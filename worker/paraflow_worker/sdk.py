@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, cast
 
 from minio import Minio
+from minio.commonconfig import Tags
 from urllib3 import BaseHTTPResponse
 
 from paraflow_worker import contract
@@ -108,11 +109,16 @@ class Shard:
         name: str,
         data: bytes | IO[bytes],
         content_type: str = "application/octet-stream",
-        metadata: dict[str, Any] | None = None,
+        metadata: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
     ) -> OutputObject:
         """Uploads ``name`` under this attempt's prefix; a stream is uploaded in parts."""
         key = f"{self.output_prefix}{name}"
         reader = _HashingReader(io.BytesIO(data) if isinstance(data, bytes) else data)
+        object_tags = None
+        if tags:
+            object_tags = Tags.new_object_tags()
+            object_tags.update(tags)
         result = self.client.put_object(
             self.output_bucket,
             key,
@@ -120,7 +126,8 @@ class Shard:
             length=-1,
             part_size=PART_SIZE,
             content_type=content_type,
-            metadata=metadata,
+            metadata=cast(Any, metadata),
+            tags=object_tags,
         )
         out = OutputObject(
             key=key,
@@ -128,6 +135,9 @@ class Shard:
             sha256=reader.sha256.hexdigest(),
             etag=(result.etag or "").strip('"'),
             version_id=result.version_id,
+            content_type=content_type,
+            metadata=dict(metadata or {}),
+            tags=dict(tags or {}),
         )
         self.outputs.append(out)
         return out

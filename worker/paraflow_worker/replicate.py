@@ -1,0 +1,360 @@
+"""``paraflow-worker replicate``: copy a run's winning outputs to every replication target.
+
+Driven by the result records (exact keys, sizes, sha256, content type, metadata, tags), never by
+listing the source. For each target:
+
+- one listing of the target prefix *with user metadata* tells which replicas already match
+  (same size and ``paraflow-sha256``): those are skipped, so a re-run copies nothing;
+- same server and credentials: server-side copy (``CopyObject``; above 5 GiB a multipart
+  part-copy whose part ranges :func:`copy_parts` computes), with content type, metadata and tags
+  passed explicitly, since a part-copy would otherwise drop them;
+- otherwise a streaming copy, hashed on the way through and checked against the recorded
+  sha256, in parts of bounded size;
+- each object is retried with backoff; what still fails is written to the report with its
+  reason and makes the Job fail, so the operator retries or a redrive picks it up;
+- ``verify``: ``size`` and ``checksum`` re-check each replica's size and recorded sha256,
+  ``fullRead`` re-reads every replica and hashes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any, BinaryIO, cast
+
+import urllib3
+from minio import Minio
+from minio.commonconfig import REPLACE, ComposeSource, CopySource, Tags
+from minio.error import S3Error
+
+from paraflow_worker import contract
+from paraflow_worker.contract import (
+    Env,
+    Failure,
+    OutputObject,
+    ReplicationReport,
+    ReplicationTarget,
+    ReplicationTask,
+    ShardResult,
+    TargetReport,
+)
+from paraflow_worker.storage import client_from_env, get_json, make_client, put_json
+
+GiB = 1024**3
+MiB = 1024**2
+MAX_COPY_PART = 5 * GiB
+MIN_COPY_PART = 5 * MiB
+MAX_PARTS = 10_000
+STREAM_PART = 16 * MiB
+SHA_KEY = "paraflow-sha256"
+TRIES = 4
+# Streaming copies hold one part in memory each; at most this many run at once.
+MAX_PARALLEL_STREAMS = 4
+
+
+def copy_parts(size: int, max_part: int = MAX_COPY_PART) -> list[tuple[int, int]]:
+    """(offset, length) ranges for a multipart part-copy: as few parts as allowed, near-equal,
+    each at most ``max_part``, all but the last at least 5 MiB, no more than 10,000."""
+    if size <= 0:
+        raise ValueError("a part-copy needs a non-empty source")
+    count = -(-size // max_part)
+    if count > MAX_PARTS:
+        raise ValueError(f"{size} bytes need more than {MAX_PARTS} parts of {max_part} bytes")
+    length = -(-size // count)
+    parts = []
+    offset = 0
+    while offset < size:
+        parts.append((offset, min(length, size - offset)))
+        offset += length
+    return parts
+
+
+def shard_of(key: str, shards: int) -> int:
+    return zlib.crc32(key.encode()) % shards
+
+
+@dataclass
+class Work:
+    obj: OutputObject
+    partition: int
+    attempt: int
+
+
+@dataclass
+class Counters:
+    """Per-target tallies, updated from many copy threads."""
+
+    name: str
+    copied: int = 0
+    skipped: int = 0
+    failed: int = 0
+    deleted: int = 0
+    bytes: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, copied: int = 0, skipped: int = 0, deleted: int = 0, size: int = 0) -> None:
+        with self.lock:
+            self.copied += copied
+            self.skipped += skipped
+            self.deleted += deleted
+            self.bytes += size
+
+    def fail(self, key: str, reason: str) -> None:
+        with self.lock:
+            self.failed += 1
+            if len(self.failures) < 100:
+                self.failures.append(Failure(key=key, reason=reason[:1024]))
+
+    def report(self) -> TargetReport:
+        return TargetReport(
+            name=self.name,
+            copied=self.copied,
+            skipped=self.skipped,
+            failed=self.failed,
+            deleted=self.deleted,
+            bytes=self.bytes,
+            failures=self.failures,
+        )
+
+
+class _Hashing:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = cast(bytes, self.inner.read(size))
+        self.sha256.update(chunk)
+        return chunk
+
+
+def _tags(values: dict[str, str]) -> Tags | None:
+    if not values:
+        return None
+    tags = Tags.new_object_tags()
+    tags.update(values)
+    return tags
+
+
+class Replicator:
+    def __init__(
+        self,
+        source: Minio,
+        bucket: str,
+        task: ReplicationTask,
+        target_clients: list[Minio],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.source = source
+        self.bucket = bucket
+        self.task = task
+        self.targets = list(zip(task.targets, target_clients, strict=True))
+        self.sleep = sleep
+        self.streams = threading.Semaphore(MAX_PARALLEL_STREAMS)
+        # Above this a server-side copy becomes a multipart part-copy (S3's CopyObject limit).
+        self.max_copy_part = MAX_COPY_PART
+
+    def work(self, run: str, shard: int, shards: int) -> list[Work]:
+        out = []
+        for ref in self.task.partitions:
+            prefix = contract.results_prefix(run, ref.index, ref.attempt)
+            for listed in self.source.list_objects(self.bucket, prefix=prefix, recursive=True):
+                result = get_json(self.source, self.bucket, listed.object_name or "", ShardResult)
+                for obj in result.outputs:
+                    if shard_of(obj.key, shards) == shard and self._selected(obj, ref.index, ref.attempt):
+                        out.append(Work(obj, ref.index, ref.attempt))
+        return out
+
+    def _selected(self, obj: OutputObject, partition: int, attempt: int) -> bool:
+        name = obj.key[len(contract.attempt_output_prefix(self.task.output_prefix, partition, attempt)) :]
+        if not name.startswith(self.task.filter_prefix):
+            return False
+        return all(obj.tags.get(k) == v for k, v in self.task.filter_tags.items())
+
+    def run(self, work: list[Work], shard: int) -> ReplicationReport:
+        reports = []
+        for target, client in self.targets:
+            counters = Counters(target.name)
+            existing = self._existing(client, target)
+            with ThreadPoolExecutor(self.task.concurrency) as pool:
+                list(pool.map(self._one, repeat(client), repeat(target), work, repeat(existing), repeat(counters)))
+            if self.task.delete_sync:
+                self._delete_extraneous(client, target, work, existing, counters)
+            reports.append(counters.report())
+        return ReplicationReport(label=self.task.label, shard=shard, targets=reports)
+
+    def _existing(self, client: Minio, target: ReplicationTarget) -> dict[str, tuple[int, str]]:
+        """Key -> (size, recorded sha256) of what the target already holds, in one listing."""
+        found = {}
+        for obj in client.list_objects(target.bucket, prefix=target.prefix, recursive=True, include_user_meta=True):
+            meta = {k.lower(): v for k, v in (obj.metadata or {}).items()}
+            sha = meta.get(f"x-amz-meta-{SHA_KEY}", "")
+            found[obj.object_name or ""] = (obj.size or 0, sha)
+        return found
+
+    def _dest_key(self, target: ReplicationTarget, w: Work) -> str:
+        return contract.replica_key(self.task.output_prefix, target.prefix, w.partition, w.attempt, w.obj.key)
+
+    def _one(
+        self,
+        client: Minio,
+        target: ReplicationTarget,
+        w: Work,
+        existing: dict[str, tuple[int, str]],
+        counters: Counters,
+    ) -> None:
+        key = self._dest_key(target, w)
+        if existing.get(key) == (w.obj.size, w.obj.sha256) and self.task.verify != "fullRead":
+            counters.add(skipped=1)
+            return
+        if existing.get(key) == (w.obj.size, w.obj.sha256) and self._read_matches(client, target, key, w.obj):
+            counters.add(skipped=1)
+            return
+        last = ""
+        for attempt in range(TRIES):
+            if attempt:
+                self.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
+            try:
+                self._copy(client, target, key, w.obj)
+                self._verify(client, target, key, w.obj)
+                counters.add(copied=1, size=w.obj.size)
+                return
+            except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+                last = f"{type(e).__name__}: {getattr(e, 'code', '') or e}"
+        counters.fail(key, f"after {TRIES} tries: {last}")
+
+    def _metadata(self, obj: OutputObject, source_key: str) -> dict[str, str]:
+        return {**obj.metadata, SHA_KEY: obj.sha256, "paraflow-source": f"{self.bucket}/{source_key}"}
+
+    def _copy(self, client: Minio, target: ReplicationTarget, key: str, obj: OutputObject) -> None:
+        meta = self._metadata(obj, obj.key)
+        tags = _tags(obj.tags)
+        if target.server_side and obj.size > self.max_copy_part:
+            sources = [
+                ComposeSource(self.bucket, obj.key, offset=o, length=n, version_id=obj.version_id)
+                for o, n in copy_parts(obj.size, self.max_copy_part)
+            ]
+            headers = {"Content-Type": obj.content_type, **meta}
+            client.compose_object(target.bucket, key, sources, metadata=cast(Any, headers), tags=tags)
+        elif target.server_side:
+            client.copy_object(
+                target.bucket,
+                key,
+                CopySource(self.bucket, obj.key, version_id=obj.version_id),
+                metadata=cast(Any, {"Content-Type": obj.content_type, **meta}),
+                tags=tags,
+                metadata_directive=REPLACE,
+                tagging_directive=REPLACE,
+            )
+        else:
+            with self.streams:
+                response = self.source.get_object(self.bucket, obj.key, version_id=obj.version_id)
+                try:
+                    reader = _Hashing(response)
+                    client.put_object(
+                        target.bucket,
+                        key,
+                        cast(BinaryIO, reader),
+                        length=obj.size,
+                        part_size=STREAM_PART,
+                        num_parallel_uploads=1,
+                        content_type=obj.content_type,
+                        metadata=cast(Any, meta),
+                        tags=tags,
+                    )
+                finally:
+                    response.close()
+                    response.release_conn()
+                if reader.sha256.hexdigest() != obj.sha256:
+                    raise ValueError("the source changed since the run recorded it (sha256 differs)")
+
+    def _verify(self, client: Minio, target: ReplicationTarget, key: str, obj: OutputObject) -> None:
+        verify = self.task.verify
+        if verify == "none":
+            return
+        if verify == "fullRead":
+            if not self._read_matches(client, target, key, obj):
+                raise ValueError("replica content differs from the source (fullRead)")
+            return
+        stat = client.stat_object(target.bucket, key)
+        if stat.size != obj.size:
+            raise ValueError(f"replica has {stat.size} bytes, expected {obj.size}")
+        if verify == "checksum":
+            meta = {k.lower(): v for k, v in (stat.metadata or {}).items()}
+            if meta.get(f"x-amz-meta-{SHA_KEY}") != obj.sha256:
+                raise ValueError("replica does not carry the source's sha256")
+
+    def _read_matches(self, client: Minio, target: ReplicationTarget, key: str, obj: OutputObject) -> bool:
+        try:
+            response = client.get_object(target.bucket, key)
+        except S3Error:
+            return False
+        try:
+            digest = hashlib.sha256()
+            for chunk in response.stream(MiB):
+                digest.update(chunk)
+        finally:
+            response.close()
+            response.release_conn()
+        return digest.hexdigest() == obj.sha256
+
+    def _delete_extraneous(
+        self,
+        client: Minio,
+        target: ReplicationTarget,
+        work: list[Work],
+        existing: dict[str, tuple[int, str]],
+        counters: Counters,
+    ) -> None:
+        """Only with deleteSync: replicas under the target prefix that this run no longer has."""
+        wanted = {self._dest_key(target, w) for w in work}
+        for key in sorted(set(existing) - wanted):
+            client.remove_object(target.bucket, key)
+            counters.add(deleted=1)
+
+
+def target_clients(task: ReplicationTask) -> list[Minio]:
+    clients = []
+    for i, target in enumerate(task.targets):
+        access, secret = contract.destination_credential_env(i)
+        http = urllib3.PoolManager(
+            maxsize=task.concurrency,
+            timeout=urllib3.Timeout(connect=10, read=300),
+            retries=urllib3.Retry(total=2, backoff_factor=0.2),
+        )
+        clients.append(make_client(target.endpoint, os.environ[access], os.environ[secret], target.region, http))
+    return clients
+
+
+def iter_failures(report: ReplicationReport) -> Iterator[str]:
+    for target in report.targets:
+        for failure in target.failures:
+            yield f"{target.name}: {failure.key}: {failure.reason}"
+
+
+def main() -> None:
+    env = os.environ
+    task = ReplicationTask.model_validate_json(env[Env.REPLICATION])
+    shard, shards = int(env.get(Env.SHARD, "0")), int(env.get(Env.SHARD_COUNT, "1"))
+    source = client_from_env()
+    bucket, run = env[Env.RUN_BUCKET], env[Env.RUN_PREFIX]
+    replicator = Replicator(source, bucket, task, target_clients(task))
+    report = replicator.run(replicator.work(run, shard, shards), shard)
+    put_json(source, bucket, contract.replication_report_key(run, task.label, shard), report)
+    for t in report.targets:
+        print(
+            f"{t.name}: copied {t.copied} ({t.bytes} bytes), skipped {t.skipped}, failed {t.failed}, "
+            f"deleted {t.deleted}"
+        )
+    for line in iter_failures(report):
+        print(f"FAILED {line}")
+    if any(t.failed for t in report.targets):
+        raise SystemExit(3)
