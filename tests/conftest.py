@@ -133,10 +133,11 @@ def custom(kube: client.ApiClient) -> client.CustomObjectsApi:
 @pytest.fixture(scope="session")
 def s3_second(test_env: dict[str, str]) -> Minio:
     """The second MinIO server (another endpoint), for cross-server replication."""
-    endpoint = os.environ.get("PARAFLOW_TEST_S3_ENDPOINT_2")
-    if not endpoint:
-        raise RuntimeError("PARAFLOW_TEST_S3_ENDPOINT_2 is not set: the local cluster starts a second MinIO")
-    return make_client(endpoint, test_env["PARAFLOW_TEST_S3_ACCESS_KEY"], test_env["PARAFLOW_TEST_S3_SECRET_KEY"])
+    return make_client(
+        test_env["PARAFLOW_TEST_S3_ENDPOINT_2"],
+        test_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
+        test_env["PARAFLOW_TEST_S3_SECRET_KEY"],
+    )
 
 
 @pytest.fixture

@@ -10,7 +10,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 # Environment the tiers need; hack/cluster.sh env prints it for the local cluster.
-REQUIRED_ENV = ("KUBECONFIG", "PARAFLOW_TEST_S3_ENDPOINT", "PARAFLOW_TEST_S3_ACCESS_KEY", "PARAFLOW_TEST_S3_SECRET_KEY")
+REQUIRED_ENV = (
+    "KUBECONFIG",
+    "PARAFLOW_TEST_S3_ENDPOINT",
+    "PARAFLOW_TEST_S3_ENDPOINT_2",
+    "PARAFLOW_TEST_S3_ACCESS_KEY",
+    "PARAFLOW_TEST_S3_SECRET_KEY",
+)
 
 
 def require_env() -> dict[str, str]:

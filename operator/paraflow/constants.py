@@ -23,6 +23,8 @@ LABEL_PARTITION: Final = f"{GROUP}/partition"
 LABEL_ATTEMPT: Final = f"{GROUP}/attempt"
 ROLE_PARTITIONER: Final = "partitioner"
 ROLE_PARTITION: Final = "partition"
+ROLE_REPLICATION: Final = "replication"  # one partition's outputs (mode perPartition)
+ROLE_REPLICATION_ALL: Final = "replication-all"  # the whole run's outputs (mode afterAll)
 
 # Setting this annotation to a new value re-runs the failed partitions of a finished workflow.
 ANNOTATION_REDRIVE: Final = f"{GROUP}/redrive"
@@ -33,3 +35,5 @@ COND_SUCCEEDED: Final = "Succeeded"
 COND_FAILED: Final = "Failed"
 COND_SUSPENDED: Final = "Suspended"
 COND_BLOCKED: Final = "Blocked"
+COND_REPLICATED: Final = "Replicated"
+COND_REPLICATION_LATE: Final = "ReplicationDeadlineExceeded"

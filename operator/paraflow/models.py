@@ -216,6 +216,66 @@ class RetrySpec(_Model):
     jitter: Literal["none", "full"] = "full"
 
 
+class ReplicationDestination(Location):
+    """A bucket (and prefix) the outputs are copied to; on another server if ``storage`` says so."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    storage: StorageSpec | None = Field(default=None, description="Defaults to spec.storage")
+
+
+class ReplicationFilter(_Model):
+    prefix: str = Field(
+        default="", max_length=900, description="Only outputs whose name (within its partition) starts with this"
+    )
+    tags: Annotated[
+        dict[str, Annotated[str, Field(max_length=256)]], Field(json_schema_extra={"maxProperties": 10})
+    ] = Field(default_factory=dict, description="Only outputs carrying all these tags")
+
+
+class ReplicationSpec(_Model):
+    """Copies each succeeded partition's winning outputs to every destination, like S3 replication."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.destinations.all(d, self.destinations.exists_one(e, e.name == d.name))",
+                    "message": "destination names must be unique",
+                    "fieldPath": ".destinations",
+                },
+                {
+                    "rule": "!self.deleteSync || self.mode == 'afterAll'",
+                    "message": "deleteSync needs mode afterAll: only a run-wide pass knows what is extraneous",
+                    "fieldPath": ".deleteSync",
+                },
+            ]
+        }
+    )
+    mode: Literal["perPartition", "afterAll"] = Field(
+        default="perPartition", description="perPartition starts as each partition succeeds; afterAll waits for all"
+    )
+    destinations: list[ReplicationDestination] = Field(min_length=1, max_length=8)
+    filter: ReplicationFilter = Field(default_factory=ReplicationFilter)
+    delete_sync: bool = Field(
+        default=False, description="Delete replicas under the destination prefix this run did not produce"
+    )
+    verify: Literal["none", "size", "checksum", "fullRead"] = "checksum"
+    deadline_seconds: int | None = Field(
+        default=None, ge=1, le=7 * 86400, description="Warn (Event) when replication takes longer"
+    )
+    shards: int = Field(default=1, ge=1, le=100, description="afterAll: pods that split the copy by key hash")
+    concurrency: int = Field(default=32, ge=1, le=512, description="Copies in flight per pod")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReplicationSpec:
+        names = [d.name for d in self.destinations]
+        if len(set(names)) != len(names):
+            raise ValueError("destination names must be unique")
+        if self.delete_sync and self.mode != "afterAll":
+            raise ValueError("deleteSync needs mode afterAll: only a run-wide pass knows what is extraneous")
+        return self
+
+
 class WorkflowSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra={
@@ -227,6 +287,14 @@ class WorkflowSpec(_Model):
                     "message": "output must not overlap input: the same bucket with one prefix inside the other "
                     "would feed the workflow its own outputs",
                     "fieldPath": ".output",
+                },
+                {
+                    "rule": "!has(self.replication) || self.replication.destinations.all(d, "
+                    "(has(d.storage) && d.storage.endpoint != self.storage.endpoint) || d.bucket != self.output.bucket"
+                    " || !(d.prefix.startsWith(self.output.prefix) || self.output.prefix.startsWith(d.prefix)))",
+                    "message": "a replication destination must not overlap the output it copies (same server, "
+                    "bucket and overlapping prefix)",
+                    "fieldPath": ".replication",
                 },
                 {
                     "rule": "!has(oldSelf.partitioner) || self.partitioner == oldSelf.partitioner",
@@ -253,6 +321,7 @@ class WorkflowSpec(_Model):
     retry: RetrySpec = Field(default_factory=RetrySpec)
     suspend: bool = Field(default=False, description="Stop starting partitions; running ones finish")
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=365 * 86400)
+    replication: ReplicationSpec | None = None
 
     @model_validator(mode="after")
     def _no_overlap(self) -> WorkflowSpec:
@@ -262,6 +331,17 @@ class WorkflowSpec(_Model):
                 "output must not overlap input: the same bucket with one prefix inside the other "
                 "would feed the workflow its own outputs"
             )
+        for d in self.replication.destinations if self.replication else []:
+            same_server = d.storage is None or d.storage.endpoint == self.storage.endpoint
+            if (
+                same_server
+                and d.bucket == o.bucket
+                and (d.prefix.startswith(o.prefix) or o.prefix.startswith(d.prefix))
+            ):
+                raise ValueError(
+                    "a replication destination must not overlap the output it copies (same server, "
+                    "bucket and overlapping prefix)"
+                )
         return self
 
 
@@ -282,12 +362,27 @@ class Condition(_Model):
     observed_generation: int | None = None
 
 
+class ReplicationStatus(_Model):
+    """Counts come from each partition's last successful replication (skips included)."""
+
+    objects: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    failed: int = 0
+    deleted: int = 0
+    pending: int = Field(default=0, description="Succeeded partitions whose outputs still wait for replication")
+    replicated_indexes: str = Field(default="", description="afterAll: 0 stands for the run-wide copy")
+    failed_indexes: str = ""
+    attempts: Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 128})] = Field(default_factory=dict)
+    start_time: str | None = None
+
+
 class RedriveStatus(_Model):
     count: int = 0
     last_token: str = Field(default="", max_length=253)
 
 
-Phase = Literal["Pending", "Partitioning", "Running", "Succeeded", "Failed", "Suspended"]
+Phase = Literal["Pending", "Partitioning", "Running", "Replicating", "Succeeded", "Failed", "Suspended"]
 
 
 class WorkflowStatus(_Model):
@@ -302,6 +397,7 @@ class WorkflowStatus(_Model):
         default_factory=dict, description="Attempt number -> partitions whose latest attempt it is (only >1)"
     )
     redrive: RedriveStatus = Field(default_factory=RedriveStatus)
+    replication: ReplicationStatus | None = None
     run_prefix: str = ""
     manifest: str = ""
     message: str = ""
@@ -323,6 +419,7 @@ def printer_columns() -> list[dict[str, Any]]:
         {"name": "Total", "type": "integer", "jsonPath": ".status.partitions.total"},
         {"name": "Running", "type": "integer", "jsonPath": ".status.partitions.running"},
         {"name": "Failed", "type": "integer", "jsonPath": ".status.partitions.failed"},
+        {"name": "Replicated", "type": "integer", "jsonPath": ".status.replication.objects"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     ]

@@ -25,7 +25,16 @@ from paraflow.k8s.merge import merge_patch
 from paraflow.models import WorkflowSpec, WorkflowStatus
 from paraflow.planning import indexsets, planner
 from paraflow.planning.conditions import remove_condition, set_condition
-from paraflow.planning.planner import CreatePartition, Event, JobFacts, Observed, Plan, PlanRead
+from paraflow.planning.planner import (
+    CreatePartition,
+    CreateReplication,
+    Event,
+    JobFacts,
+    Observed,
+    Plan,
+    PlanRead,
+    ReplicationTally,
+)
 from paraflow.settings import Settings
 from paraflow.storage import runstore
 from paraflow.storage.runstore import Credentials, StorageUnavailable
@@ -82,17 +91,28 @@ class Reconciler:
             return await self._block(body, wf, before, status, generation, stamp, e)
 
         redrive = (meta.get("annotations") or {}).get(c.ANNOTATION_REDRIVE, "")
+        try:
+            reports = await self._read_reports(spec, wf, status, jobs, creds)
+        except StorageUnavailable as e:
+            return await self._block(body, wf, before, status, generation, stamp, e)
         observed = Observed(
-            jobs=jobs, generation=generation, now=now, uid=wf.uid, redrive_token=redrive, plan=plan_read
+            jobs=jobs,
+            generation=generation,
+            now=now,
+            uid=wf.uid,
+            redrive_token=redrive,
+            plan=plan_read,
+            reports=reports,
         )
         result = planner.plan(spec, status, observed)
         result.status.conditions = remove_condition(result.status.conditions, c.COND_BLOCKED)
-        await self._create_children(wf, spec, result)
         if result.manifest is not None:
+            # Before any Job is created: the run-wide replication reads it.
             try:
                 result.status.manifest = await self._write_manifest(spec, wf, creds, result)
             except StorageUnavailable as e:
                 return await self._block(body, wf, before, status, generation, stamp, e)
+        await self._create_children(wf, spec, result)
         await self._write_status(wf, before, result.status)
         for event in result.events:
             self.emit(body, event)
@@ -128,6 +148,25 @@ class Reconciler:
             self.api.pool, runstore.read_plan, client, spec.output.bucket, run
         )
 
+    async def _read_reports(
+        self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials
+    ) -> dict[str, ReplicationTally]:
+        wanted = planner.needs_reports(spec, status, jobs)
+        if not wanted:
+            return {}
+        client = runstore.client_for(creds, self.settings.storage_timeout_seconds)
+        run = contract.run_prefix(spec.output.prefix, wf.uid)
+        loop = asyncio.get_running_loop()
+        tallies = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    self.api.pool, runstore.read_replication_tally, client, spec.output.bucket, run, job.name
+                )
+                for job in wanted
+            )
+        )
+        return {job.name: tally for job, tally in zip(wanted, tallies, strict=True)}
+
     async def _write_manifest(self, spec: WorkflowSpec, wf: WorkflowRef, creds: Credentials, result: Plan) -> str:
         client = runstore.client_for(creds, self.settings.storage_timeout_seconds)
         run = contract.run_prefix(spec.output.prefix, wf.uid)
@@ -142,9 +181,13 @@ class Reconciler:
             return
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)
 
-        async def create(action: planner.CreatePartitioner | CreatePartition) -> None:
+        async def create(action: planner.CreatePartitioner | CreatePartition | CreateReplication) -> None:
             if isinstance(action, CreatePartition):
                 body = builders.partition_job(wf, spec, action.index, action.attempt, self.settings)
+            elif isinstance(action, CreateReplication):
+                whole_run = spec.replication is not None and spec.replication.mode == "afterAll"
+                partition = None if whole_run else action.index
+                body = builders.replication_job(wf, spec, partition, action.attempt, action.winner, self.settings)
             else:
                 body = builders.partitioner_job(wf, spec, result.status.redrive.count + 1, self.settings)
             async with gate:

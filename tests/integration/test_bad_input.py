@@ -63,6 +63,21 @@ ADMISSION_CASES = [
         {"spec.maxConcurrency": "ten"},
         'spec.maxConcurrency: Invalid value: "string": spec.maxConcurrency in body must be of type integer',
     ),
+    (
+        "replica-overlaps-output",
+        {"spec.replication": {"destinations": [{"name": "a", "bucket": "other-bucket", "prefix": "out/x/"}]}},
+        "a replication destination must not overlap the output it copies",
+    ),
+    (
+        "delete-sync-per-partition",
+        {"spec.replication": {"deleteSync": True, "destinations": [{"name": "a", "bucket": "archive"}]}},
+        "deleteSync needs mode afterAll",
+    ),
+    (
+        "duplicate-destination-names",
+        {"spec.replication": {"destinations": [{"name": "a", "bucket": "b-one"}, {"name": "a", "bucket": "b-two"}]}},
+        "destination names must be unique",
+    ),
     ("bad-quantity", {"spec.partitioner.builtin.maxBytesPerPartition": "lots"}, None),
 ]
 

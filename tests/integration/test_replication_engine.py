@@ -50,7 +50,7 @@ def task(targets: list[ReplicationTarget], **kw: object) -> ReplicationTask:
 
 def replicate(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio]) -> dict[str, dict]:
     r = Replicator(s3, bucket, t, clients, sleep=lambda _: None)
-    report = r.run(r.work(RUN, 0, 1), 0)
+    report = r.run(r.work(RUN))
     return {x.name: x.model_dump() for x in report.targets}
 
 
@@ -131,7 +131,7 @@ def test_a_target_refusing_writes_records_each_failure_and_a_rerun_after_repair_
 ) -> None:
     from paraflow_worker.storage import make_client
 
-    revoked = make_client(os.environ["PARAFLOW_TEST_S3_ENDPOINT_2"], test_env["PARAFLOW_TEST_S3_ACCESS_KEY"], "wrong")
+    revoked = make_client(test_env["PARAFLOW_TEST_S3_ENDPOINT_2"], test_env["PARAFLOW_TEST_S3_ACCESS_KEY"], "wrong")
     missing = f"t2-{uuid.uuid4().hex[:12]}"
     targets = [ReplicationTarget(name="dev", bucket=missing, endpoint="y")]
     with pytest.raises(Exception, match=r"InvalidAccessKeyId|SignatureDoesNotMatch"):
@@ -139,9 +139,9 @@ def test_a_target_refusing_writes_records_each_failure_and_a_rerun_after_repair_
     s3_second.make_bucket(missing)
     refusing = Replicator(s3, bucket, task(targets), [s3_second], sleep=lambda _: None)
     # Writes refused mid-run: the target bucket disappears after the listing.
-    work = refusing.work(RUN, 0, 1)
+    work = refusing.work(RUN)
     refusing._existing = lambda client, target: (s3_second.remove_bucket(missing), {})[1]  # type: ignore[method-assign]
-    report = refusing.run(work, 0).targets[0]
+    report = refusing.run(work).targets[0]
     assert report.failed == 3
     assert all("NoSuchBucket" in f.reason for f in report.failures)
     s3_second.make_bucket(missing)
@@ -174,7 +174,7 @@ def test_big_objects_stream_across_servers_and_part_copy_on_one_server_keeping_m
     monkeypatch.setattr(s3, "compose_object", spy)
     r = Replicator(s3, bucket, task(targets, verify="fullRead"), [s3, s3_second], sleep=lambda _: None)
     r.max_copy_part = 8 * 1024 * 1024  # exercise the >5 GiB path's part-copy on a 21 MiB object
-    report = {t.name: t for t in r.run(r.work(RUN, 0, 1), 0).targets}
+    report = {t.name: t for t in r.run(r.work(RUN)).targets}
     assert report["same"].copied == report["far"].copied == 1
     for client, b in ((s3, same), (s3_second, bucket_second)):
         stat = client.stat_object(b, "p0/big.bin")

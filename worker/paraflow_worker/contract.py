@@ -156,7 +156,8 @@ class ReplicationTask(_Strict):
 
     label: str = Field(min_length=1, max_length=63)
     output_prefix: str = Field(max_length=900)
-    partitions: list[PartitionRef] = Field(max_length=MAX_PARTITIONS)
+    # None: every partition the result manifest names (the run-wide copy of mode afterAll).
+    partitions: list[PartitionRef] | None = Field(default=None, max_length=MAX_PARTITIONS)
     targets: list[ReplicationTarget] = Field(min_length=1, max_length=8)
     filter_prefix: str = Field(default="", max_length=900)
     filter_tags: dict[str, str] = Field(default_factory=dict)

@@ -39,9 +39,11 @@ from paraflow_worker.contract import (
     Env,
     Failure,
     OutputObject,
+    PartitionRef,
     ReplicationReport,
     ReplicationTarget,
     ReplicationTask,
+    ResultManifest,
     ShardResult,
     TargetReport,
 )
@@ -162,14 +164,19 @@ class Replicator:
         # Above this a server-side copy becomes a multipart part-copy (S3's CopyObject limit).
         self.max_copy_part = MAX_COPY_PART
 
-    def work(self, run: str, shard: int, shards: int) -> list[Work]:
+    def work(self, run: str) -> list[Work]:
+        """Every selected output of the task's partitions (all shards' share)."""
+        refs = self.task.partitions
+        if refs is None:
+            manifest = get_json(self.source, self.bucket, contract.manifest_key(run), ResultManifest)
+            refs = [PartitionRef(index=p.index, attempt=p.attempt) for p in manifest.succeeded]
         out = []
-        for ref in self.task.partitions:
+        for ref in refs:
             prefix = contract.results_prefix(run, ref.index, ref.attempt)
             for listed in self.source.list_objects(self.bucket, prefix=prefix, recursive=True):
                 result = get_json(self.source, self.bucket, listed.object_name or "", ShardResult)
                 for obj in result.outputs:
-                    if shard_of(obj.key, shards) == shard and self._selected(obj, ref.index, ref.attempt):
+                    if self._selected(obj, ref.index, ref.attempt):
                         out.append(Work(obj, ref.index, ref.attempt))
         return out
 
@@ -179,15 +186,20 @@ class Replicator:
             return False
         return all(obj.tags.get(k) == v for k, v in self.task.filter_tags.items())
 
-    def run(self, work: list[Work], shard: int) -> ReplicationReport:
+    def run(self, work: list[Work], shard: int = 0, shards: int = 1) -> ReplicationReport:
+        """Copies this shard's share (by hash of the source key); deletes, with deleteSync, the
+        extraneous replicas this shard owns (by hash of the replica key), knowing all shards' work."""
+        mine = [w for w in work if shard_of(w.obj.key, shards) == shard]
         reports = []
         for target, client in self.targets:
             counters = Counters(target.name)
             existing = self._existing(client, target)
             with ThreadPoolExecutor(self.task.concurrency) as pool:
-                list(pool.map(self._one, repeat(client), repeat(target), work, repeat(existing), repeat(counters)))
+                list(pool.map(self._one, repeat(client), repeat(target), mine, repeat(existing), repeat(counters)))
             if self.task.delete_sync:
-                self._delete_extraneous(client, target, work, existing, counters)
+                wanted = {self._dest_key(target, w) for w in work}
+                extraneous = [k for k in existing if k not in wanted and shard_of(k, shards) == shard]
+                self._delete(client, target, extraneous, counters)
             reports.append(counters.report())
         return ReplicationReport(label=self.task.label, shard=shard, targets=reports)
 
@@ -306,17 +318,9 @@ class Replicator:
             response.release_conn()
         return digest.hexdigest() == obj.sha256
 
-    def _delete_extraneous(
-        self,
-        client: Minio,
-        target: ReplicationTarget,
-        work: list[Work],
-        existing: dict[str, tuple[int, str]],
-        counters: Counters,
-    ) -> None:
+    def _delete(self, client: Minio, target: ReplicationTarget, keys: list[str], counters: Counters) -> None:
         """Only with deleteSync: replicas under the target prefix that this run no longer has."""
-        wanted = {self._dest_key(target, w) for w in work}
-        for key in sorted(set(existing) - wanted):
+        for key in sorted(keys):
             client.remove_object(target.bucket, key)
             counters.add(deleted=1)
 
@@ -347,7 +351,7 @@ def main() -> None:
     source = client_from_env()
     bucket, run = env[Env.RUN_BUCKET], env[Env.RUN_PREFIX]
     replicator = Replicator(source, bucket, task, target_clients(task))
-    report = replicator.run(replicator.work(run, shard, shards), shard)
+    report = replicator.run(replicator.work(run), shard, shards)
     put_json(source, bucket, contract.replication_report_key(run, task.label, shard), report)
     for t in report.targets:
         print(

@@ -187,6 +187,78 @@ def partition_job(
     return _job(wf, names.partition_job(wf.name, partition, attempt), job_labels, job_spec, pod)
 
 
+def replication_task(
+    wf: WorkflowRef, spec: WorkflowSpec, partition: int | None, winner: int, label: str
+) -> contract.ReplicationTask:
+    rspec = spec.replication
+    assert rspec is not None  # only planned when spec.replication is set
+    targets = []
+    for d in rspec.destinations:
+        storage = d.storage or spec.storage
+        same = (
+            storage.endpoint == spec.storage.endpoint and storage.credentials_secret == spec.storage.credentials_secret
+        )
+        targets.append(
+            contract.ReplicationTarget(
+                name=d.name,
+                bucket=d.bucket,
+                prefix=d.prefix,
+                endpoint=storage.endpoint,
+                region=storage.region,
+                server_side=same,
+            )
+        )
+    partitions = None if partition is None else [contract.PartitionRef(index=partition, attempt=winner)]
+    return contract.ReplicationTask(
+        label=label,
+        output_prefix=spec.output.prefix,
+        partitions=partitions,
+        targets=targets,
+        filter_prefix=rspec.filter.prefix,
+        filter_tags=dict(rspec.filter.tags),
+        verify=rspec.verify,
+        delete_sync=rspec.delete_sync,
+        concurrency=rspec.concurrency,
+    )
+
+
+def replication_job(
+    wf: WorkflowRef, spec: WorkflowSpec, partition: int | None, attempt: int, winner: int, settings: Settings
+) -> dict[str, Any]:
+    """Copies one partition's winning outputs (``partition``), or the whole run's (None)."""
+    rspec = spec.replication
+    assert rspec is not None
+    name = names.replication_job(wf.name, partition, attempt)
+    task = replication_task(wf, spec, partition, winner, name)
+    shards = 1 if partition is not None else rspec.shards
+    env = [
+        *common_env(wf, spec),
+        {"name": Env.REPLICATION, "value": task.model_dump_json()},
+        {"name": Env.SHARD_COUNT, "value": str(shards)},
+    ]
+    for i, d in enumerate(rspec.destinations):
+        secret = (d.storage or spec.storage).credentials_secret
+        access, secret_key = contract.destination_credential_env(i)
+        env += [_secret_env(access, secret, "accessKey"), _secret_env(secret_key, secret, "secretKey")]
+    extra = {c.LABEL_ATTEMPT: str(attempt)}
+    if partition is not None:
+        extra[c.LABEL_PARTITION] = str(partition)
+    role = c.ROLE_REPLICATION if partition is not None else c.ROLE_REPLICATION_ALL
+    job_spec: dict[str, Any] = {
+        "completionMode": "Indexed",
+        "completions": shards,
+        "parallelism": shards,
+        "backoffLimitPerIndex": 0,
+        "maxFailedIndexes": 0,
+        "podReplacementPolicy": "Failed",
+        "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+    }
+    if rspec.deadline_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = rspec.deadline_seconds
+    container = _container("replicate", settings.worker_image, None, env, settings, ["replicate"])
+    return _job(wf, name, labels(wf, role, **extra), job_spec, {"containers": [container]})
+
+
 def _placement(pod: dict[str, Any], spec: WorkflowSpec) -> None:
     proc = spec.processor
     if proc.node_selector:
@@ -204,10 +276,11 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
     role = job_labels.get(c.LABEL_ROLE)
     try:
         attempt = int(job_labels.get(c.LABEL_ATTEMPT, ""))
-        partition = int(job_labels[c.LABEL_PARTITION]) if role == c.ROLE_PARTITION else None
+        has_partition = role in (c.ROLE_PARTITION, c.ROLE_REPLICATION)
+        partition = int(job_labels[c.LABEL_PARTITION]) if has_partition else None
     except (KeyError, ValueError):
         return None
-    if role not in (c.ROLE_PARTITION, c.ROLE_PARTITIONER):
+    if role not in (c.ROLE_PARTITION, c.ROLE_PARTITIONER, c.ROLE_REPLICATION, c.ROLE_REPLICATION_ALL):
         return None
     state, finished, message = JobState.ACTIVE, None, ""
     for cond in (job.get("status") or {}).get("conditions") or []:

@@ -11,3 +11,8 @@ def partitioner_job(workflow: str, attempt: int) -> str:
 
 def partition_job(workflow: str, partition: int, attempt: int) -> str:
     return f"{workflow}-p{partition}-a{attempt}"
+
+
+def replication_job(workflow: str, partition: int | None, attempt: int) -> str:
+    """Per partition ``<wf>-r<i>-a<n>``; the run-wide copy ``<wf>-repl-a<n>``."""
+    return f"{workflow}-repl-a{attempt}" if partition is None else f"{workflow}-r{partition}-a{attempt}"

@@ -13,37 +13,19 @@ so a Job deleted by hand after its success was recorded does not make the partit
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Literal
 
 from paraflow import constants as c
-from paraflow.models import Phase, WorkflowSpec, WorkflowStatus
+from paraflow.models import Phase, ReplicationSpec, ReplicationStatus, WorkflowSpec, WorkflowStatus
 from paraflow.planning import indexsets
 from paraflow.planning.conditions import get_condition, remove_condition, set_condition
-from paraflow.planning.retry import delay_seconds
+from paraflow.planning.tracking import Budget, JobFacts, JobState, Progress, schedule, track
+
+__all__ = ["JobFacts", "JobState"]
 
 TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
-
-
-class JobState(Enum):
-    ACTIVE = "active"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class JobFacts:
-    """What the planner needs to know of one child Job (extracted by the k8s adapter)."""
-
-    name: str
-    role: str
-    partition: int | None
-    attempt: int
-    state: JobState
-    finished_at: dt.datetime | None = None
-    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +45,20 @@ class Observed:
     uid: str
     redrive_token: str = ""
     plan: PlanRead | None = None
+    # Reports of finished replication Jobs the planner asked for (needs_reports), by Job name.
+    reports: Mapping[str, ReplicationTally] | None = None
+
+
+@dataclass(frozen=True)
+class ReplicationTally:
+    """One replication Job's report, summed over its pods and destinations."""
+
+    copied: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    failed: int = 0
+    deleted: int = 0
+    first_failure: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +73,15 @@ class CreatePartition:
 
 
 @dataclass(frozen=True)
+class CreateReplication:
+    """``index`` is the partition (perPartition), or 0 for the run-wide copy (afterAll)."""
+
+    index: int
+    attempt: int
+    winner: int  # the partition's winning attempt (perPartition); 0 for afterAll
+
+
+@dataclass(frozen=True)
 class Event:
     type: Literal["Normal", "Warning"]
     reason: str
@@ -86,7 +91,7 @@ class Event:
 @dataclass
 class Plan:
     status: WorkflowStatus
-    creates: list[CreatePartitioner | CreatePartition] = field(default_factory=list)
+    creates: list[CreatePartitioner | CreatePartition | CreateReplication] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     # Set when the workflow just finished: (index, winning attempt) of each succeeded partition.
     manifest: list[tuple[int, int]] | None = None
@@ -143,6 +148,17 @@ def _redrive(out: Plan, obs: Observed, now: str) -> None:
     failed = st.failed_indexes
     st.redrive.count += 1
     st.failed_indexes = ""
+    if st.replication is not None:
+        st.replication.failed_indexes = ""
+        if failed:
+            # Re-run partitions change the winners: a new manifest, and a new run-wide copy.
+            st.manifest = ""
+            if st.replication.replicated_indexes == "0":
+                last = max((j.attempt for j in obs.jobs if j.role == c.ROLE_REPLICATION_ALL), default=1)
+                st.replication.replicated_indexes = ""
+                st.replication.attempts = {str(last + 1): "0"}
+    elif failed:
+        st.manifest = ""
     st.phase, st.completion_time, st.message = "Running", None, ""
     st.conditions = remove_condition(remove_condition(st.conditions, c.COND_FAILED), c.COND_SUCCEEDED)
     out.events.append(
@@ -204,131 +220,219 @@ def _fail(out: Plan, reason: str, message: str, now: str) -> None:
     st.conditions = set_condition(st.conditions, c.COND_FAILED, "True", reason, message, st.observed_generation, now)
 
 
+def _partition_of(job: JobFacts) -> int | None:
+    return job.partition if job.role == c.ROLE_PARTITION else None
+
+
 def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     st = out.status
     total = st.partitions.total
-    latest: dict[int, int] = {}
-    for attempt_text, ranges in st.attempts.items():
-        for p in indexsets.expand(ranges):
-            latest[p] = int(attempt_text)
-    by_attempt: dict[tuple[int, int], JobFacts] = {}
-    for j in obs.jobs:
-        if j.role != c.ROLE_PARTITION or j.partition is None or j.partition >= total:
-            continue
-        by_attempt[(j.partition, j.attempt)] = j
-        latest[j.partition] = max(latest.get(j.partition, 1), j.attempt)
-
-    succeeded = indexsets.expand(st.succeeded_indexes)
-    succeeded.update(p for (p, a), j in by_attempt.items() if j.state is JobState.SUCCEEDED)
-    recorded_failed = indexsets.expand(st.failed_indexes) - succeeded
-    budget = spec.retry.max_attempts * (st.redrive.count + 1)
-
-    active: set[int] = set()
-    final_failed: set[int] = set(recorded_failed)
-    due: list[int] = []
-    waiting: dict[int, float] = {}
-    for p, a in latest.items():
-        if p in succeeded or p in recorded_failed:
-            continue
-        job = by_attempt.get((p, a))
-        if job is None:
-            continue  # never created, or deleted by hand: pending, (re)created below
-        if job.state is JobState.ACTIVE:
-            active.add(p)
-        elif job.state is JobState.FAILED:
-            if a >= budget:
-                final_failed.add(p)
-                continue
-            finished = job.finished_at or obs.now
-            wait = delay_seconds(spec.retry, a, f"{obs.uid}/{p}") - (obs.now - finished).total_seconds()
-            # A partition that had used up the previous budget is here because of a redrive: now.
-            redriven = st.redrive.count > 0 and a >= spec.retry.max_attempts * st.redrive.count
-            if wait <= 0 or redriven:
-                due.append(p)
-            else:
-                waiting[p] = wait
-
-    newly_failed = final_failed - recorded_failed
-    if newly_failed:
+    budget = Budget(spec.retry, st.redrive.count)
+    jobs = [j for j in obs.jobs if j.partition is None or j.partition < total]
+    progress = track(
+        jobs, _partition_of, st.attempts, st.succeeded_indexes, st.failed_indexes, budget, obs.uid, obs.now
+    )
+    if progress.newly_failed:
         out.events.append(
             Event(
                 "Warning",
                 "PartitionsFailed",
-                f"partition(s) {indexsets.compress(newly_failed)} failed after their last attempt",
+                f"partition(s) {indexsets.compress(progress.newly_failed)} failed after their last attempt",
             )
         )
-    breached = _breached(spec, len(final_failed), total)
-    can_start = not breached and not spec.suspend and st.phase != "Failed"
-    if can_start:
-        slots = max(0, spec.max_concurrency - len(active))
-        for p in sorted(due)[:slots]:
-            latest[p] += 1
-            out.creates.append(CreatePartition(p, latest[p]))
-        slots -= min(slots, len(due))
-        for p in _pending(total, succeeded, final_failed, active, due, waiting, by_attempt, latest, slots):
-            out.creates.append(CreatePartition(p, latest.get(p, 1)))
+    failed = progress.failed
+    breached = _breached(spec, len(failed), total)
+    if not breached and not spec.suspend and st.phase != "Failed":
+        slots = spec.max_concurrency - len(progress.active)
+        out.creates += [CreatePartition(p, a) for p, a in schedule(progress, range(total), slots)]
 
-    started = {x.index for x in out.creates if isinstance(x, CreatePartition)}
-    running = active | started
-    st.succeeded_indexes = indexsets.compress(succeeded)
-    st.failed_indexes = indexsets.compress(final_failed)
-    st.attempts = _attempt_sets(latest)
-    st.partitions.succeeded = len(succeeded)
-    st.partitions.failed = len(final_failed)
+    running = progress.active | {x.index for x in out.creates if isinstance(x, CreatePartition)}
+    st.succeeded_indexes = indexsets.compress(progress.succeeded)
+    st.failed_indexes = indexsets.compress(failed)
+    st.attempts = progress.attempt_sets()
+    st.partitions.succeeded = len(progress.succeeded)
+    st.partitions.failed = len(failed)
     st.partitions.running = len(running)
-    st.partitions.pending = total - len(succeeded) - len(final_failed) - len(running)
-    if waiting:
-        out.requeue_after = min(waiting.values())
+    st.partitions.pending = total - len(progress.succeeded) - len(failed) - len(running)
+    _requeue(out, progress)
 
+    fanned_out = len(progress.succeeded) + len(failed) == total
     if st.phase == "Failed" or breached:
         if st.phase != "Failed":
             _fail(
                 out,
                 "FailureToleranceExceeded",
-                f"{len(final_failed)} of {total} partitions failed ({indexsets.compress(final_failed)}), "
-                f"more than the tolerance allows; no new partitions start, running ones finish",
+                f"{len(failed)} of {total} partitions failed ({indexsets.compress(failed)}), more than the "
+                "tolerance allows; no new partitions start, running ones finish",
                 now,
             )
-    elif len(succeeded) + len(final_failed) == total:
-        st.phase = "Succeeded"
-        msg = f"{len(succeeded)} of {total} partitions succeeded"
-        if final_failed:
-            msg += f"; {len(final_failed)} failed within tolerance ({indexsets.compress(final_failed)})"
-        st.message = msg
-        if get_condition(st.conditions, c.COND_SUCCEEDED) is None:
-            out.manifest = [(p, latest.get(p, 1)) for p in sorted(succeeded)]
+        return
+    winners = {p: progress.latest.get(p, 1) for p in progress.succeeded}
+    if fanned_out and not st.manifest:
+        out.manifest = sorted(winners.items())
+    replicated = True
+    if spec.replication is not None:
+        replicated = replication_stage(out, spec, spec.replication, obs, winners, fanned_out, now)
+    if get_condition(st.conditions, c.COND_FAILED) is not None:
+        return
+    if fanned_out and replicated:
+        msg = f"{len(progress.succeeded)} of {total} partitions succeeded"
+        if failed:
+            msg += f"; {len(failed)} failed within tolerance ({indexsets.compress(failed)})"
+        st.phase, st.message = "Succeeded", msg
         st.conditions = set_condition(
             st.conditions, c.COND_SUCCEEDED, "True", "AllPartitionsDone", msg, obs.generation, now
         )
+    elif fanned_out:
+        st.phase = "Replicating"
     elif spec.suspend:
         st.phase = "Suspended"
     else:
         st.phase = "Running"
 
 
-def _pending(
-    total: int,
-    succeeded: set[int],
-    failed: set[int],
-    active: set[int],
-    due: list[int],
-    waiting: dict[int, float],
-    by_attempt: dict[tuple[int, int], JobFacts],
-    latest: dict[int, int],
-    limit: int,
-) -> Iterator[int]:
-    """Lowest partitions first whose current attempt has no Job yet; lazily, up to ``limit``."""
-    if limit <= 0:
-        return
-    taken = 0
-    busy = succeeded | failed | active | set(due) | set(waiting)
-    for p in range(total):
-        if p in busy or (p, latest.get(p, 1)) in by_attempt:
+def _requeue(out: Plan, progress: Progress) -> None:
+    if progress.waiting:
+        soonest = min(progress.waiting.values())
+        out.requeue_after = soonest if out.requeue_after is None else min(out.requeue_after, soonest)
+
+
+def _replication_unit(mode: str) -> Callable[[JobFacts], int | None]:
+    def unit(job: JobFacts) -> int | None:
+        if mode == "afterAll":
+            return 0 if job.role == c.ROLE_REPLICATION_ALL else None
+        return job.partition if job.role == c.ROLE_REPLICATION else None
+
+    return unit
+
+
+def needs_reports(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts]) -> list[JobFacts]:
+    """Finished replication Jobs whose outcome status does not hold yet: their reports are needed."""
+    if spec.replication is None:
+        return []
+    rs = status.replication or ReplicationStatus()
+    budget = Budget(spec.retry, status.redrive.count)
+    done, failed = indexsets.expand(rs.replicated_indexes), indexsets.expand(rs.failed_indexes)
+    unit_of = _replication_unit(spec.replication.mode)
+    wanted = []
+    for job in jobs:
+        unit = unit_of(job)
+        if unit is None or unit in done or unit in failed:
             continue
-        yield p
-        taken += 1
-        if taken >= limit:
-            return
+        if job.state is JobState.SUCCEEDED or (job.state is JobState.FAILED and job.attempt >= budget.attempts):
+            wanted.append(job)
+    return wanted
+
+
+def replication_stage(
+    out: Plan,
+    spec: WorkflowSpec,
+    rspec: ReplicationSpec,
+    obs: Observed,
+    winners: dict[int, int],
+    fanned_out: bool,
+    now: str,
+) -> bool:
+    """Plans replication Jobs and accounts finished ones; True when every output is replicated."""
+    st = out.status
+    rs = st.replication = (st.replication or ReplicationStatus()).model_copy(deep=True)
+    budget = Budget(spec.retry, st.redrive.count)
+    unit_of = _replication_unit(rspec.mode)
+    progress = track(
+        obs.jobs,
+        unit_of,
+        rs.attempts,
+        rs.replicated_indexes,
+        rs.failed_indexes,
+        budget,
+        f"{obs.uid}/replication",
+        obs.now,
+    )
+    accounted = indexsets.expand(rs.replicated_indexes) | indexsets.expand(rs.failed_indexes)
+    for (unit, attempt), job in sorted(progress.jobs.items()):
+        tally = (obs.reports or {}).get(job.name)
+        if tally is None or unit in accounted or attempt != progress.latest.get(unit):
+            continue
+        if job.state is JobState.SUCCEEDED:
+            rs.objects += tally.copied
+            rs.bytes += tally.bytes
+            rs.skipped += tally.skipped
+            rs.deleted += tally.deleted
+        else:
+            rs.failed += tally.failed
+            out.events.append(
+                Event(
+                    "Warning",
+                    "ReplicationFailed",
+                    f"replication Job {job.name} failed for good: {tally.failed} object(s) not "
+                    f"copied; first: {tally.first_failure}",
+                )
+            )
+    units_wanted: list[int] = ([0] if fanned_out else []) if rspec.mode == "afterAll" else sorted(winners)
+    if not st.manifest and rspec.mode == "afterAll":
+        units_wanted = []  # the run-wide copy reads the manifest: not before it is written
+    if out.manifest is not None and rspec.mode == "afterAll":
+        units_wanted = [0]  # written in this very pass, before any Job is created
+    if st.phase != "Failed" and not spec.suspend:
+        slots = spec.max_concurrency - len(progress.active)
+        for unit, attempt in schedule(progress, units_wanted, slots):
+            rs.start_time = rs.start_time or now
+            out.creates.append(
+                CreateReplication(unit, attempt, winners.get(unit, 0) if rspec.mode != "afterAll" else 0)
+            )
+    _requeue(out, progress)
+    rs.replicated_indexes = indexsets.compress(progress.succeeded)
+    rs.failed_indexes = indexsets.compress(progress.failed)
+    rs.attempts = progress.attempt_sets()
+    total_units = 1 if rspec.mode == "afterAll" else len(winners)
+    rs.pending = max(
+        0,
+        (len(winners) if rspec.mode != "afterAll" else (1 if fanned_out else 0))
+        - len(progress.succeeded)
+        - len(progress.failed),
+    )
+    if progress.failed:
+        _fail(
+            out,
+            "ReplicationFailed",
+            f"replication failed for {'the run' if rspec.mode == 'afterAll' else 'partition(s) '}"
+            f"{'' if rspec.mode == 'afterAll' else indexsets.compress(progress.failed)} after its last attempt; "
+            "a redrive retries it",
+            now,
+        )
+        return False
+    _deadline(out, rspec, obs, now)
+    complete = fanned_out and len(progress.succeeded) == total_units
+    if complete:
+        st.conditions = set_condition(
+            st.conditions,
+            c.COND_REPLICATED,
+            "True",
+            "AllReplicated",
+            f"{rs.objects} objects ({rs.bytes} bytes) copied, {rs.skipped} already "
+            f"there, to {len(rspec.destinations)} destination(s)",
+            obs.generation,
+            now,
+        )
+    return complete
+
+
+def _deadline(out: Plan, rspec: ReplicationSpec, obs: Observed, now: str) -> None:
+    rs = out.status.replication
+    if rspec.deadline_seconds is None or rs is None or rs.start_time is None:
+        return
+    if get_condition(out.status.conditions, c.COND_REPLICATION_LATE) is not None:
+        return
+    started = dt.datetime.fromisoformat(rs.start_time.replace("Z", "+00:00"))
+    late = (obs.now - started).total_seconds() - rspec.deadline_seconds
+    if late < 0:
+        out.requeue_after = min(out.requeue_after or -late, -late)
+        return
+    message = f"replication has run longer than its deadline of {rspec.deadline_seconds}s"
+    out.status.conditions = set_condition(
+        out.status.conditions, c.COND_REPLICATION_LATE, "True", "DeadlineExceeded", message, obs.generation, now
+    )
+    out.events.append(Event("Warning", "ReplicationDeadlineExceeded", message))
 
 
 def _breached(spec: WorkflowSpec, failed: int, total: int) -> bool:
@@ -341,14 +445,6 @@ def _breached(spec: WorkflowSpec, failed: int, total: int) -> bool:
     over_count = tol.count is not None and failed > tol.count
     over_pct = tol.percentage is not None and failed * 100.0 / total > tol.percentage
     return over_count or over_pct
-
-
-def _attempt_sets(latest: dict[int, int]) -> dict[str, str]:
-    groups: dict[int, list[int]] = {}
-    for p, a in latest.items():
-        if a > 1:
-            groups.setdefault(a, []).append(p)
-    return {str(a): indexsets.compress(ps) for a, ps in sorted(groups.items())}
 
 
 def _finish(out: Plan, before: WorkflowStatus, obs: Observed, now: str) -> Plan:

@@ -17,9 +17,9 @@ from minio import Minio
 from minio.error import S3Error
 from pydantic import ValidationError
 
-from paraflow.planning.planner import PlanRead
+from paraflow.planning.planner import PlanRead, ReplicationTally
 from paraflow_worker import contract
-from paraflow_worker.contract import ManifestPartition, PlanSummary, ResultManifest
+from paraflow_worker.contract import ManifestPartition, PlanSummary, ReplicationReport, ResultManifest
 from paraflow_worker.storage import get_json, make_client, put_json
 
 
@@ -116,3 +116,28 @@ def write_manifest(
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise StorageUnavailable(f"cannot reach MinIO: {_cause(e)}") from e
     return f"s3://{bucket}/{key}"
+
+
+def read_replication_tally(client: Minio, bucket: str, run: str, label: str) -> ReplicationTally:
+    """Sums the reports of one replication Job's pods; a pod that died before reporting says so."""
+    copied = size = skipped = failed = deleted = 0
+    first = ""
+    prefix = f"{run}replication/{label}/"
+    try:
+        keys = [o.object_name or "" for o in client.list_objects(bucket, prefix=prefix)]
+        reports = [get_json(client, bucket, key, ReplicationReport) for key in keys]
+    except S3Error as e:
+        raise StorageUnavailable(f"reading replication reports under s3://{bucket}/{prefix}: {e.code}") from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise StorageUnavailable(f"cannot reach MinIO: {_cause(e)}") from e
+    for report in reports:
+        for target in report.targets:
+            copied, size, skipped = copied + target.copied, size + target.bytes, skipped + target.skipped
+            failed, deleted = failed + target.failed, deleted + target.deleted
+            if target.failures and not first:
+                first = f"{target.name}: {target.failures[0].key}: {target.failures[0].reason}"
+    if not reports:
+        first = "no report: the replication pod failed before writing one (see its logs)"
+    return ReplicationTally(
+        copied=copied, bytes=size, skipped=skipped, failed=failed, deleted=deleted, first_failure=first
+    )

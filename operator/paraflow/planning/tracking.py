@@ -1,0 +1,148 @@
+"""Where every *unit* of work stands: a partition's processing, or its replication.
+
+A unit runs as numbered attempts, each one Job. From the Jobs observed and the sets already
+recorded in status, :func:`track` tells which units succeeded, failed for good, are running,
+are due for a retry, or wait for their backoff; :func:`schedule` picks what to start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+from paraflow.models import RetrySpec
+from paraflow.planning import indexsets
+from paraflow.planning.retry import delay_seconds
+
+
+class JobState(Enum):
+    ACTIVE = "active"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What the planner needs to know of one child Job (extracted by the k8s adapter)."""
+
+    name: str
+    role: str
+    partition: int | None
+    attempt: int
+    state: JobState
+    finished_at: dt.datetime | None = None
+    message: str = ""
+
+
+@dataclass
+class Progress:
+    latest: dict[int, int] = field(default_factory=dict)
+    jobs: dict[tuple[int, int], JobFacts] = field(default_factory=dict)
+    succeeded: set[int] = field(default_factory=set)
+    failed: set[int] = field(default_factory=set)
+    newly_failed: set[int] = field(default_factory=set)
+    active: set[int] = field(default_factory=set)
+    due: list[int] = field(default_factory=list)
+    waiting: dict[int, float] = field(default_factory=dict)
+
+    def current_job(self, unit: int) -> JobFacts | None:
+        return self.jobs.get((unit, self.latest.get(unit, 1)))
+
+    def attempt_sets(self) -> dict[str, str]:
+        """Attempt number -> units whose latest attempt it is; only attempts above 1."""
+        groups: dict[int, list[int]] = {}
+        for unit, attempt in self.latest.items():
+            if attempt > 1:
+                groups.setdefault(attempt, []).append(unit)
+        return {str(a): indexsets.compress(units) for a, units in sorted(groups.items())}
+
+
+@dataclass(frozen=True)
+class Budget:
+    retry: RetrySpec
+    redrives: int
+
+    @property
+    def attempts(self) -> int:
+        """After r redrives, every unit may use up to maxAttempts x (r + 1) attempts in total."""
+        return self.retry.max_attempts * (self.redrives + 1)
+
+    def redriven(self, attempt: int) -> bool:
+        """A unit that had used up the previous budget is retried because of a redrive: at once."""
+        return self.redrives > 0 and attempt >= self.retry.max_attempts * self.redrives
+
+
+def track(
+    jobs: Iterable[JobFacts],
+    unit_of: Callable[[JobFacts], int | None],
+    attempts: dict[str, str],
+    succeeded: str,
+    failed: str,
+    budget: Budget,
+    seed: str,
+    now: dt.datetime,
+) -> Progress:
+    out = Progress()
+    for attempt_text, ranges in attempts.items():
+        for unit in indexsets.expand(ranges):
+            out.latest[unit] = int(attempt_text)
+    for facts in jobs:
+        owner = unit_of(facts)
+        if owner is None:
+            continue
+        out.jobs[(owner, facts.attempt)] = facts
+        out.latest[owner] = max(out.latest.get(owner, 1), facts.attempt)
+    out.succeeded = indexsets.expand(succeeded)
+    # Only the current attempt counts: after a redrive bumps a unit's attempt, its old success
+    # no longer does.
+    out.succeeded.update(u for (u, a), j in out.jobs.items() if j.state is JobState.SUCCEEDED and a == out.latest[u])
+    recorded_failed = indexsets.expand(failed) - out.succeeded
+    out.failed = set(recorded_failed)
+    for unit, attempt in out.latest.items():
+        if unit in out.succeeded or unit in recorded_failed:
+            continue
+        job = out.jobs.get((unit, attempt))
+        if job is None:
+            continue  # never created, or deleted by hand: pending, (re)created by schedule()
+        if job.state is JobState.ACTIVE:
+            out.active.add(unit)
+        elif job.state is JobState.FAILED:
+            if attempt >= budget.attempts:
+                out.failed.add(unit)
+                continue
+            finished = job.finished_at or now
+            wait = delay_seconds(budget.retry, attempt, f"{seed}/{unit}") - (now - finished).total_seconds()
+            if wait <= 0 or budget.redriven(attempt):
+                out.due.append(unit)
+            else:
+                out.waiting[unit] = wait
+    out.newly_failed = out.failed - recorded_failed
+    return out
+
+
+def schedule(progress: Progress, candidates: Iterable[int], slots: int) -> list[tuple[int, int]]:
+    """Up to ``slots`` (unit, attempt) to start: due retries first, then candidates in order
+    whose current attempt has no Job yet. Updates ``progress.latest`` for the retries."""
+    starts: list[tuple[int, int]] = []
+    for unit in sorted(progress.due)[: max(0, slots)]:
+        progress.latest[unit] += 1
+        starts.append((unit, progress.latest[unit]))
+    starts.extend(_fresh(progress, candidates, slots - len(starts)))
+    return starts
+
+
+def _fresh(progress: Progress, candidates: Iterable[int], limit: int) -> Iterator[tuple[int, int]]:
+    if limit <= 0:
+        return
+    busy = progress.succeeded | progress.failed | progress.active | set(progress.due) | set(progress.waiting)
+    taken = 0
+    for unit in candidates:
+        attempt = progress.latest.get(unit, 1)
+        if unit in busy or (unit, attempt) in progress.jobs:
+            continue
+        yield unit, attempt
+        taken += 1
+        if taken >= limit:
+            return

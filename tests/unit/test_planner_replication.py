@@ -1,0 +1,99 @@
+"""The planner's replication stage: pipelined per partition, or one run-wide copy after all."""
+
+from __future__ import annotations
+
+from paraflow import constants as c
+from paraflow.models import WorkflowStatus
+from paraflow.planning import planner
+from paraflow.planning.planner import CreatePartition, CreateReplication, JobFacts, JobState, ReplicationTally
+from tests.unit.builders import T0, make_spec
+from tests.unit.test_planner import observe, part, partitioned
+
+DESTS = [{"name": "archive", "bucket": "archive"}]
+
+
+def repl(p: int | None, a: int, state: JobState) -> JobFacts:
+    role = c.ROLE_REPLICATION if p is not None else c.ROLE_REPLICATION_ALL
+    name = f"wf-r{p}-a{a}" if p is not None else f"wf-repl-a{a}"
+    return JobFacts(name, role, p, a, state, T0 if state is not JobState.ACTIVE else None)
+
+
+def spec(mode: str = "perPartition", **kw: object):  # type: ignore[no-untyped-def]
+    return make_spec(replication={"mode": mode, "destinations": DESTS}, **kw)
+
+
+def test_per_partition_replication_starts_as_soon_as_a_partition_succeeds() -> None:
+    result = planner.plan(
+        spec(maxConcurrency=2), partitioned(3), observe(part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.ACTIVE))
+    )
+    assert CreateReplication(0, 1, winner=1) in result.creates
+    assert CreatePartition(2, 1) in result.creates
+    assert result.status.phase == "Running"
+    assert result.status.replication is not None and result.status.replication.pending == 1
+
+
+def test_replication_copies_the_winning_attempt() -> None:
+    result = planner.plan(spec(), partitioned(1), observe(part(0, 1, JobState.FAILED), part(0, 2, JobState.SUCCEEDED)))
+    assert result.creates == [CreateReplication(0, 1, winner=2)]
+
+
+def test_the_workflow_is_replicating_until_every_partition_is_copied_then_succeeds() -> None:
+    jobs = [
+        part(0, 1, JobState.SUCCEEDED),
+        part(1, 1, JobState.SUCCEEDED),
+        repl(0, 1, JobState.SUCCEEDED),
+        repl(1, 1, JobState.ACTIVE),
+    ]
+    tally = {"wf-r0-a1": ReplicationTally(copied=3, bytes=300, skipped=1)}
+    middle = planner.plan(spec(), partitioned(2), observe(*jobs)).status
+    assert middle.phase == "Replicating"
+    # The report is read once the Job finished; counts go into status, once.
+    counted = planner.plan(
+        spec(), partitioned(2), planner.Observed(jobs=jobs, generation=1, now=T0, uid="uid-1", reports=tally)
+    ).status
+    assert counted.replication is not None
+    assert (counted.replication.objects, counted.replication.bytes, counted.replication.skipped) == (3, 300, 1)
+    jobs[-1] = repl(1, 1, JobState.SUCCEEDED)
+    done = planner.plan(
+        spec(),
+        counted,
+        planner.Observed(
+            jobs=jobs, generation=1, now=T0, uid="uid-1", reports={"wf-r1-a1": ReplicationTally(copied=2, bytes=20)}
+        ),
+    )
+    assert done.status.phase == "Succeeded"
+    assert done.status.replication is not None and done.status.replication.objects == 5
+    assert any(x.type == c.COND_REPLICATED and x.status == "True" for x in done.status.conditions)
+
+
+def test_after_all_waits_for_the_fan_out_and_the_manifest() -> None:
+    running = planner.plan(
+        spec("afterAll"), partitioned(2), observe(part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.ACTIVE))
+    )
+    assert not any(isinstance(x, CreateReplication) for x in running.creates)
+    fanned = planner.plan(
+        spec("afterAll"), partitioned(2), observe(part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.SUCCEEDED))
+    )
+    assert fanned.manifest == [(0, 1), (1, 1)]
+    assert fanned.creates == [CreateReplication(0, 1, winner=0)]
+    assert fanned.status.phase == "Replicating"
+
+
+def test_replication_that_fails_every_attempt_fails_the_workflow_and_a_redrive_retries_it() -> None:
+    s = spec(**{"retry.maxAttempts": 1})
+    jobs = [part(0, 1, JobState.SUCCEEDED), repl(0, 1, JobState.FAILED)]
+    tally = {"wf-r0-a1": ReplicationTally(failed=2, first_failure="archive: p0/x: NoSuchBucket")}
+    failed = planner.plan(s, partitioned(1), planner.Observed(jobs=jobs, generation=1, now=T0, uid="u", reports=tally))
+    assert failed.status.phase == "Failed"
+    assert failed.status.conditions[-1].reason == "ReplicationFailed"
+    assert any(e.reason == "ReplicationFailed" and "NoSuchBucket" in e.message for e in failed.events)
+    redriven = planner.plan(s, failed.status, observe(*jobs, redrive="again"))
+    assert redriven.creates == [CreateReplication(0, 2, winner=1)]
+    assert redriven.status.phase == "Replicating"
+
+
+def test_without_replication_status_has_no_replication_block() -> None:
+    result = planner.plan(make_spec(), partitioned(1), observe(part(0, 1, JobState.SUCCEEDED)))
+    assert result.status.replication is None
+    assert result.status.phase == "Succeeded"
+    assert isinstance(result.status, WorkflowStatus)
