@@ -20,6 +20,7 @@ listing the source. For each target:
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import threading
 import time
@@ -118,6 +119,21 @@ class Counters:
             if len(self.failures) < 100:
                 self.failures.append(Failure(key=key, reason=reason[:1024]))
 
+    @classmethod
+    def combine(cls, name: str, parts: list[Counters]) -> Counters:
+        total = cls(name)
+        for part in parts:
+            total.add(copied=part.copied, skipped=part.skipped, deleted=part.deleted, size=part.bytes)
+            total.failed += part.failed
+            total.failures.extend(part.failures[: 100 - len(total.failures)])
+        return total
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, lock=threading.Lock())
+
     def report(self) -> TargetReport:
         return TargetReport(
             name=self.name,
@@ -189,22 +205,41 @@ class Replicator:
             return False
         return all(obj.tags.get(k) == v for k, v in self.task.filter_tags.items())
 
-    def run(self, work: list[Work], shard: int = 0, shards: int = 1) -> ReplicationReport:
+    def run(self, work: list[Work], shard: int = 0, shards: int = 1, processes: int = 1) -> ReplicationReport:
         """Copies this shard's share (by hash of the source key); deletes, with deleteSync, the
-        extraneous replicas this shard owns (by hash of the replica key), knowing all shards' work."""
+        extraneous replicas this shard owns (by hash of the replica key), knowing all shards' work.
+
+        With ``processes`` > 1 the copies are split over that many forked processes (each with
+        its own clients, from the env): one Python process cannot use more than one core."""
         mine = [w for w in work if shard_of(w.obj.key, shards) == shard]
         reports = []
-        for target, client in self.targets:
-            counters = Counters(target.name)
+        for index, (target, client) in enumerate(self.targets):
             existing = self._existing(client, target)
-            with ThreadPoolExecutor(self.task.concurrency) as pool:
-                list(pool.map(self._one, repeat(client), repeat(target), mine, repeat(existing), repeat(counters)))
+            if processes > 1 and len(mine) >= 4 * processes:
+                chunks = [mine[i::processes] for i in range(processes)]
+                with multiprocessing.get_context("fork").Pool(processes) as pool:
+                    parts = pool.starmap(_copy_in_child, [(self.task, self.bucket, index, c, existing) for c in chunks])
+                counters = Counters.combine(target.name, parts)
+            else:
+                counters = Counters(target.name)
+                self._copy_all(client, target, mine, existing, counters)
             if self.task.delete_sync:
                 wanted = {self._dest_key(target, w) for w in work}
                 extraneous = [k for k in existing if k not in wanted and shard_of(k, shards) == shard]
                 self._delete(client, target, extraneous, counters)
             reports.append(counters.report())
         return ReplicationReport(label=self.task.label, shard=shard, targets=reports)
+
+    def _copy_all(
+        self,
+        client: Minio,
+        target: ReplicationTarget,
+        work: list[Work],
+        existing: dict[str, tuple[int, str]],
+        counters: Counters,
+    ) -> None:
+        with ThreadPoolExecutor(self.task.concurrency) as pool:
+            list(pool.map(self._one, repeat(client), repeat(target), work, repeat(existing), repeat(counters)))
 
     def _existing(self, client: Minio, target: ReplicationTarget) -> dict[str, tuple[int, str]]:
         """Key -> (size, recorded sha256) of what the target already holds, in one listing."""
@@ -339,6 +374,17 @@ def _copy_object(
     return etag.strip('"')
 
 
+def _copy_in_child(
+    task: ReplicationTask, bucket: str, index: int, work: list[Work], existing: dict[str, tuple[int, str]]
+) -> Counters:
+    """Runs in a forked process: fresh clients (never the parent's sockets), one target."""
+    replicator = Replicator(client_from_env(), bucket, task, target_clients(task))
+    target, client = replicator.targets[index]
+    counters = Counters(target.name)
+    replicator._copy_all(client, target, work, existing, counters)
+    return counters
+
+
 def target_clients(task: ReplicationTask) -> list[Minio]:
     clients = []
     for i, target in enumerate(task.targets):
@@ -365,7 +411,8 @@ def main() -> None:
     source = client_from_env()
     bucket, run = env[Env.RUN_BUCKET], env[Env.RUN_PREFIX]
     replicator = Replicator(source, bucket, task, target_clients(task))
-    report = replicator.run(replicator.work(run), shard, shards)
+    processes = int(env.get("PARAFLOW_REPLICATION_PROCESSES", "0") or 0) or min(4, os.cpu_count() or 1)
+    report = replicator.run(replicator.work(run), shard, shards, processes)
     put_json(source, bucket, contract.replication_report_key(run, task.label, shard), report)
     for t in report.targets:
         print(
