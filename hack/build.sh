@@ -15,7 +15,7 @@ build_k8s() {
   have kubernetes "$K8S_VERSION" kubectl && have kubernetes "$K8S_VERSION" kube-apiserver && return 0
   log "building Kubernetes v$K8S_VERSION (kube-apiserver, controller-manager, scheduler, kubectl, kubelet)"
   local work; work=$(mktemp -d)
-  local minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+  local minor=$K8S_MINOR
   local staging="0.${K8S_VERSION#*.}"
   (
     cd "$work"
@@ -57,19 +57,24 @@ build_etcd() {
   rm -rf "$out" "$work"; mv "$out.tmp" "$out"
 }
 
-go_install() { # name version binary module-path@version
+go_install() { # name version binary module-path@version [extra ldflags]
   have "$1" "$2" "$3" && return 0
   log "go install $4"
   local out; out=$(bin_dir "$1" "$2")
   mkdir -p "$out.tmp"
-  GOBIN="$out.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$4"
+  GOBIN="$out.tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w ${5:-}" "$4"
   rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
 build_kwok() { go_install kwok "$KWOK_VERSION" kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
 build_minio() { go_install minio "$MINIO_VERSION" minio "github.com/minio/minio@$MINIO_VERSION"; }
 build_mc() { go_install mc "$MC_VERSION" mc "github.com/minio/mc@$MC_VERSION"; }
-build_helm() { go_install helm "$HELM_VERSION" helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; }
+# `go install` skips helm's Makefile ldflags: without them it reports "v3.21" and renders
+# charts for Kubernetes v1.20, failing any chart with a kubeVersion constraint.
+build_helm() {
+  go_install helm "$HELM_KEY" helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$K8S_MINOR"
+}
 
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do

@@ -204,7 +204,7 @@ cmd_status() {
 cmd_env() {
   cat <<ENV
 export KUBECONFIG=$KUBECONFIG_FILE
-export PATH=$K8S_BIN:$(bin_dir helm "$HELM_VERSION"):$(bin_dir mc "$MC_VERSION"):\$PATH
+export PATH=$K8S_BIN:$(bin_dir helm "$HELM_KEY"):$(bin_dir mc "$MC_VERSION"):\$PATH
 export PARAFLOW_TEST_S3_ENDPOINT=http://127.0.0.1:$MINIO_PORT
 export PARAFLOW_TEST_S3_ENDPOINT_2=http://127.0.0.1:$MINIO2_PORT
 export PARAFLOW_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY

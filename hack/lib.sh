@@ -19,3 +19,7 @@ log() { printf '\033[1;34m[paraflow]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[paraflow] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 bin_dir() { echo "$CACHE_DIR/bin/$1-$2"; }
+
+K8S_MINOR=${K8S_VERSION#*.}; K8S_MINOR=${K8S_MINOR%%.*}
+# helm is built for one Kubernetes minor (its default capabilities): keyed by both versions.
+HELM_KEY=$HELM_VERSION-k8s1.$K8S_MINOR

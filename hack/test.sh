@@ -19,6 +19,7 @@ ruff check --quiet .
 mypy
 lint-imports --no-cache >/dev/null
 python -m paraflow.crdgen --check
+"$HACK_DIR/render-deploy.sh" --check
 
 # Our images, built with no registry (a Docker engine is started if none answers).
 "$HACK_DIR/images.sh"

@@ -19,6 +19,7 @@ TEST_SETTINGS = {
     "PARAFLOW_ERROR_BACKOFF_SECONDS": "0.5",
     "PARAFLOW_ERROR_BACKOFF_MAX_SECONDS": "5",
     "PARAFLOW_WORKER_IMAGE": "paraflow/worker:0.1.0",
+    "PARAFLOW_METRICS_PORT": "0",  # the Helm-installed operator of the chart tests serves 9090
 }
 
 

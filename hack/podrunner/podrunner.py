@@ -10,6 +10,10 @@ really flows (e.g. into MinIO). What it does, and what it deliberately does not:
   Indexed Jobs their ``JOB_COMPLETION_INDEX`` - node name, pod and host IP) and ``envFrom``.
   A missing secret or key leaves the pod Pending with ``CreateContainerConfigError``.
 - Status goes Pending -> Running -> Succeeded/Failed with the real exit code of each container.
+- The pod's ServiceAccount token (unless ``automountServiceAccountToken: false``) is requested
+  with the TokenRequest API, bound to the pod, and handed to the process as a kubeconfig file
+  in ``KUBECONFIG`` (in-cluster config needs fixed paths a shared host cannot give each pod), so
+  a pod acts with exactly its ServiceAccount's rights.
 - Logs go to ``<log-dir>/<namespace>_<pod>_<container>.log`` (there is no kubelet log API).
 - Deleting a pod sends SIGTERM to its process group, SIGKILL after the grace period (capped at
   10 s), marks it Failed if it was still running, then removes the pod object.
@@ -366,6 +370,41 @@ class PodRunner:
             "PYTHONUNBUFFERED": "1",
         }
         return c, [*command, *args], {**base, **env}, str(scratch)
+
+    def service_account_kubeconfig(self, pod: Any, scratch: Path) -> str:
+        account = pod.spec.service_account_name or "default"
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(
+                audiences=[],
+                expiration_seconds=3600,
+                bound_object_ref=client.V1BoundObjectReference(
+                    kind="Pod", api_version="v1", name=pod.metadata.name, uid=pod.metadata.uid
+                ),
+            )
+        )
+        try:
+            token = self.core.create_namespaced_service_account_token(account, pod.metadata.namespace, request)
+        except ApiException as e:
+            raise ConfigError(
+                "CreateContainerConfigError", f"cannot get a token for ServiceAccount {account}: {e.reason}"
+            ) from e
+        conf = client.Configuration.get_default_copy()
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "pod",
+            "clusters": [
+                {"name": "cluster", "cluster": {"server": conf.host, "certificate-authority": conf.ssl_ca_cert}}
+            ],
+            "users": [{"name": account, "user": {"token": token.status.token}}],
+            "contexts": [
+                {"name": "pod", "context": {"cluster": "cluster", "user": account, "namespace": pod.metadata.namespace}}
+            ],
+        }
+        path = scratch / "serviceaccount.kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig))
+        path.chmod(0o600)
+        return str(path)
 
     def image_for(self, image: str) -> ImageEntry:
         for entry in self.images:

@@ -47,11 +47,48 @@ def operator(
     )
 
 
-def _custom_api() -> Any:
-    from kubernetes import client, config
+def _load_config() -> None:
+    from kubernetes import config
 
-    config.load_kube_config()  # type: ignore[no-untyped-call]
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def _custom_api() -> Any:
+    from kubernetes import client
+
+    _load_config()
     return client.CustomObjectsApi()
+
+
+@app.command("check-install")
+def check_install(
+    namespace: Annotated[str, typer.Option("--namespace", "-n")],
+    deployment: Annotated[str, typer.Option()] = "paraflow",
+    timeout: Annotated[float, typer.Option()] = 120,
+) -> None:
+    """Exit 0 once the CRD is served and the operator Deployment is available (helm test)."""
+    from kubernetes import client
+
+    _load_config()
+    crd_name = f"{c.PLURAL}.{c.GROUP}"
+    deadline = time.monotonic() + timeout
+    problem = ""
+    while time.monotonic() < deadline:
+        crd = client.ApiextensionsV1Api().read_custom_resource_definition(crd_name)
+        conditions = (crd.status.conditions if crd.status else None) or []
+        served = any(x.type == "Established" and x.status == "True" for x in conditions)
+        dep = client.AppsV1Api().read_namespaced_deployment(deployment, namespace)
+        available = dep.status is not None and (dep.status.available_replicas or 0) >= 1
+        if served and available:
+            console.print(f"CRD {crd_name} is served; deployment {namespace}/{deployment} is available")
+            return
+        problem = "CRD not established" if not served else f"deployment {namespace}/{deployment} not available"
+        time.sleep(2)
+    console.print(f"[red]{problem} after {timeout:.0f}s[/]")
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -16,6 +16,7 @@ import kopf
 from kubernetes import client, config
 
 from paraflow import constants as c
+from paraflow import metrics
 from paraflow.k8s.api import KubeApi
 from paraflow.k8s.builders import job_facts
 from paraflow.loops import WorkflowLoops
@@ -55,6 +56,7 @@ async def startup(
         ours.api_request_timeout_seconds,
     )
     reconciler = Reconciler(api, ours, emit=_emit)
+    metrics.serve(ours.metrics_port)
     assert workflow_jobs is not None  # kopf creates every index before the startup handlers
     index = workflow_jobs
     # Resource handlers get shallow copies of this memo: objects stored here are shared by all.

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from paraflow import metrics
 from paraflow.planning.planner import JobFacts
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class WorkflowLoops:
             loop.wake.set()
 
     async def forget(self, uid: str) -> None:
+        metrics.observe(uid, None)
         loop = self.loops.pop(uid, None)
         if loop is not None and loop.task is not None:
             loop.task.cancel()
@@ -69,11 +71,13 @@ class WorkflowLoops:
         while True:
             loop.wake.clear()
             try:
+                metrics.PASSES.inc()
                 delay = await self.run_pass(loop.body, self.jobs_of(uid))
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as e:
+                metrics.API_ERRORS.labels(type(e).__name__).inc()
                 failures += 1
                 delay = min(self.backoff * 2 ** (failures - 1), self.backoff_max)
                 meta = loop.body.get("metadata", {})

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from paraflow import constants as c
+from paraflow import metrics
 from paraflow.k8s import builders
 from paraflow.k8s.api import KubeApi, SecretMissing
 from paraflow.k8s.builders import WorkflowRef
@@ -114,6 +115,7 @@ class Reconciler:
                 return await self._block(body, wf, before, status, generation, stamp, e)
         await self._create_children(wf, spec, result)
         await self._write_status(wf, before, result.status)
+        metrics.observe(wf.uid, result.status)
         for event in result.events:
             self.emit(body, event)
         if await self._expired(wf, spec, result.status, now):
@@ -191,7 +193,8 @@ class Reconciler:
             else:
                 body = builders.partitioner_job(wf, spec, result.status.redrive.count + 1, self.settings)
             async with gate:
-                await self.api.create_job(body)
+                if await self.api.create_job(body):
+                    metrics.JOBS_CREATED.labels(body["metadata"]["labels"][c.LABEL_ROLE]).inc()
 
         await asyncio.gather(*(create(a) for a in result.creates))
         log.info("%s/%s: created %d Job(s)", wf.namespace, wf.name, len(result.creates))

@@ -31,3 +31,5 @@ class Settings(BaseSettings):
     watch_server_timeout_seconds: int = Field(300, ge=10)
     watch_client_timeout_seconds: float = Field(330.0, ge=10)
     secret_cache_seconds: float = Field(10.0, ge=0)
+    # Prometheus metrics on this port; 0 turns them off.
+    metrics_port: int = Field(9090, ge=0, le=65535)

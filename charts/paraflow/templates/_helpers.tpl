@@ -1,0 +1,45 @@
+{{- define "paraflow.fullname" -}}
+{{- if contains .Chart.Name .Release.Name }}{{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{ end }}
+{{- end }}
+
+{{- define "paraflow.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end }}
+
+{{- define "paraflow.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "paraflow.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}{{ default (include "paraflow.fullname" .) .Values.serviceAccount.name }}
+{{- else }}{{ required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}{{ end }}
+{{- end }}
+
+{{- define "paraflow.image" -}}
+{{ .repository }}:{{ default $.appVersion .tag }}
+{{- end }}
+
+{{/* The rules the operator needs in each namespace it watches; the reasons are in docs/operations.md. */}}
+{{- define "paraflow.namespacedRules" -}}
+- apiGroups: [paraflow.dev]
+  resources: [parallelworkflows]
+  verbs: [get, list, watch, patch, delete]
+- apiGroups: [paraflow.dev]
+  resources: [parallelworkflows/status]
+  verbs: [get, patch]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}

@@ -1,0 +1,155 @@
+"""The Helm chart for real: lint, server-side dry run, install, helm test, a workflow run by the
+installed operator with its own ServiceAccount (not admin), least-privilege checks, no
+credential leaks, upgrade with a changed value, uninstall."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from minio import Minio
+
+from tests.operator_process import OperatorProcess
+from tests.support import wait_for
+from tests.workflows import create, events, get, upload_inputs, wait_phase, workflow
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "paraflow"
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f'{name} is not on PATH: eval "$(hack/cluster.sh env)" puts the built one there')
+    return path
+
+
+def run(*args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_the_chart_lints_and_renders_objects_the_apiserver_accepts(crd: None) -> None:
+    run(tool("helm"), "lint", "--strict", str(CHART))
+    for values in (
+        ["--set", "watch.clusterWide=true"],
+        ["--set", "watch.clusterWide=false", "--set", "watch.namespaces={a,b}"],
+    ):
+        rendered = run(tool("helm"), "template", "pf", str(CHART), "-n", "default", *values)
+        out = run(tool("kubectl"), "apply", "--dry-run=server", "-f", "-", stdin=rendered)
+        assert "deployment.apps/pf-paraflow created (server dry run)" in out
+
+
+def test_the_plain_manifests_apply_on_the_server(crd: None) -> None:
+    manifests = (CHART.parents[1] / "deploy" / "paraflow.yaml").read_text()
+    out = run(
+        tool("kubectl"), "apply", "--server-side", "--dry-run=server", "--force-conflicts", "-f", "-", stdin=manifests
+    )
+    assert "deployment.apps/paraflow serverside-applied (server dry run)" in out
+
+
+def test_values_outside_the_schema_are_refused() -> None:
+    done = subprocess.run(
+        [tool("helm"), "template", "pf", str(CHART), "--set", "settings.apiThreads=0"], capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert "apiThreads" in done.stderr
+
+
+@pytest.fixture
+def release_namespace(core: client.CoreV1Api) -> str:
+    return f"paraflow-system-{uuid.uuid4().hex[:5]}"
+
+
+def can_i(sa: str, *args: str) -> bool:
+    done = subprocess.run([tool("kubectl"), "auth", "can-i", *args, f"--as={sa}"], capture_output=True, text=True)
+    return done.stdout.strip() == "yes"
+
+
+def test_install_test_run_upgrade_uninstall_with_least_privilege(
+    operator_session: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    s3: Minio,
+    namespace: str,
+    bucket: str,
+    release_namespace: str,
+    test_env: dict[str, str],
+) -> None:
+    helm, rel, relns = tool("helm"), "pf", release_namespace
+    operator_session.kill()  # only the Helm-installed operator may act in this test
+    try:
+        run(
+            helm,
+            "install",
+            rel,
+            str(CHART),
+            "-n",
+            relns,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "180s",
+            "--set",
+            "watch.clusterWide=false",
+            "--set",
+            f"watch.namespaces={{{namespace}}}",
+        )
+        run(helm, "test", rel, "-n", relns, "--timeout", "180s")
+
+        sa = f"system:serviceaccount:{relns}:pf-paraflow"
+        assert can_i(sa, "create", "jobs", "-n", namespace)
+        assert can_i(sa, "get", "secrets", "-n", namespace)
+        assert not can_i(sa, "get", "secrets", "-n", "kube-system"), "Secrets outside the watched namespaces"
+        assert not can_i(sa, "list", "secrets", "-n", namespace), "listing every Secret is more than it needs"
+        assert not can_i(sa, "delete", "nodes")
+        assert not can_i(sa, "delete", "jobs", "-n", namespace)
+        assert not can_i(sa, "create", "pods", "-n", namespace)
+
+        upload_inputs(s3, bucket, 9)
+        create(custom, namespace, workflow("helmrun", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket))
+        done = wait_phase(custom, namespace, "helmrun", {"Succeeded", "Failed"}, 180)
+        assert done["status"]["phase"] == "Succeeded", done["status"]
+
+        secret = test_env["PARAFLOW_TEST_S3_SECRET_KEY"]
+        assert secret not in json.dumps(get(custom, namespace, "helmrun"))
+        assert secret not in json.dumps(events(core, namespace, "helmrun"))
+        logs_dir = Path(os.environ.get("PARAFLOW_TEST_POD_LOGS", "/tmp/paraflow-cluster/pod-logs"))
+        operator_logs = list(logs_dir.glob(f"{relns}_pf-paraflow-*_operator.log"))
+        assert operator_logs, f"no operator log under {logs_dir}"
+        assert all(secret not in p.read_text(errors="replace") for p in operator_logs)
+
+        run(
+            helm,
+            "upgrade",
+            rel,
+            str(CHART),
+            "-n",
+            relns,
+            "--reuse-values",
+            "--set",
+            "settings.resyncSeconds=7",
+            "--wait",
+            "--timeout",
+            "180s",
+        )
+        apps = client.AppsV1Api()
+        env = {
+            e.name: e.value
+            for e in apps.read_namespaced_deployment("pf-paraflow", relns).spec.template.spec.containers[0].env
+        }
+        assert env["PARAFLOW_RESYNC_SECONDS"] == "7"
+
+        run(helm, "uninstall", rel, "-n", relns, "--wait", "--timeout", "120s")
+        assert not apps.list_namespaced_deployment(relns).items
+        wait_for(lambda: not core.list_namespaced_pod(relns).items, 60, "operator pods to go")
+        assert client.ApiextensionsV1Api().read_custom_resource_definition("parallelworkflows.paraflow.dev")
+    finally:
+        subprocess.run([helm, "uninstall", rel, "-n", relns], capture_output=True)
+        core.delete_namespace(relns)
