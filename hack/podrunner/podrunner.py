@@ -314,11 +314,13 @@ class PodRunner:
                 if e.status != 404:
                     raise
         try:
+            # Grace 0 must be in the body: with a body, the apiserver ignores the query parameters.
             self.core.delete_namespaced_pod(
                 pod.metadata.name,
                 pod.metadata.namespace,
-                grace_period_seconds=0,
-                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid)),
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=pod.metadata.uid)
+                ),
             )
         except ApiException as e:
             if e.status not in (404, 409):
@@ -369,6 +371,8 @@ class PodRunner:
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
         }
+        if pod.spec.automount_service_account_token is not False:
+            base["KUBECONFIG"] = self.service_account_kubeconfig(pod, scratch)
         return c, [*command, *args], {**base, **env}, str(scratch)
 
     def service_account_kubeconfig(self, pod: Any, scratch: Path) -> str:

@@ -144,3 +144,33 @@ def test_a_100_completion_indexed_job_completes_on_kwok_nodes(batch: client.Batc
     job = batch.read_namespaced_job_status("fanout", namespace)
     assert job.status.succeeded == 100
     assert job.status.completed_indexes == "0-99"
+
+
+def test_deleting_a_running_pod_stops_its_process_and_removes_it(core: client.CoreV1Api, namespace: str) -> None:
+    marker = f"/tmp/paraflow-test-{namespace}.alive"
+    script = f"import pathlib, time\nwhile True:\n    pathlib.Path({marker!r}).touch()\n    time.sleep(0.2)\n"
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "long"},
+            "spec": {
+                "restartPolicy": "Never",
+                "nodeSelector": {"kubernetes.io/hostname": PODRUNNER_NODE},
+                "containers": [{"name": "main", "image": "python:3.11", "command": ["python", "-c", script]}],
+            },
+        },
+    )
+    wait_for(lambda: core.read_namespaced_pod("long", namespace).status.phase == "Running", 60, "pod to run")
+    core.delete_namespaced_pod("long", namespace)
+
+    def gone() -> bool:
+        return not [p for p in core.list_namespaced_pod(namespace).items if p.metadata.name == "long"]
+
+    wait_for(gone, 30, "the pod object to be removed")
+    import os
+    import time
+
+    stamp = os.path.getmtime(marker)
+    time.sleep(1)
+    assert os.path.getmtime(marker) == stamp, "the pod's process still runs"
+    os.remove(marker)
