@@ -17,6 +17,7 @@ KWOK_PORT=${PARAFLOW_KWOK_PORT:-10347}
 MINIO_PORT=${PARAFLOW_MINIO_PORT:-19000}
 MINIO2_PORT=${PARAFLOW_MINIO2_PORT:-19100}
 KWOK_NODES=${PARAFLOW_KWOK_NODES:-2}
+KUBELET_PORT=${PARAFLOW_KUBELET_PORT:-10350}
 PODRUNNER_NODE=podrunner
 S3_ACCESS_KEY=paraflow
 S3_SECRET_KEY=paraflow-local-secret
@@ -62,6 +63,9 @@ make_pki() {
   local token; token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   echo "$token,paraflow-admin,paraflow-admin,\"system:masters\"" >"$PKI/tokens.csv"
   echo "$token" >"$PKI/admin.token"
+  # The pod runner's kubelet port (container logs); the apiserver does not verify it.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=podrunner" -addext "subjectAltName=IP:127.0.0.1" \
+    -keyout "$PKI/podrunner.key" -out "$PKI/podrunner.crt" 2>/dev/null
   chmod 600 "$PKI"/*
 }
 
@@ -148,7 +152,8 @@ cmd_up() {
   fake_nodes
 
   start podrunner -- "$VENV/bin/python" "$HACK_DIR/podrunner/podrunner.py" --kubeconfig "$KUBECONFIG_FILE" \
-    --node-name "$PODRUNNER_NODE" --images "$HACK_DIR/podrunner/images.yaml" --log-dir "$STATE_DIR/pod-logs"
+    --node-name "$PODRUNNER_NODE" --images "$HACK_DIR/podrunner/images.yaml" --log-dir "$STATE_DIR/pod-logs" \
+    --kubelet-port "$KUBELET_PORT" --tls-cert "$PKI/podrunner.crt" --tls-key "$PKI/podrunner.key"
 
   local minio; minio=$(bin_dir minio "$MINIO_VERSION")/minio
   start minio MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY MINIO_BROWSER=off -- \

@@ -14,7 +14,9 @@ really flows (e.g. into MinIO). What it does, and what it deliberately does not:
   with the TokenRequest API, bound to the pod, and handed to the process as a kubeconfig file
   in ``KUBECONFIG`` (in-cluster config needs fixed paths a shared host cannot give each pod), so
   a pod acts with exactly its ServiceAccount's rights.
-- Logs go to ``<log-dir>/<namespace>_<pod>_<container>.log`` (there is no kubelet log API).
+- Logs go to ``<log-dir>/<namespace>_<pod>_<container>.log``, and the node serves them the way a
+  kubelet does (``GET /containerLogs/<ns>/<pod>/<container>`` over HTTPS on the node's kubelet
+  port), so ``kubectl logs`` works.
 - Deleting a pod sends SIGTERM to its process group, SIGKILL after the grace period (capped at
   10 s), marks it Failed if it was still running, then removes the pod object.
 - Volumes, probes, resource limits, init containers and in-place restarts are not emulated;
@@ -27,14 +29,17 @@ import argparse
 import base64
 import datetime as dt
 import fnmatch
+import http.server
 import logging
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,8 +95,9 @@ def expand(value: str, env: dict[str, str]) -> str:
 
 
 class PodRunner:
-    def __init__(self, node: str, images: list[ImageEntry], log_dir: Path) -> None:
+    def __init__(self, node: str, images: list[ImageEntry], log_dir: Path, kubelet_port: int = 0) -> None:
         self.node = node
+        self.kubelet_port = kubelet_port
         self.images = images
         self.log_dir = log_dir
         self.core = client.CoreV1Api()
@@ -129,6 +135,7 @@ class PodRunner:
                 "capacity": cap,
                 "allocatable": cap,
                 "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
                 "nodeInfo": {
                     "kubeletVersion": "podrunner",
                     "operatingSystem": "linux",
@@ -516,6 +523,40 @@ class PodRunner:
                 raise
 
 
+def serve_logs(log_dir: Path, port: int, cert: str, key: str) -> None:
+    """The one kubelet endpoint the apiserver proxies for ``kubectl logs``."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            parts = url.path.strip("/").split("/")
+            if len(parts) != 4 or parts[0] != "containerLogs":
+                self.send_error(404, "only /containerLogs/<namespace>/<pod>/<container> is served")
+                return
+            path = log_dir / f"{parts[1]}_{parts[2]}_{parts[3]}.log"
+            if not path.exists():
+                self.send_error(404, f"no log for {parts[1]}/{parts[2]}/{parts[3]}")
+                return
+            data = path.read_bytes()
+            tail = urllib.parse.parse_qs(url.query).get("tailLines")
+            if tail:
+                data = b"".join(data.splitlines(keepends=True)[-int(tail[0]) :])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            log.debug(fmt, *args)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
 def field_value(pod: Any, path: str) -> str | None:
     m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
     if m:
@@ -562,6 +603,9 @@ def main() -> None:
     ap.add_argument("--node-name", default="podrunner")
     ap.add_argument("--images", type=Path, required=True)
     ap.add_argument("--log-dir", type=Path, required=True)
+    ap.add_argument("--kubelet-port", type=int, default=0, help="serve container logs here (0: do not)")
+    ap.add_argument("--tls-cert", help="serving certificate for the kubelet port")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config.load_kube_config(args.kubeconfig)
@@ -569,7 +613,9 @@ def main() -> None:
     conf.connection_pool_maxsize = 32  # pods start and finish in parallel threads
     client.Configuration.set_default(conf)
     args.log_dir.mkdir(parents=True, exist_ok=True)
-    runner = PodRunner(args.node_name, load_images(args.images), args.log_dir)
+    runner = PodRunner(args.node_name, load_images(args.images), args.log_dir, args.kubelet_port)
+    if args.kubelet_port:
+        serve_logs(args.log_dir, args.kubelet_port, args.tls_cert, args.tls_key)
     runner.register_node()
     signal.signal(signal.SIGTERM, lambda *_: (runner.shutdown(), sys.exit(0)))
     threading.Thread(target=runner.heartbeat_loop, daemon=True).start()

@@ -1,0 +1,283 @@
+"""The ``paraflow`` commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from paraflow import constants as c
+from paraflow.cli import kube
+from paraflow.cli.render import WatchView, status_table
+from paraflow.models import WorkflowSpec, parse_bytes
+from paraflow.planning import indexsets
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console(stderr=True, soft_wrap=True)  # long s3:// URLs stay on one line, copyable
+out = Console(soft_wrap=True)
+TERMINAL = ("Succeeded", "Failed")
+Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the workflow")]
+
+
+@app.callback()
+def _root() -> None:
+    """paraflow: Map-state fan-out on Kubernetes (add --debug to any command for tracebacks)."""
+
+
+@app.command()
+def operator(
+    namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n", help="Watch only these")] = None,
+    liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the operator (all namespaces unless --namespace is given)."""
+    import kopf
+
+    from paraflow import handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness, standalone=True
+        )
+    )
+
+
+def _load_file(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise typer.BadParameter(f"cannot read {path}: {e}") from e
+    if not isinstance(doc, dict) or doc.get("kind") != c.KIND:
+        raise typer.BadParameter(f"{path} is not a {c.KIND}")
+    return doc
+
+
+def _validate(doc: dict[str, Any]) -> WorkflowSpec:
+    try:
+        return WorkflowSpec.model_validate(doc.get("spec") or {})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = "spec." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "spec"
+        raise typer.BadParameter(f"{where}: {first['msg']}") from e
+
+
+@app.command()
+def validate(file: Path) -> None:
+    """Check a workflow file with the same rules as the operator (no cluster needed)."""
+    _validate(_load_file(file))
+    console.print(f"{file}: valid")
+
+
+@app.command()
+def submit(
+    file: Path,
+    namespace: Namespace = "default",
+    watch_: Annotated[bool, typer.Option("--watch", "-w", help="Follow it to the end")] = False,
+) -> None:
+    """Validate (here, then by a server-side dry run), create, and optionally watch a workflow."""
+    doc = _load_file(file)
+    _validate(doc)
+    kube.load()
+    kube.create_workflow(namespace, doc, dry_run=True)
+    created = kube.create_workflow(namespace, doc)
+    name = created["metadata"]["name"]
+    console.print(f"{c.KIND} {namespace}/{name} created")
+    if watch_:
+        _follow(name, namespace, 24 * 3600)
+
+
+@app.command()
+def watch(
+    name: str,
+    namespace: Namespace = "default",
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds")] = 24 * 3600,
+) -> None:
+    """Show a workflow's progress until it finishes; exit 0 if it succeeded, 1 if it failed."""
+    kube.load()
+    _follow(name, namespace, timeout)
+
+
+def _follow(name: str, namespace: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with WatchView.make(console) as progress:
+        view = WatchView(progress)
+        while True:
+            obj = kube.get_workflow(name, namespace)
+            view.update(obj)
+            phase = (obj.get("status") or {}).get("phase", "Pending")
+            if phase in TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                console.print(f"[red]gave up after {timeout:.0f}s in phase {phase}[/]")
+                raise typer.Exit(2)
+            time.sleep(1)
+    status = obj.get("status") or {}
+    if phase == "Succeeded":
+        console.print(f"[green]{name} succeeded[/]: {status.get('message', '')}", highlight=False)
+        console.print(f"result manifest: {status.get('manifest', '')}", highlight=False)
+        return
+    console.print(f"[red]{name} failed[/]: {status.get('message', '')}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    name: str,
+    namespace: Namespace = "default",
+    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")] = "table",
+) -> None:
+    """Phase, counts, failed partitions with their last error, replication."""
+    kube.load()
+    obj = kube.get_workflow(name, namespace)
+    if output == "json":
+        out.print_json(json.dumps(obj.get("status") or {}))
+        return
+    if output == "yaml":
+        out.print(yaml.safe_dump(obj.get("status") or {}, sort_keys=False), highlight=False)
+        return
+    failed = indexsets.expand((obj.get("status") or {}).get("failedIndexes", ""))
+    failures: dict[int, str] = {}
+    if failed:
+        latest: dict[int, tuple[int, kube.Doc]] = {}
+        for job in kube.partition_jobs(name, namespace):
+            index, attempt = int(kube.labels(job)[c.LABEL_PARTITION]), int(kube.labels(job)[c.LABEL_ATTEMPT])
+            if index in failed and attempt > latest.get(index, (0, {}))[0]:
+                latest[index] = (attempt, job)
+        failures = {i: kube.failure_of(job, namespace) for i, (_, job) in sorted(latest.items())[:20]}
+    out.print(status_table(obj, failures))
+
+
+@app.command()
+def logs(
+    name: str,
+    partition: Annotated[int, typer.Option("--partition", "-p")],
+    namespace: Namespace = "default",
+    shard: Annotated[int | None, typer.Option("--shard", "-s")] = None,
+    attempt: Annotated[int | None, typer.Option("--attempt", "-a", help="Default: the latest")] = None,
+) -> None:
+    """The logs of a partition's pods (one shard, or all)."""
+    kube.load()
+    if attempt is None:
+        attempts = [
+            int(kube.labels(j)[c.LABEL_ATTEMPT])
+            for j in kube.partition_jobs(name, namespace)
+            if kube.labels(j).get(c.LABEL_PARTITION) == str(partition)
+        ]
+        if not attempts:
+            raise typer.BadParameter(f"partition {partition} of {name} has not started")
+        attempt = max(attempts)
+    found = kube.pod_logs(name, namespace, partition, attempt, shard)
+    if not found:
+        raise typer.BadParameter(f"no pods for partition {partition} attempt {attempt}")
+    for pod, text in found:
+        console.print(f"[bold]==> {pod}[/]", highlight=False)
+        out.print(text, end="", highlight=False, markup=False)
+
+
+@app.command()
+def redrive(name: str, namespace: Namespace = "default") -> None:
+    """Re-run the failed (and never started) partitions of a finished workflow."""
+    kube.load()
+    token = time.strftime("%Y%m%dT%H%M%S")
+    kube.patch_workflow(name, namespace, {"metadata": {"annotations": {c.ANNOTATION_REDRIVE: token}}})
+    console.print(f"redrive {token} requested for {namespace}/{name}")
+
+
+@app.command()
+def suspend(name: str, namespace: Namespace = "default") -> None:
+    """Start no new partitions (running ones finish)."""
+    kube.load()
+    kube.patch_workflow(name, namespace, {"spec": {"suspend": True}})
+    console.print(f"{namespace}/{name} suspended")
+
+
+@app.command()
+def resume(name: str, namespace: Namespace = "default") -> None:
+    """Undo suspend."""
+    kube.load()
+    kube.patch_workflow(name, namespace, {"spec": {"suspend": False}})
+    console.print(f"{namespace}/{name} resumed")
+
+
+@app.command("set-concurrency")
+def set_concurrency(
+    name: str, limit: Annotated[int, typer.Argument(min=1, max=10000)], namespace: Namespace = "default"
+) -> None:
+    """Change maxConcurrency of a running workflow; the next pass applies it."""
+    kube.load()
+    kube.patch_workflow(name, namespace, {"spec": {"maxConcurrency": limit}})
+    console.print(f"{namespace}/{name}: maxConcurrency {limit}")
+
+
+@app.command()
+def plan(
+    file: Path,
+    namespace: Namespace = "default",
+    endpoint: Annotated[str | None, typer.Option(help="Override spec.storage.endpoint (e.g. a port-forward)")] = None,
+) -> None:
+    """Dry-run the built-in partitioner from here and summarise the partitions it would make.
+    Credentials: env PARAFLOW_S3_ACCESS_KEY/SECRET_KEY, else the workflow's Secret."""
+    import os
+
+    from paraflow_worker.partition import batch, list_items
+    from paraflow_worker.storage import make_client
+
+    spec = _validate(_load_file(file))
+    builtin = spec.partitioner.builtin
+    if builtin is None:
+        raise typer.BadParameter("plan runs the built-in partitioner only; a container partitioner runs as a Job")
+    access, secret = os.environ.get("PARAFLOW_S3_ACCESS_KEY"), os.environ.get("PARAFLOW_S3_SECRET_KEY")
+    if not access or not secret:
+        kube.load()
+        creds = kube.read_secret(namespace, spec.storage.credentials_secret)
+        access, secret = creds["accessKey"], creds["secretKey"]
+    client = make_client(endpoint or spec.storage.endpoint, access, secret, spec.storage.region)
+    items = list_items(client, spec.input.bucket, spec.input.prefix, builtin.key_glob)
+    sizes: list[tuple[int, int]] = [
+        (len(p), sum(i.size for i in p))
+        for p in batch(items, builtin.max_items_per_partition, parse_bytes(builtin.max_bytes_per_partition))
+    ]
+    if not sizes:
+        console.print(f"[red]no input items[/] under s3://{spec.input.bucket}/{spec.input.prefix}")
+        raise typer.Exit(1)
+    total_items, total_bytes = sum(n for n, _ in sizes), sum(b for _, b in sizes)
+    out.print(
+        f"{len(sizes)} partitions, {total_items} items, {total_bytes} bytes "
+        f"(items per partition {min(n for n, _ in sizes)}-{max(n for n, _ in sizes)}, "
+        f"bytes {min(b for _, b in sizes)}-{max(b for _, b in sizes)}); "
+        f"{spec.processor.shards_per_partition} shard(s) each, at most {spec.max_concurrency} at once",
+        highlight=False,
+    )
+
+
+@app.command("check-install")
+def check_install(
+    namespace: Annotated[str, typer.Option("--namespace", "-n")],
+    deployment: Annotated[str, typer.Option()] = "paraflow",
+    timeout: Annotated[float, typer.Option()] = 120,
+) -> None:
+    """Exit 0 once the CRD is served and the operator Deployment is available (helm test)."""
+    kube.load()
+    crd_name = f"{c.PLURAL}.{c.GROUP}"
+    deadline = time.monotonic() + timeout
+    problem = ""
+    while time.monotonic() < deadline:
+        served = kube.crd_served(crd_name)
+        available = kube.deployment_available(deployment, namespace)
+        if served and available:
+            console.print(f"CRD {crd_name} is served; deployment {namespace}/{deployment} is available")
+            return
+        problem = "CRD not established" if not served else f"deployment {namespace}/{deployment} not available"
+        time.sleep(2)
+    console.print(f"[red]{problem} after {timeout:.0f}s[/]")
+    raise typer.Exit(1)
