@@ -24,7 +24,8 @@ TEST_SETTINGS = {
 
 
 class OperatorProcess:
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None, verbose: bool = True) -> None:
+        self.verbose = verbose
         self.log = Path(tempfile.mkstemp(prefix="paraflow-operator-", suffix=".log")[1])
         self.env = {**os.environ, **TEST_SETTINGS, **(extra_env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -37,7 +38,7 @@ class OperatorProcess:
         exe = Path(sys.executable).with_name("paraflow")
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(exe), "operator", "--verbose", "--liveness", self.liveness],
+                [str(exe), "operator", *(["--verbose"] if self.verbose else []), "--liveness", self.liveness],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

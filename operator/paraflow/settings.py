@@ -15,7 +15,7 @@ class Settings(BaseSettings):
     # event (a watch that silently stalled) costs at most this long.
     resync_seconds: float = Field(30.0, gt=0)
     # Many Job events arrive in bursts (500 pods finishing); one pass serves the whole burst.
-    debounce_seconds: float = Field(0.5, ge=0)
+    debounce_seconds: float = Field(0.2, ge=0)
     # Backoff after a pass that raised (API or storage errors), doubling to the cap.
     error_backoff_seconds: float = Field(2.0, gt=0)
     error_backoff_max_seconds: float = Field(60.0, gt=0)

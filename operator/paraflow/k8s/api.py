@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from paraflow import constants as c
+from paraflow.metrics import API_WRITES
 
 T = TypeVar("T")
 
@@ -57,15 +58,24 @@ class KubeApi:
         self.writes = TokenBucket(write_qps, write_burst)
         self.timeout = request_timeout
 
+    async def _send(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """A write whose response is not used: skipping the client's model deserialisation saves
+        most of the CPU a create costs (profiled at 1,000 partitions)."""
+        await self._call(fn, *args, _preload_content=False, **kwargs)
+
+    async def _write(self, verb: str) -> None:
+        await self.writes.acquire()
+        API_WRITES.labels(verb).inc()
+
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         kwargs.setdefault("_request_timeout", self.timeout)
         return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*args, **kwargs))
 
     async def create_job(self, body: dict[str, Any]) -> bool:
         """True if created, False if a Job of that name already existed (an earlier pass made it)."""
-        await self.writes.acquire()
+        await self._write("create")
         try:
-            await self._call(self.batch.create_namespaced_job, body["metadata"]["namespace"], body)
+            await self._send(self.batch.create_namespaced_job, body["metadata"]["namespace"], body)
         except ApiException as e:
             if e.status == 409:
                 return False
@@ -86,8 +96,8 @@ class KubeApi:
         return {k: base64.b64decode(data[k]).decode() for k in keys}
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self.writes.acquire()
-        await self._call(
+        await self._write("patch")
+        await self._send(
             self.custom.patch_namespaced_custom_object_status,
             c.GROUP,
             c.VERSION,
@@ -98,9 +108,9 @@ class KubeApi:
         )
 
     async def delete_workflow(self, namespace: str, name: str, uid: str) -> None:
-        await self.writes.acquire()
+        await self._write("delete")
         try:
-            await self._call(
+            await self._send(
                 self.custom.delete_namespaced_custom_object,
                 c.GROUP,
                 c.VERSION,
