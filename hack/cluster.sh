@@ -6,6 +6,7 @@
 #   hack/cluster.sh status   one line per component
 #   hack/cluster.sh env      print the exports tests and tools need (eval "$(hack/cluster.sh env)")
 #   hack/cluster.sh operator install the CRD and run the operator as a local process
+#   hack/cluster.sh restart kube-apiserver|minio|minio2   (fault-injection tests)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -109,6 +110,46 @@ YAML
   done
 }
 
+start_apiserver() {
+  start kube-apiserver -- "$K8S_BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --cert-dir="$PKI" --authorization-mode=Node,RBAC --token-auth-file="$PKI/tokens.csv" \
+    --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$PKI/sa.pub" \
+    --service-account-signing-key-file="$PKI/sa.key" --service-cluster-ip-range=10.96.0.0/16 \
+    --allow-privileged=true --profiling=false --max-requests-inflight=800 --max-mutating-requests-inflight=400
+}
+
+start_minio() { # name port
+  start "$1" MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY MINIO_BROWSER=off -- \
+    "$(bin_dir minio "$MINIO_VERSION")/minio" server "$STATE_DIR/$1" --address "127.0.0.1:$2" --quiet
+}
+
+stop() { # name: by recorded PID, the whole session, TERM then KILL
+  [ -f "$PIDS/$1.pid" ] || return 0
+  local pid; pid=$(cat "$PIDS/$1.pid")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$PIDS/$1.pid"
+}
+
+# For fault-injection tests: stop one component and start it again, keeping its data.
+cmd_restart() {
+  case ${1:-} in
+    kube-apiserver)
+      stop kube-apiserver; start_apiserver
+      wait_for kube-apiserver 90 curl -fsSk "https://127.0.0.1:$API_PORT/readyz" -H "Authorization: Bearer $(cat "$PKI/admin.token")" ;;
+    minio|minio2)
+      local port=$MINIO_PORT; [ "$1" = minio2 ] && port=$MINIO2_PORT
+      stop "$1"; start_minio "$1" "$port"
+      wait_for "$1" 60 curl -fsS "http://127.0.0.1:$port/minio/health/ready" ;;
+    *) die "restart supports kube-apiserver, minio, minio2" ;;
+  esac
+  log "$1 restarted"
+}
+
 cmd_up() {
   [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$ETCD_BIN/etcd" ] || "$HACK_DIR/build.sh" all
   "$HACK_DIR/python.sh"
@@ -122,12 +163,7 @@ cmd_up() {
     --quota-backend-bytes=8589934592
   wait_for etcd 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 
-  start kube-apiserver -- "$K8S_BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
-    --cert-dir="$PKI" --authorization-mode=Node,RBAC --token-auth-file="$PKI/tokens.csv" \
-    --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$PKI/sa.pub" \
-    --service-account-signing-key-file="$PKI/sa.key" --service-cluster-ip-range=10.96.0.0/16 \
-    --allow-privileged=true --profiling=false --max-requests-inflight=800 --max-mutating-requests-inflight=400
+  start_apiserver
   wait_for kube-apiserver 90 curl -fsSk "https://127.0.0.1:$API_PORT/readyz" -H "Authorization: Bearer $(cat "$PKI/admin.token")"
   write_kubeconfig
 
@@ -155,11 +191,8 @@ cmd_up() {
     --node-name "$PODRUNNER_NODE" --images "$HACK_DIR/podrunner/images.yaml" --log-dir "$STATE_DIR/pod-logs" \
     --kubelet-port "$KUBELET_PORT" --tls-cert "$PKI/podrunner.crt" --tls-key "$PKI/podrunner.key"
 
-  local minio; minio=$(bin_dir minio "$MINIO_VERSION")/minio
-  start minio MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY MINIO_BROWSER=off -- \
-    "$minio" server "$STATE_DIR/minio" --address "127.0.0.1:$MINIO_PORT" --quiet
-  start minio2 MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY MINIO_BROWSER=off -- \
-    "$minio" server "$STATE_DIR/minio2" --address "127.0.0.1:$MINIO2_PORT" --quiet
+  start_minio minio "$MINIO_PORT"
+  start_minio minio2 "$MINIO2_PORT"
   wait_for minio 60 curl -fsS "http://127.0.0.1:$MINIO_PORT/minio/health/ready"
   wait_for minio2 60 curl -fsS "http://127.0.0.1:$MINIO2_PORT/minio/health/ready"
   wait_for "pod runner node" 60 kubectl wait --for=condition=Ready "node/$PODRUNNER_NODE" --timeout=1s
@@ -179,18 +212,8 @@ cmd_operator() {
 }
 
 cmd_down() {
-  local i name pid
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    name=${COMPONENTS[$i]}
-    [ -f "$PIDS/$name.pid" ] || continue
-    pid=$(cat "$PIDS/$name.pid")
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM -- "-$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
-    fi
-    rm -f "$PIDS/$name.pid"
-  done
+  local i
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop "${COMPONENTS[$i]}"; done
   # Cluster state is disposable: the next `up` starts from an empty etcd and empty buckets.
   rm -rf "$STATE_DIR"
   log "cluster is down"
@@ -226,5 +249,6 @@ case ${1:-} in
   status) cmd_status ;;
   env) cmd_env ;;
   operator) cmd_operator ;;
-  *) echo "usage: $0 up|down|status|env|operator" >&2; exit 2 ;;
+  restart) cmd_restart "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|env|operator|restart NAME" >&2; exit 2 ;;
 esac
