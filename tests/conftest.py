@@ -72,14 +72,18 @@ def namespace(core: client.CoreV1Api, test_env: dict[str, str], request: pytest.
     core.delete_namespace(name, propagation_policy="Background")
 
 
+def temporary_bucket(client: Minio, stem: str) -> Iterator[str]:
+    name = f"{stem}-{uuid.uuid4().hex[:12]}"
+    client.make_bucket(name)
+    yield name
+    for obj in client.list_objects(name, recursive=True):
+        client.remove_object(name, obj.object_name or "")
+    client.remove_bucket(name)
+
+
 @pytest.fixture
 def bucket(s3: Minio) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:12]}"
-    s3.make_bucket(name)
-    yield name
-    for obj in s3.list_objects(name, recursive=True):
-        s3.remove_object(name, obj.object_name or "")
-    s3.remove_bucket(name)
+    yield from temporary_bucket(s3, "t")
 
 
 @pytest.fixture(scope="session")
@@ -142,9 +146,4 @@ def s3_second(test_env: dict[str, str]) -> Minio:
 
 @pytest.fixture
 def bucket_second(s3_second: Minio) -> Iterator[str]:
-    name = f"t2-{uuid.uuid4().hex[:12]}"
-    s3_second.make_bucket(name)
-    yield name
-    for obj in s3_second.list_objects(name, recursive=True):
-        s3_second.remove_object(name, obj.object_name or "")
-    s3_second.remove_bucket(name)
+    yield from temporary_bucket(s3_second, "t2")
