@@ -33,8 +33,17 @@ class _Loop:
 
 
 class WorkflowLoops:
-    def __init__(self, run_pass: Pass, jobs_of: Jobs, debounce: float, backoff: float, backoff_max: float) -> None:
+    def __init__(
+        self,
+        run_pass: Pass,
+        jobs_of: Jobs,
+        debounce: float,
+        backoff: float,
+        backoff_max: float,
+        on_forget: Callable[[str], None] = lambda uid: None,
+    ) -> None:
         self.run_pass = run_pass
+        self.on_forget = on_forget
         self.jobs_of = jobs_of
         self.debounce = debounce
         self.backoff, self.backoff_max = backoff, backoff_max
@@ -56,6 +65,7 @@ class WorkflowLoops:
 
     async def forget(self, uid: str) -> None:
         metrics.observe(uid, None)
+        self.on_forget(uid)
         loop = self.loops.pop(uid, None)
         if loop is not None and loop.task is not None:
             loop.task.cancel()

@@ -26,6 +26,7 @@ from paraflow.k8s.merge import merge_patch
 from paraflow.models import WorkflowSpec, WorkflowStatus
 from paraflow.planning import indexsets, planner
 from paraflow.planning.conditions import remove_condition, set_condition
+from paraflow.planning.expectations import Expectations
 from paraflow.planning.planner import (
     CreatePartition,
     CreateReplication,
@@ -66,6 +67,7 @@ class Reconciler:
         self.emit = emit
         self.clock = clock
         self._secrets: dict[tuple[str, str], _CachedSecret] = {}
+        self.expectations = Expectations()
 
     async def reconcile(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> float:
         """Runs one pass; returns the seconds until the next pass is due without any event."""
@@ -73,6 +75,7 @@ class Reconciler:
         wf = WorkflowRef(meta["name"], meta["namespace"], meta["uid"])
         before = WorkflowStatus.from_body(body.get("status"))
         generation = int(meta.get("generation", 0))
+        jobs = self.expectations.merge(wf.uid, jobs, time.monotonic())
         now = self.clock()
         stamp = planner.timestamp(now)
 
@@ -195,6 +198,9 @@ class Reconciler:
             async with gate:
                 if await self.api.create_job(body):
                     metrics.JOBS_CREATED.labels(body["metadata"]["labels"][c.LABEL_ROLE]).inc()
+            facts = builders.job_facts(body)
+            if facts is not None:  # created now, or found already there: either way, expected
+                self.expectations.expect(wf.uid, facts, time.monotonic())
 
         await asyncio.gather(*(create(a) for a in result.creates))
         log.info("%s/%s: created %d Job(s)", wf.namespace, wf.name, len(result.creates))
