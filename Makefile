@@ -1,11 +1,14 @@
 # The two commands a newcomer needs are `make demo` and `make test`; the rest are parts of them.
-.PHONY: demo test unit cluster-up cluster-down crds build
+.PHONY: demo test unit e2e-kind cluster-up cluster-down crds build
 
 demo:           ## set everything up on this machine and run the demo workflow
 	hack/demo.sh
 
 test:           ## every test: static checks, unit, integration, e2e on a real local cluster
 	hack/test.sh
+
+e2e-kind:       ## the same suite on a kind cluster, our images in real pods (needs kind and Docker)
+	hack/e2e-kind.sh
 
 unit:           ## the fast tier only (no cluster)
 	hack/python.sh && .venv/bin/python -m pytest tests/unit -q

@@ -23,22 +23,27 @@ export PARAFLOW_S3_ENDPOINT=$PARAFLOW_TEST_S3_ENDPOINT
 "$PY/python" - <<PYEOF
 from paraflow_worker.storage import client_from_env
 c = client_from_env()
-c.bucket_exists("processed") or c.make_bucket("processed")
+for b in ("processed", "processed-archive"):
+    c.bucket_exists(b) or c.make_bucket(b)
 PYEOF
 
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl -n "$NS" create secret generic minio-creds --from-literal=accessKey="$PARAFLOW_S3_ACCESS_KEY" \
   --from-literal=secretKey="$PARAFLOW_S3_SECRET_KEY" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl -n "$NS" delete pwf daily-logs --ignore-not-found --wait=true >/dev/null
-sed "s|http://127.0.0.1:19000|$PARAFLOW_S3_ENDPOINT|" examples/daily-logs/workflow.yaml | kubectl -n "$NS" apply -f -
+workflow=$(mktemp --suffix=.yaml)
+sed "s|http://127.0.0.1:19000|$PARAFLOW_S3_ENDPOINT|" examples/daily-logs/workflow.yaml >"$workflow"
 
-log "watching the workflow (kubectl -n $NS get pwf daily-logs shows the same)"
-"$PY/paraflow" watch daily-logs -n "$NS" --timeout 1800
+log "submitting the workflow and watching it (kubectl -n $NS get pwf daily-logs shows the same)"
+"$PY/paraflow" submit "$workflow" -n "$NS" --watch
+rm -f "$workflow"
 kubectl -n "$NS" get pwf daily-logs
+"$PY/paraflow" status daily-logs -n "$NS"
 manifest=$(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.manifest}')
 
 log "collated results (python -m paraflow_worker.demo.logstats collate $manifest):"
 "$PY/python" -m paraflow_worker.demo.logstats collate "$manifest"
 log "result manifest: $manifest"
 log "per-shard outputs: s3://processed/daily-logs/2026-11-24/p<partition>/a<attempt>/ (the manifest names the winners)"
+log "replicas: s3://processed-archive/daily-logs/2026-11-24/p<partition>/ ($(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.replication.objects} objects, {.status.replication.bytes} bytes'))"
 log "demo finished in $((SECONDS - started))s; the cluster keeps running (hack/cluster.sh down stops it)"

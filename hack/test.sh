@@ -26,7 +26,7 @@ python -m paraflow.crdgen --check
 
 suites=(tests)
 if [ "${PARAFLOW_TEST_EXTERNAL:-0}" = 1 ]; then
-  # tests/faults restart processes of the local cluster; another cluster runs everything else.
+  # tests/local needs the local cluster (pod runner, KWOK nodes, restarts of its processes).
   suites=(tests/unit tests/integration tests/e2e)
 else
   "$HACK_DIR/build.sh" all

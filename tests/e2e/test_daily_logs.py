@@ -73,6 +73,7 @@ def test_the_daily_logs_example_aggregates_match_an_independent_count(
     body["spec"]["input"] = {"bucket": bucket, "prefix": "logs/"}
     body["spec"]["output"] = {"bucket": bucket, "prefix": "processed/"}
     body["spec"]["maxConcurrency"] = 6
+    body["spec"]["replication"]["destinations"][0].update(bucket=bucket, prefix="archive/")
     create(custom, namespace, body)
     done = wait_phase(custom, namespace, "daily-logs", {"Succeeded", "Failed"}, 300)
     assert done["status"]["phase"] == "Succeeded", done["status"]
@@ -86,3 +87,6 @@ def test_the_daily_logs_example_aggregates_match_an_independent_count(
     assert stats.status == status
     assert stats.paths == paths
     assert stats.unparsed > 0  # the generator writes a few garbled lines, and they are counted as such
+    replicas = sorted(o.object_name or "" for o in s3.list_objects(bucket, prefix="archive/", recursive=True))
+    assert len(replicas) == 10  # 5 partitions x 2 shards' stats files
+    assert done["status"]["replication"]["objects"] == 10

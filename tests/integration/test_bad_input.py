@@ -12,7 +12,7 @@ from minio import Minio
 
 from paraflow import constants as c
 from tests.operator_process import OperatorProcess
-from tests.workflows import condition, create, events, get, patch, upload_inputs, wait_phase, workflow
+from tests.workflows import WORKER_IMAGE, condition, create, events, get, patch, upload_inputs, wait_phase, workflow
 
 ENDPOINT = "http://127.0.0.1:19000"
 
@@ -254,7 +254,7 @@ def test_a_bad_plan_from_a_custom_partitioner_fails_the_workflow_with_the_reason
     script = PARTITIONER_WRITES if doc is not None else "pass"
     body["spec"]["partitioner"] = {
         "container": {
-            "image": "python:3.11",
+            "image": WORKER_IMAGE,
             "command": ["python", "-c", script],
             "env": [{"name": "DOC", "value": doc or ""}],
         }

@@ -4,7 +4,7 @@ writes. After each the workflow completes (or fails with a clear condition and i
 partition succeeds twice in the manifest, none is lost, and replicas match their sources.
 
 These restart processes of the local cluster (hack/cluster.sh restart), so they run there only:
-hack/test.sh leaves tests/faults out when it is pointed at another cluster.
+hack/test.sh leaves tests/local out when it is pointed at another cluster.
 """
 
 from __future__ import annotations
