@@ -214,7 +214,13 @@ class Replicator:
         mine = [w for w in work if shard_of(w.obj.key, shards) == shard]
         reports = []
         for index, (target, client) in enumerate(self.targets):
-            existing = self._existing(client, target)
+            try:
+                existing = self._existing(client, target)
+                listing_error = ""
+            except (S3Error, urllib3.exceptions.HTTPError, OSError) as e:
+                # A write-only destination may refuse listings: copy everything (nothing can be
+                # skipped), and let each copy succeed or fail on its own.
+                existing, listing_error = {}, f"cannot list the destination: {getattr(e, 'code', '') or e}"
             if processes > 1 and len(mine) >= 4 * processes:
                 chunks = [mine[i::processes] for i in range(processes)]
                 with multiprocessing.get_context("fork").Pool(processes) as pool:
@@ -223,7 +229,9 @@ class Replicator:
             else:
                 counters = Counters(target.name)
                 self._copy_all(client, target, mine, existing, counters)
-            if self.task.delete_sync:
+            if self.task.delete_sync and listing_error:
+                counters.fail(target.prefix or "/", f"deleteSync skipped: {listing_error}")
+            elif self.task.delete_sync:
                 wanted = {self._dest_key(target, w) for w in work}
                 extraneous = [k for k in existing if k not in wanted and shard_of(k, shards) == shard]
                 self._delete(client, target, extraneous, counters)
