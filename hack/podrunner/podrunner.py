@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import urllib3
 import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
@@ -51,6 +52,7 @@ from kubernetes.client.exceptions import ApiException
 log = logging.getLogger("podrunner")
 LEASE_SECONDS = 40
 MAX_GRACE_SECONDS = 10
+STATUS_RETRY_SECONDS = 600
 VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 
 
@@ -516,11 +518,31 @@ class PodRunner:
         )
 
     def patch_status(self, pod: Any, status: dict[str, Any]) -> None:
-        try:
-            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
-        except ApiException as e:
-            if e.status != 404:  # the pod is gone: nothing left to report to
-                raise
+        """Like the kubelet, keeps trying through an apiserver restart: a lost final status
+        would leave the pod Running forever."""
+        delay, deadline = 0.5, time.monotonic() + STATUS_RETRY_SECONDS
+        while True:
+            try:
+                self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+                return
+            except ApiException as e:
+                if e.status == 404:  # the pod is gone: nothing left to report to
+                    return
+                if e.status < 500 and e.status != 429:
+                    raise
+                problem: Exception = e
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                problem = e
+            if time.monotonic() > deadline or self.stopping.is_set():
+                raise problem
+            log.warning(
+                "status of %s/%s not written (%s); retrying",
+                pod.metadata.namespace,
+                pod.metadata.name,
+                type(problem).__name__,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 10)
 
 
 def serve_logs(log_dir: Path, port: int, cert: str, key: str) -> None:
