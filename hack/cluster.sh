@@ -150,7 +150,20 @@ cmd_restart() {
   log "$1 restarted"
 }
 
+# A port already taken (say, by a process left from an interrupted run) would make a component
+# exit at once, or worse, let health checks reach the stranger: refuse to start instead.
+check_ports() {
+  local port
+  for port in "$ETCD_PORT" "$((ETCD_PORT + 1))" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" "$KWOK_PORT" "$KUBELET_PORT" \
+    "$MINIO_PORT" "$MINIO2_PORT"; do
+    if ss -ltn "sport = :$port" | grep -q LISTEN; then
+      die "port $port is in use ($(ss -ltnpH "sport = :$port" | sed 's/.*users://')); stop that process or set PARAFLOW_*_PORT"
+    fi
+  done
+}
+
 cmd_up() {
+  alive kube-apiserver || check_ports
   [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$ETCD_BIN/etcd" ] || "$HACK_DIR/build.sh" all
   "$HACK_DIR/python.sh"
   mkdir -p "$PIDS" "$LOGS" "$STATE_DIR/minio" "$STATE_DIR/minio2" "$STATE_DIR/pod-logs"
