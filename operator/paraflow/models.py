@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from paraflow import constants as c
@@ -410,6 +410,13 @@ class WorkflowStatus(_Model):
         """Tolerates what other writers (kopf) may have put beside our fields."""
         known = {f.alias or name for name, f in cls.model_fields.items()}
         return cls.model_validate({k: v for k, v in dict(status or {}).items() if k in known})
+
+
+def spec_error(error: ValidationError) -> str:
+    """The first problem of a spec as one line naming the field, for conditions and the CLI."""
+    first = error.errors()[0]
+    where = "spec." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "spec"
+    return f"{where}: {first['msg']}"
 
 
 def printer_columns() -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from minio import Minio
 from pydantic import ValidationError
 
 from paraflow import constants as c
@@ -23,7 +24,7 @@ from paraflow.k8s import builders
 from paraflow.k8s.api import KubeApi, SecretMissing
 from paraflow.k8s.builders import WorkflowRef
 from paraflow.k8s.merge import merge_patch
-from paraflow.models import WorkflowSpec, WorkflowStatus
+from paraflow.models import WorkflowSpec, WorkflowStatus, spec_error
 from paraflow.planning import indexsets, planner
 from paraflow.planning.conditions import remove_condition, set_condition
 from paraflow.planning.expectations import Expectations
@@ -67,6 +68,7 @@ class Reconciler:
         self.emit = emit
         self.clock = clock
         self._secrets: dict[tuple[str, str], _CachedSecret] = {}
+        self._clients: dict[Credentials, Minio] = {}
         self.expectations = Expectations()
 
     async def reconcile(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> float:
@@ -135,8 +137,15 @@ class Reconciler:
             spec.storage.endpoint, cached.values["accessKey"], cached.values["secretKey"], spec.storage.region
         )
 
+    def _storage(self, creds: Credentials) -> Minio:
+        """One MinIO client (and connection pool) per endpoint and credentials, reused by every pass."""
+        client = self._clients.get(creds)
+        if client is None:
+            client = self._clients[creds] = runstore.client_for(creds, self.settings.storage_timeout_seconds)
+        return client
+
     async def _preflight(self, spec: WorkflowSpec, creds: Credentials) -> None:
-        client = runstore.client_for(creds, self.settings.storage_timeout_seconds)
+        client = self._storage(creds)
         buckets = [spec.input.bucket, spec.output.bucket]
         await asyncio.get_running_loop().run_in_executor(
             self.api.pool, runstore.preflight, client, spec.storage.endpoint, buckets
@@ -147,7 +156,7 @@ class Reconciler:
     ) -> PlanRead | None:
         if not planner.needs_plan(status, jobs):
             return None
-        client = runstore.client_for(creds, self.settings.storage_timeout_seconds)
+        client = self._storage(creds)
         run = contract.run_prefix(spec.output.prefix, wf.uid)
         return await asyncio.get_running_loop().run_in_executor(
             self.api.pool, runstore.read_plan, client, spec.output.bucket, run
@@ -159,7 +168,7 @@ class Reconciler:
         wanted = planner.needs_reports(spec, status, jobs)
         if not wanted:
             return {}
-        client = runstore.client_for(creds, self.settings.storage_timeout_seconds)
+        client = self._storage(creds)
         run = contract.run_prefix(spec.output.prefix, wf.uid)
         loop = asyncio.get_running_loop()
         tallies = await asyncio.gather(
@@ -173,7 +182,7 @@ class Reconciler:
         return {job.name: tally for job, tally in zip(wanted, tallies, strict=True)}
 
     async def _write_manifest(self, spec: WorkflowSpec, wf: WorkflowRef, creds: Credentials, result: Plan) -> str:
-        client = runstore.client_for(creds, self.settings.storage_timeout_seconds)
+        client = self._storage(creds)
         run = contract.run_prefix(spec.output.prefix, wf.uid)
         failed = sorted(indexsets.expand(result.status.failed_indexes))
         succeeded = result.manifest or []
@@ -221,9 +230,7 @@ class Reconciler:
         stamp: str,
         error: ValidationError,
     ) -> float:
-        first = error.errors()[0]
-        where = "spec." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "spec"
-        message = f"{where}: {first['msg']}"
+        message = spec_error(error)
         status = before.model_copy(deep=True)
         status.phase, status.message, status.observed_generation = "Failed", message, generation
         status.conditions = set_condition(

@@ -17,7 +17,7 @@ from rich.console import Console
 from paraflow import constants as c
 from paraflow.cli import kube
 from paraflow.cli.render import WatchView, status_table
-from paraflow.models import WorkflowSpec, parse_bytes
+from paraflow.models import WorkflowSpec, parse_bytes, spec_error
 from paraflow.planning import indexsets
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -66,9 +66,7 @@ def _validate(doc: dict[str, Any]) -> WorkflowSpec:
     try:
         return WorkflowSpec.model_validate(doc.get("spec") or {})
     except ValidationError as e:
-        first = e.errors()[0]
-        where = "spec." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "spec"
-        raise typer.BadParameter(f"{where}: {first['msg']}") from e
+        raise typer.BadParameter(spec_error(e)) from e
 
 
 @app.command()
