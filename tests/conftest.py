@@ -18,7 +18,7 @@ from minio import Minio
 
 from paraflow_worker.storage import make_client
 from tests.operator_process import OperatorProcess
-from tests.support import require_env, wait_for
+from tests.support import install_crd, require_env
 
 PODRUNNER_NODE = os.environ.get("PARAFLOW_TEST_PODRUNNER_NODE", "podrunner")
 
@@ -88,27 +88,7 @@ def bucket(s3: Minio) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def crd(kube: client.ApiClient) -> None:
-    """Installs the generated CRD (as users do with kubectl apply -f crds/) and waits until served."""
-    import yaml
-
-    from paraflow.crdgen import TARGETS
-
-    ext = client.ApiextensionsV1Api(kube)
-    body = yaml.safe_load(TARGETS[0].read_text())
-    try:
-        current = ext.read_custom_resource_definition(body["metadata"]["name"])
-        body["metadata"]["resourceVersion"] = current.metadata.resource_version
-        ext.replace_custom_resource_definition(body["metadata"]["name"], body)
-    except client.exceptions.ApiException as e:
-        if e.status != 404:
-            raise
-        ext.create_custom_resource_definition(body)
-
-    def established() -> bool:
-        status = ext.read_custom_resource_definition(body["metadata"]["name"]).status
-        return any(c.type == "Established" and c.status == "True" for c in (status.conditions or []))
-
-    wait_for(established, 30, "the CRD to be established")
+    install_crd(kube)
 
 
 @pytest.fixture(scope="session")

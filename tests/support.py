@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from kubernetes import client
+
 T = TypeVar("T")
 
 # Environment the tiers need; hack/cluster.sh env prints it for the local cluster.
@@ -40,3 +42,27 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def install_crd(kube: client.ApiClient) -> None:
+    """Installs the generated CRD (as users do with kubectl apply -f crds/) and waits until served."""
+    import yaml
+
+    from paraflow.crdgen import TARGETS
+
+    ext = client.ApiextensionsV1Api(kube)
+    body = yaml.safe_load(TARGETS[0].read_text())
+    try:
+        current = ext.read_custom_resource_definition(body["metadata"]["name"])
+        body["metadata"]["resourceVersion"] = current.metadata.resource_version
+        ext.replace_custom_resource_definition(body["metadata"]["name"], body)
+    except client.exceptions.ApiException as e:
+        if e.status != 404:
+            raise
+        ext.create_custom_resource_definition(body)
+
+    def established() -> bool:
+        status = ext.read_custom_resource_definition(body["metadata"]["name"]).status
+        return any(c.type == "Established" and c.status == "True" for c in (status.conditions or []))
+
+    wait_for(established, 30, "the CRD to be established")

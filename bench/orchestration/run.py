@@ -32,6 +32,7 @@ from typing import Any
 
 from kubernetes import client, config
 from tests.operator_process import OperatorProcess
+from tests.support import install_crd
 from tests.unit.builders import make_spec
 
 from bench.common import machine, write_results
@@ -228,6 +229,7 @@ def main() -> None:
     sizes = [int(x) for x in args.sizes.split(",")]
     concurrencies = [int(x) for x in args.concurrency.split(",")]
     config.load_kube_config()
+    install_crd(client.ApiClient())
     core, batch, custom = client.CoreV1Api(), client.BatchV1Api(), client.CustomObjectsApi()
     endpoint = os.environ["PARAFLOW_TEST_S3_ENDPOINT"]
     creds = (os.environ["PARAFLOW_TEST_S3_ACCESS_KEY"], os.environ["PARAFLOW_TEST_S3_SECRET_KEY"])
