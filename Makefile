@@ -1,11 +1,14 @@
 # The two commands a newcomer needs are `make demo` and `make test`; the rest are parts of them.
-.PHONY: demo test unit e2e-kind cluster-up cluster-down crds build
+.PHONY: demo test unit e2e-node e2e-kind cluster-up cluster-down crds build
 
 demo:           ## set everything up on this machine and run the demo workflow
 	hack/demo.sh
 
-test:           ## every test: static checks, unit, integration, e2e on a real local cluster
+test:           ## every test: static checks, unit, integration, e2e on the two local clusters
 	hack/test.sh
+
+e2e-node:       ## integration + e2e on the real-kubelet cluster only: our images in real pods (root)
+	PARAFLOW_CLUSTER_NODE=kubelet hack/test.sh
 
 e2e-kind:       ## the same suite on a kind cluster, our images in real pods (needs kind and Docker)
 	hack/e2e-kind.sh

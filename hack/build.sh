@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once) every binary the local test environment needs, from the Go module proxy,
 # into $CACHE_DIR/bin/<name>-<version>/. Re-running builds only what is missing.
-#   hack/build.sh [all|k8s|etcd|kwok|minio|mc|helm]...
+#   hack/build.sh [all|node|k8s|etcd|kwok|minio|mc|helm|crictl|pause]...
+# `node` is what the real-kubelet node needs on top of `all` (hack/node.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -12,8 +13,12 @@ have() { [ -x "$(bin_dir "$1" "$2")/$3" ]; }
 # module to the matching published v0.X.Y version.
 build_k8s() {
   local out; out=$(bin_dir kubernetes "$K8S_VERSION")
-  have kubernetes "$K8S_VERSION" kubectl && have kubernetes "$K8S_VERSION" kube-apiserver && return 0
-  log "building Kubernetes v$K8S_VERSION (kube-apiserver, controller-manager, scheduler, kubectl, kubelet)"
+  local b missing=0
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
+    have kubernetes "$K8S_VERSION" "$b" || missing=1
+  done
+  [ $missing = 0 ] && return 0
+  log "building Kubernetes v$K8S_VERSION (kube-apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy)"
   local work; work=$(mktemp -d)
   local minor=$K8S_MINOR
   local staging="0.${K8S_VERSION#*.}"
@@ -25,7 +30,7 @@ build_k8s() {
     sed -n 's|^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/k8s.io/.*|\1|p' "$gomod" | while read -r m; do
       go mod edit -replace="$m=$m@v$staging"
     done
-    local pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubectl cmd/kubelet)
+    local pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubectl cmd/kubelet cmd/kube-proxy)
     local p; for p in "${pkgs[@]}"; do go get "k8s.io/kubernetes/$p@v$K8S_VERSION" >/dev/null 2>&1 || go get "k8s.io/kubernetes/$p@v$K8S_VERSION"; done
     # Real version strings: kwok and helm choose behaviour by the server version.
     local ldf="-s -w" v
@@ -35,7 +40,7 @@ build_k8s() {
     mkdir -p "$out.tmp"
     CGO_ENABLED=0 go build -trimpath -ldflags "$ldf" -o "$out.tmp/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-proxy
     go build -trimpath -ldflags "$ldf" -o "$out.tmp/" k8s.io/kubernetes/cmd/kubelet
   )
   rm -rf "$out" "$work"; mv "$out.tmp" "$out"
@@ -76,11 +81,29 @@ build_helm() {
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$K8S_MINOR"
 }
 
+build_crictl() {
+  go_install crictl "$CRICTL_VERSION" crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" \
+    "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+}
+
+# The pod sandbox's "pause" process, compiled from the Kubernetes release's own source: no
+# registry to pull registry.k8s.io/pause from. Static, so it runs in a FROM-scratch image.
+build_pause() {
+  have pause "$PAUSE_VERSION-k8s$K8S_VERSION" pause && return 0
+  log "compiling pause $PAUSE_VERSION from k8s.io/kubernetes@v$K8S_VERSION"
+  local out src; out=$(bin_dir pause "$PAUSE_VERSION-k8s$K8S_VERSION")
+  src=$(cd /tmp && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  mkdir -p "$out.tmp"
+  gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION" -o "$out.tmp/pause" "$src/build/pause/linux/pause.c"
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case $t in
     all) build_etcd; build_kwok; build_minio; build_mc; build_helm; build_k8s ;;
-    k8s|etcd|kwok|minio|mc|helm) "build_$t" ;;
-    *) die "unknown target '$t' (all|k8s|etcd|kwok|minio|mc|helm)" ;;
+    node) build_k8s; build_crictl; build_pause ;;
+    k8s|etcd|kwok|minio|mc|helm|crictl|pause) "build_$t" ;;
+    *) die "unknown target '$t' (all|node|k8s|etcd|kwok|minio|mc|helm|crictl|pause)" ;;
   esac
 done

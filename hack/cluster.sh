@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The local test cluster: a real Kubernetes control plane, KWOK fake nodes, the test pod
 # runner and two MinIO servers, all as processes on 127.0.0.1.
+# With PARAFLOW_CLUSTER_NODE=kubelet (root only) the pod runner and KWOK give way to a real
+# node: kubelet, containerd and kube-proxy running our images (hack/node.sh); the apiserver and
+# MinIO then listen on the node's bridge address so pods reach them. That cluster has its own
+# state directory (/tmp/paraflow-node) and ports, so it can run beside the default one.
 #   hack/cluster.sh up       build what is missing, start everything, wait for health
 #   hack/cluster.sh down     stop every process this script started (by recorded PID)
 #   hack/cluster.sh status   one line per component
@@ -10,13 +14,17 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-API_PORT=${PARAFLOW_API_PORT:-16443}
-ETCD_PORT=${PARAFLOW_ETCD_PORT:-12379}
-KCM_PORT=${PARAFLOW_KCM_PORT:-10357}
-SCHED_PORT=${PARAFLOW_SCHED_PORT:-10359}
+NODE_MODE=$CLUSTER_NODE
+case $NODE_MODE in podrunner|kubelet) ;; *) die "PARAFLOW_CLUSTER_NODE must be podrunner or kubelet, not '$NODE_MODE'" ;; esac
+# The kubelet-node cluster's ports are 10000 higher, so the two clusters never collide.
+PORT_SHIFT=0; [ "$NODE_MODE" = kubelet ] && PORT_SHIFT=10000
+API_PORT=${PARAFLOW_API_PORT:-$((16443 + PORT_SHIFT))}
+ETCD_PORT=${PARAFLOW_ETCD_PORT:-$((12379 + PORT_SHIFT))}
+KCM_PORT=${PARAFLOW_KCM_PORT:-$((10357 + PORT_SHIFT))}
+SCHED_PORT=${PARAFLOW_SCHED_PORT:-$((10359 + PORT_SHIFT))}
 KWOK_PORT=${PARAFLOW_KWOK_PORT:-10347}
-MINIO_PORT=${PARAFLOW_MINIO_PORT:-19000}
-MINIO2_PORT=${PARAFLOW_MINIO2_PORT:-19100}
+MINIO_PORT=${PARAFLOW_MINIO_PORT:-$((19000 + PORT_SHIFT))}
+MINIO2_PORT=${PARAFLOW_MINIO2_PORT:-$((19100 + PORT_SHIFT))}
 KWOK_NODES=${PARAFLOW_KWOK_NODES:-2}
 KUBELET_PORT=${PARAFLOW_KUBELET_PORT:-10350}
 PODRUNNER_NODE=podrunner
@@ -30,7 +38,15 @@ PIDS=$STATE_DIR/pids
 LOGS=$STATE_DIR/logs
 PKI=$STATE_DIR/pki
 KUBECONFIG_FILE=$STATE_DIR/admin.kubeconfig
+LISTEN_IP=127.0.0.1
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok podrunner minio minio2 operator)
+if [ "$NODE_MODE" = kubelet ]; then
+  # shellcheck source=node.sh
+  source "$HACK_DIR/node.sh"
+  LISTEN_IP=$NODE_IP
+  COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy minio minio2 operator)
+fi
+API_URL=https://$LISTEN_IP:$API_PORT
 
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
@@ -74,7 +90,7 @@ write_kubeconfig() {
   local tmp=$KUBECONFIG_FILE.tmp
   rm -f "$tmp"
   "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-cluster paraflow-local \
-    --server="https://127.0.0.1:$API_PORT" --certificate-authority="$PKI/apiserver.crt" --embed-certs >/dev/null
+    --server="$API_URL" --certificate-authority="$PKI/apiserver.crt" --embed-certs >/dev/null
   "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-credentials paraflow-admin --token="$(cat "$PKI/admin.token")" >/dev/null
   "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-context paraflow-local --cluster=paraflow-local --user=paraflow-admin >/dev/null
   "$K8S_BIN/kubectl" --kubeconfig "$tmp" config use-context paraflow-local >/dev/null
@@ -111,8 +127,12 @@ YAML
 }
 
 start_apiserver() {
+  local kubelet_client=()
+  [ "$NODE_MODE" = kubelet ] && kubelet_client=(--kubelet-client-certificate="$PKI/kubelet-client.crt"
+    --kubelet-client-key="$PKI/kubelet-client.key")
   start kube-apiserver -- "$K8S_BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
+    --bind-address="$LISTEN_IP" --advertise-address="$LISTEN_IP" --secure-port="$API_PORT" "${kubelet_client[@]}" \
+    --kubelet-preferred-address-types=InternalIP,Hostname \
     --cert-dir="$PKI" --authorization-mode=Node,RBAC --token-auth-file="$PKI/tokens.csv" \
     --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$PKI/sa.pub" \
     --service-account-signing-key-file="$PKI/sa.key" --service-cluster-ip-range=10.96.0.0/16 \
@@ -121,7 +141,7 @@ start_apiserver() {
 
 start_minio() { # name port
   start "$1" MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY MINIO_BROWSER=off -- \
-    "$(bin_dir minio "$MINIO_VERSION")/minio" server "$STATE_DIR/$1" --address "127.0.0.1:$2" --quiet
+    "$(bin_dir minio "$MINIO_VERSION")/minio" server "$STATE_DIR/$1" --address "$LISTEN_IP:$2" --quiet
 }
 
 stop() { # name: by recorded PID, the whole session, TERM then KILL
@@ -140,11 +160,11 @@ cmd_restart() {
   case ${1:-} in
     kube-apiserver)
       stop kube-apiserver; start_apiserver
-      wait_for kube-apiserver 90 curl -fsSk "https://127.0.0.1:$API_PORT/readyz" -H "Authorization: Bearer $(cat "$PKI/admin.token")" ;;
+      wait_for kube-apiserver 90 curl -fsSk "$API_URL/readyz" -H "Authorization: Bearer $(cat "$PKI/admin.token")" ;;
     minio|minio2)
       local port=$MINIO_PORT; [ "$1" = minio2 ] && port=$MINIO2_PORT
       stop "$1"; start_minio "$1" "$port"
-      wait_for "$1" 60 curl -fsS "http://127.0.0.1:$port/minio/health/ready" ;;
+      wait_for "$1" 60 curl -fsS "http://$LISTEN_IP:$port/minio/health/ready" ;;
     *) die "restart supports kube-apiserver, minio, minio2" ;;
   esac
   log "$1 restarted"
@@ -155,7 +175,7 @@ cmd_restart() {
 check_ports() {
   local port
   for port in "$ETCD_PORT" "$((ETCD_PORT + 1))" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" "$KWOK_PORT" "$KUBELET_PORT" \
-    "$MINIO_PORT" "$MINIO2_PORT"; do
+    "$MINIO_PORT" "$MINIO2_PORT" ${NODE_KUBELET_PORT:+"$NODE_KUBELET_PORT" 10248 10249 10256}; do
     if ss -ltn "sport = :$port" | grep -q LISTEN; then
       die "port $port is in use ($(ss -ltnpH "sport = :$port" | sed 's/.*users://')); stop that process or set PARAFLOW_*_PORT"
     fi
@@ -166,8 +186,10 @@ cmd_up() {
   alive kube-apiserver || check_ports
   [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$ETCD_BIN/etcd" ] || "$HACK_DIR/build.sh" all
   "$HACK_DIR/python.sh"
+  [ "$NODE_MODE" = kubelet ] && node_require
   mkdir -p "$PIDS" "$LOGS" "$STATE_DIR/minio" "$STATE_DIR/minio2" "$STATE_DIR/pod-logs"
   make_pki
+  if [ "$NODE_MODE" = kubelet ]; then node_pki; node_network_up; fi
 
   start etcd -- "$ETCD_BIN/etcd" --name=paraflow --data-dir="$STATE_DIR/etcd" \
     --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
@@ -177,7 +199,7 @@ cmd_up() {
   wait_for etcd 30 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 
   start_apiserver
-  wait_for kube-apiserver 90 curl -fsSk "https://127.0.0.1:$API_PORT/readyz" -H "Authorization: Bearer $(cat "$PKI/admin.token")"
+  wait_for kube-apiserver 90 curl -fsSk "$API_URL/readyz" -H "Authorization: Bearer $(cat "$PKI/admin.token")"
   write_kubeconfig
 
   start kube-controller-manager -- "$K8S_BIN/kube-controller-manager" --kubeconfig="$KUBECONFIG_FILE" \
@@ -194,6 +216,24 @@ cmd_up() {
   wait_for kube-scheduler 60 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
   wait_for "default service account" 60 kubectl get serviceaccount default -n default
 
+  if [ "$NODE_MODE" = kubelet ]; then
+    node_containerd_config
+    node_kubelet_config
+    node_up
+  else
+    start_process_nodes
+  fi
+
+  start_minio minio "$MINIO_PORT"
+  start_minio minio2 "$MINIO2_PORT"
+  wait_for minio 60 curl -fsS "http://$LISTEN_IP:$MINIO_PORT/minio/health/ready"
+  wait_for minio2 60 curl -fsS "http://$LISTEN_IP:$MINIO2_PORT/minio/health/ready"
+  cmd_env >"$STATE_DIR/env"
+  log "cluster is up ($NODE_MODE node): eval \"\$(hack/cluster.sh env)\""
+}
+
+# KWOK's fake nodes and the pod runner, which runs pods as local processes.
+start_process_nodes() {
   start kwok -- "$(bin_dir kwok "$KWOK_VERSION")/kwok" --kubeconfig="$KUBECONFIG_FILE" \
     --config="$(kwok_stages)" --manage-all-nodes=false --manage-nodes-with-label-selector=type=kwok \
     --cidr=10.244.0.0/16 --node-ip=10.244.0.1 --node-lease-duration-seconds=40 \
@@ -203,15 +243,8 @@ cmd_up() {
   start podrunner -- "$VENV/bin/python" "$HACK_DIR/podrunner/podrunner.py" --kubeconfig "$KUBECONFIG_FILE" \
     --node-name "$PODRUNNER_NODE" --images "$HACK_DIR/podrunner/images.yaml" --log-dir "$STATE_DIR/pod-logs" \
     --kubelet-port "$KUBELET_PORT" --tls-cert "$PKI/podrunner.crt" --tls-key "$PKI/podrunner.key"
-
-  start_minio minio "$MINIO_PORT"
-  start_minio minio2 "$MINIO2_PORT"
-  wait_for minio 60 curl -fsS "http://127.0.0.1:$MINIO_PORT/minio/health/ready"
-  wait_for minio2 60 curl -fsS "http://127.0.0.1:$MINIO2_PORT/minio/health/ready"
   wait_for "pod runner node" 60 kubectl wait --for=condition=Ready "node/$PODRUNNER_NODE" --timeout=1s
   wait_for "kwok nodes" 60 kubectl wait --for=condition=Ready node -l type=kwok --timeout=1s
-  cmd_env >"$STATE_DIR/env"
-  log "cluster is up: eval \"\$(hack/cluster.sh env)\""
 }
 
 # The operator as a local process against the local cluster (the demo's; tests start their own).
@@ -226,6 +259,7 @@ cmd_operator() {
 
 cmd_down() {
   local i
+  [ "$NODE_MODE" = kubelet ] && node_down
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop "${COMPONENTS[$i]}"; done
   # Cluster state is disposable: the next `up` starts from an empty etcd and empty buckets.
   rm -rf "$STATE_DIR"
@@ -246,10 +280,13 @@ cmd_env() {
   cat <<ENV
 export KUBECONFIG=$KUBECONFIG_FILE
 export PATH=$K8S_BIN:$(bin_dir helm "$HELM_KEY"):$(bin_dir mc "$MC_VERSION"):\$PATH
-export PARAFLOW_TEST_S3_ENDPOINT=http://127.0.0.1:$MINIO_PORT
-export PARAFLOW_TEST_S3_ENDPOINT_2=http://127.0.0.1:$MINIO2_PORT
+export PARAFLOW_TEST_S3_ENDPOINT=http://$LISTEN_IP:$MINIO_PORT
+export PARAFLOW_TEST_S3_ENDPOINT_2=http://$LISTEN_IP:$MINIO2_PORT
 export PARAFLOW_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY
 export PARAFLOW_TEST_S3_SECRET_KEY=$S3_SECRET_KEY
+ENV
+  [ "$NODE_MODE" = kubelet ] && return 0
+  cat <<ENV
 export PARAFLOW_TEST_PODRUNNER_NODE=$PODRUNNER_NODE
 export PARAFLOW_TEST_POD_LOGS=$STATE_DIR/pod-logs
 export PARAFLOW_TEST_KWOK=1
@@ -260,7 +297,8 @@ case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  env) cmd_env ;;
+  # What `up` recorded: the ports and mode it really used, whatever this shell sets.
+  env) if [ -f "$STATE_DIR/env" ]; then cat "$STATE_DIR/env"; else cmd_env; fi ;;
   operator) cmd_operator ;;
   restart) cmd_restart "${2:-}" ;;
   *) echo "usage: $0 up|down|status|env|operator|restart NAME" >&2; exit 2 ;;

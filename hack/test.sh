@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite: static checks, then unit, integration and e2e tests against a real
-# cluster. Without PARAFLOW_TEST_EXTERNAL=1 it uses the local cluster (started here, and stopped
-# again if this script started it). With PARAFLOW_TEST_EXTERNAL=1 it uses KUBECONFIG and the
-# PARAFLOW_TEST_S3_* endpoint you exported (a kind cluster, or your own).
+# The whole test suite: static checks, then unit, integration and e2e tests against real clusters.
+#
+# Without PARAFLOW_TEST_EXTERNAL=1 it runs two local clusters in turn (each started here, and
+# stopped again if this script started it):
+#   1. pods as local processes + KWOK nodes: every tier, including tests/local (scale on KWOK,
+#      restarts of control-plane processes, the pod runner itself);
+#   2. a real kubelet + containerd node (root): tests/integration and tests/e2e again, with our
+#      images in real pods, the Helm-installed operator in a real Deployment.
+# PARAFLOW_CLUSTER_NODE=podrunner|kubelet runs only that cluster's tier. PARAFLOW_REAL_NODE=0
+# skips the second on a machine without root (and says so: CI never sets it).
+# With PARAFLOW_TEST_EXTERNAL=1 it uses KUBECONFIG and the PARAFLOW_TEST_S3_* endpoint you
+# exported (a kind cluster, or your own).
 #   hack/test.sh [pytest args...]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -24,20 +32,45 @@ python -m paraflow.crdgen --check
 # Our images, built with no registry (a Docker engine is started if none answers).
 "$HACK_DIR/images.sh"
 
-suites=(tests)
-if [ "${PARAFLOW_TEST_EXTERNAL:-0}" = 1 ]; then
-  # tests/local needs the local cluster (pod runner, KWOK nodes, restarts of its processes).
-  suites=(tests/unit tests/integration tests/e2e)
-else
-  "$HACK_DIR/build.sh" all
-  if ! "$HACK_DIR/cluster.sh" status >/dev/null 2>&1; then
-    "$HACK_DIR/cluster.sh" down >/dev/null 2>&1 || true
-    "$HACK_DIR/cluster.sh" up
+run_pytest() { # default suites... -- pytest args...
+  local suites=()
+  while [ "$1" != "--" ]; do suites+=("$1"); shift; done; shift
+  if [ $# -gt 0 ]; then python -m pytest "$@"; else python -m pytest "${suites[@]}"; fi
+}
+
+# One local cluster's tier, in a subshell so its environment stays its own.
+cluster_tier() ( # podrunner|kubelet default-suites... -- pytest args...
+  export PARAFLOW_CLUSTER_NODE=$1; shift
+  local cluster=("$HACK_DIR/cluster.sh")
+  if ! "${cluster[@]}" status >/dev/null 2>&1; then
+    "${cluster[@]}" down >/dev/null 2>&1 || true
+    "${cluster[@]}" up
     [ "${PARAFLOW_KEEP_CLUSTER:-0}" = 1 ] || trap '"$HACK_DIR/cluster.sh" down' EXIT
   fi
-  eval "$("$HACK_DIR/cluster.sh" env)"
-fi
+  eval "$("${cluster[@]}" env)"
+  log "pytest on the $PARAFLOW_CLUSTER_NODE cluster"
+  run_pytest "$@"
+)
 
-log "pytest"
-if [ $# -gt 0 ]; then python -m pytest "$@"; else python -m pytest "${suites[@]}"; fi
+if [ "${PARAFLOW_TEST_EXTERNAL:-0}" = 1 ]; then
+  # tests/local needs a local cluster (pod runner, KWOK nodes, restarts of its processes).
+  log "pytest on KUBECONFIG=$KUBECONFIG"
+  run_pytest tests/unit tests/integration tests/e2e -- "$@"
+else
+  "$HACK_DIR/build.sh" all
+  tiers=(podrunner kubelet)
+  [ -n "${PARAFLOW_CLUSTER_NODE:-}" ] && tiers=("$PARAFLOW_CLUSTER_NODE")
+  if [ "${PARAFLOW_REAL_NODE:-1}" = 0 ] && [ -z "${PARAFLOW_CLUSTER_NODE:-}" ]; then
+    log "PARAFLOW_REAL_NODE=0: SKIPPING the real-kubelet tier; our images are not tested in real pods"
+    tiers=(podrunner)
+  fi
+  for tier in "${tiers[@]}"; do
+    if [ "$tier" = kubelet ]; then
+      [ "$(id -u)" = 0 ] || die "the real-kubelet tier needs root (PARAFLOW_REAL_NODE=0 skips it)"
+      cluster_tier kubelet tests/integration tests/e2e -- "$@"
+    else
+      cluster_tier podrunner tests -- "$@"
+    fi
+  done
+fi
 log "all tests passed in $((SECONDS - started))s"
