@@ -84,6 +84,22 @@ make_pki() {
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=podrunner" -addext "subjectAltName=IP:127.0.0.1" \
     -keyout "$PKI/podrunner.key" -out "$PKI/podrunner.crt" 2>/dev/null
   chmod 600 "$PKI"/*
+  # Every write, with its user agent and time: tests check the operator's global rate cap
+  # against what the apiserver really received.
+  cat >"$PKI/audit-policy.yaml" <<YAML
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+    resources:  # what the operator writes; pods, leases and nodes (most writes) stay out
+      - {group: batch, resources: [jobs]}
+      - {group: paraflow.dev, resources: [parallelworkflows, parallelworkflows/status]}
+      - {group: "", resources: [events]}
+      - {group: events.k8s.io, resources: [events]}
+  - level: None
+YAML
 }
 
 write_kubeconfig() {
@@ -136,6 +152,7 @@ start_apiserver() {
     --cert-dir="$PKI" --authorization-mode=Node,RBAC --token-auth-file="$PKI/tokens.csv" \
     --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$PKI/sa.pub" \
     --service-account-signing-key-file="$PKI/sa.key" --service-cluster-ip-range=10.96.0.0/16 \
+    --audit-policy-file="$PKI/audit-policy.yaml" --audit-log-path="$LOGS/audit.log" --audit-log-maxsize=1024 \
     --allow-privileged=true --profiling=false --max-requests-inflight=800 --max-mutating-requests-inflight=400
 }
 
@@ -290,6 +307,7 @@ ENV
 export PARAFLOW_TEST_PODRUNNER_NODE=$PODRUNNER_NODE
 export PARAFLOW_TEST_POD_LOGS=$STATE_DIR/pod-logs
 export PARAFLOW_TEST_KWOK=1
+export PARAFLOW_TEST_AUDIT_LOG=$LOGS/audit.log
 ENV
 }
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from kubernetes import client
+
+from paraflow import constants as c
 
 T = TypeVar("T")
 
@@ -66,3 +71,27 @@ def install_crd(kube: client.ApiClient) -> None:
         return any(c.type == "Established" and c.status == "True" for c in (status.conditions or []))
 
     wait_for(established, 30, "the CRD to be established")
+
+
+def operator_writes(audit_log: Path, since: dt.datetime) -> list[float]:
+    """Times (seconds) at which the apiserver received a write from the operator's user agent
+    (the local cluster's audit log records every write to the operator's resources)."""
+    times = []
+    for line in audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        if not entry.get("userAgent", "").startswith(f"{c.USER_AGENT_PRODUCT}/"):
+            continue
+        received = dt.datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        if received >= since:
+            times.append(received.timestamp())
+    return sorted(times)
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    """The largest number of sorted ``times`` inside any interval of length ``window``."""
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] > window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most

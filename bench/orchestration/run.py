@@ -96,6 +96,23 @@ def baseline(batch: client.BatchV1Api, ns: str, partitions: int, concurrency: in
     return time.monotonic() - started
 
 
+def kwok_workflow(name: str, endpoint: str, bucket: str, prefix: str, out: str, concurrency: int) -> dict[str, Any]:
+    """One partition per input object under ``prefix``; partition pods on KWOK nodes."""
+    return {
+        "apiVersion": f"{c.GROUP}/{c.VERSION}",
+        "kind": c.KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "storage": {"endpoint": endpoint, "credentialsSecret": "minio-creds"},
+            "input": {"bucket": bucket, "prefix": prefix},
+            "partitioner": {"builtin": {"maxItemsPerPartition": 1}},
+            "processor": {"image": "fake:1", **KWOK},
+            "output": {"bucket": bucket, "prefix": out},
+            "maxConcurrency": concurrency,
+        },
+    }
+
+
 def paraflow_run(
     custom: client.CustomObjectsApi,
     core: client.CoreV1Api,
@@ -119,19 +136,7 @@ def paraflow_run(
     ).start()
     op.wait_started()
     name = f"wf-{partitions}-{concurrency}"
-    body = {
-        "apiVersion": f"{c.GROUP}/{c.VERSION}",
-        "kind": c.KIND,
-        "metadata": {"name": name},
-        "spec": {
-            "storage": {"endpoint": endpoint, "credentialsSecret": "minio-creds"},
-            "input": {"bucket": bucket, "prefix": prefix},
-            "partitioner": {"builtin": {"maxItemsPerPartition": 1}},
-            "processor": {"image": "fake:1", **KWOK},
-            "output": {"bucket": bucket, "prefix": f"out-{name}/"},
-            "maxConcurrency": concurrency,
-        },
-    }
+    body = kwok_workflow(name, endpoint, bucket, prefix, f"out-{name}/", concurrency)
     try:
         started = time.monotonic()
         custom.create_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL, body)

@@ -37,3 +37,6 @@ COND_SUSPENDED: Final = "Suspended"
 COND_BLOCKED: Final = "Blocked"
 COND_REPLICATED: Final = "Replicated"
 COND_REPLICATION_LATE: Final = "ReplicationDeadlineExceeded"
+
+# The operator's HTTP user agent is "<this>/<version>".
+USER_AGENT_PRODUCT = "paraflow-operator"
