@@ -190,9 +190,10 @@ cmd_restart() {
 # A port already taken (say, by a process left from an interrupted run) would make a component
 # exit at once, or worse, let health checks reach the stranger: refuse to start instead.
 check_ports() {
-  local port
-  for port in "$ETCD_PORT" "$((ETCD_PORT + 1))" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" "$KWOK_PORT" "$KUBELET_PORT" \
-    "$MINIO_PORT" "$MINIO2_PORT" ${NODE_KUBELET_PORT:+"$NODE_KUBELET_PORT" 10248 10249 10256}; do
+  local port node_ports=("$KWOK_PORT" "$KUBELET_PORT")
+  [ "$NODE_MODE" = kubelet ] && node_ports=("$NODE_KUBELET_PORT" 10248 10249 10256)
+  for port in "$ETCD_PORT" "$((ETCD_PORT + 1))" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" "${node_ports[@]}" \
+    "$MINIO_PORT" "$MINIO2_PORT"; do
     if ss -ltn "sport = :$port" | grep -q LISTEN; then
       die "port $port is in use ($(ss -ltnpH "sport = :$port" | sed 's/.*users://')); stop that process or set PARAFLOW_*_PORT"
     fi

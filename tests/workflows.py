@@ -81,6 +81,15 @@ def events(core: client.CoreV1Api, ns: str, name: str) -> list[tuple[str, str, s
     return [(e.type, e.reason, e.message) for e in items]
 
 
+def wait_event(core: client.CoreV1Api, ns: str, name: str, kind: str, reason: str, timeout: float = 30) -> None:
+    """Events are posted just after the status they report: wait for one rather than race it."""
+    wait_for(
+        lambda: (kind, reason) in {(t, r) for t, r, _ in events(core, ns, name)},
+        timeout,
+        f"a {kind} Event {reason} on {ns}/{name}",
+    )
+
+
 def partition_jobs(batch: client.BatchV1Api, ns: str, name: str) -> list[client.V1Job]:
     selector = f"{c.LABEL_WORKFLOW}={name},{c.LABEL_ROLE}={c.ROLE_PARTITION}"
     return list(batch.list_namespaced_job(ns, label_selector=selector).items)

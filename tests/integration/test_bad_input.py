@@ -12,7 +12,17 @@ from minio import Minio
 
 from paraflow import constants as c
 from tests.operator_process import OperatorProcess
-from tests.workflows import WORKER_IMAGE, condition, create, events, get, patch, upload_inputs, wait_phase, workflow
+from tests.workflows import (
+    WORKER_IMAGE,
+    condition,
+    create,
+    get,
+    patch,
+    upload_inputs,
+    wait_event,
+    wait_phase,
+    workflow,
+)
 
 ENDPOINT = "http://127.0.0.1:19000"
 
@@ -139,7 +149,7 @@ def test_an_unparseable_quantity_fails_the_workflow_with_the_field(
     assert failed["reason"] == "InvalidSpec"
     assert "spec.partitioner.builtin.maxBytesPerPartition" in failed["message"]
     assert "'lots' is not a byte quantity" in failed["message"]
-    assert ("Warning", "InvalidSpec") in {(t, r) for t, r, _ in events(core, namespace, "bad")}
+    wait_event(core, namespace, "bad", "Warning", "InvalidSpec")
     assert no_jobs(batch, namespace)
 
 
@@ -160,7 +170,7 @@ def test_a_missing_secret_blocks_the_workflow_until_it_exists(
     blocked = wait_condition(custom, namespace, "nosecret", c.COND_BLOCKED)
     assert blocked["reason"] == "SecretNotFound"
     assert 'Secret "not-there" not found' in blocked["message"]
-    assert ("Warning", "SecretNotFound") in {(t, r) for t, r, _ in events(core, namespace, "nosecret")}
+    wait_event(core, namespace, "nosecret", "Warning", "SecretNotFound")
     assert no_jobs(batch, namespace)
     # Creating the Secret unblocks it: nothing was lost, the run goes on.
     secret = core.read_namespaced_secret("minio-creds", namespace)
@@ -263,6 +273,6 @@ def test_a_bad_plan_from_a_custom_partitioner_fails_the_workflow_with_the_reason
     failed = wait_phase(custom, namespace, "badplan", {"Failed"}, 120)
     assert condition(failed, c.COND_FAILED)["reason"] == reason
     assert message in failed["status"]["message"]
-    assert ("Warning", "Failed") in {(t, r) for t, r, _ in events(core, namespace, "badplan")}
+    wait_event(core, namespace, "badplan", "Warning", "Failed")
     roles = {j.metadata.labels[c.LABEL_ROLE] for j in batch.list_namespaced_job(namespace).items}
     assert roles == {c.ROLE_PARTITIONER}, "no partition Job may start from a bad plan"
