@@ -22,6 +22,7 @@ WORKFLOWS = 30
 PARTITIONS = 10
 WRITE_QPS = 8.0
 WRITE_BURST = 10
+SEND_JITTER_SECONDS = 0.5
 
 
 def test_the_window_counter_finds_the_densest_interval() -> None:
@@ -67,7 +68,9 @@ def test_thirty_concurrent_workflows_complete_under_one_global_write_rate_cap(
     # At least one Job per partition and per partitioner, plus status patches: all seen.
     assert len(times) >= WORKFLOWS * (PARTITIONS + 1)
     for window in (1.0, 5.0, 10.0):
-        allowed = WRITE_BURST + WRITE_QPS * window + 2  # +2: arrival jitter at the window's edges
+        # The bucket paces sends; the apiserver stamps arrivals, which lag sends by the client's
+        # own latency (thread hand-off, serialisation, TLS) on this loaded 2-core machine.
+        allowed = WRITE_BURST + WRITE_QPS * (window + SEND_JITTER_SECONDS)
         most = most_in_any_window(times, window)
         assert most <= allowed, f"{most} operator writes within {window}s, cap allows {allowed}"
     # The cap was binding, not idle: 300 Job creates are wanted within seconds of the plans
