@@ -64,13 +64,16 @@ else
     log "PARAFLOW_REAL_NODE=0: SKIPPING the real-kubelet tier; our images are not tested in real pods"
     tiers=(podrunner)
   fi
+  # Every tier runs even if an earlier one failed: one run shows every failure.
+  failed=()
   for tier in "${tiers[@]}"; do
     if [ "$tier" = kubelet ]; then
       [ "$(id -u)" = 0 ] || die "the real-kubelet tier needs root (PARAFLOW_REAL_NODE=0 skips it)"
-      cluster_tier kubelet tests/integration tests/e2e -- "$@"
+      cluster_tier kubelet tests/integration tests/e2e -- "$@" || failed+=("$tier")
     else
-      cluster_tier podrunner tests -- "$@"
+      cluster_tier podrunner tests -- "$@" || failed+=("$tier")
     fi
   done
+  [ ${#failed[@]} -eq 0 ] || die "tests failed on: ${failed[*]} (after $((SECONDS - started))s)"
 fi
 log "all tests passed in $((SECONDS - started))s"

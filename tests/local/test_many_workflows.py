@@ -22,7 +22,7 @@ WORKFLOWS = 30
 PARTITIONS = 10
 WRITE_QPS = 8.0
 WRITE_BURST = 10
-SEND_JITTER_SECONDS = 0.5
+SEND_JITTER_SECONDS = 1.0  # measured lag up to ~0.75 s during the full suite
 
 
 def test_the_window_counter_finds_the_densest_interval() -> None:
