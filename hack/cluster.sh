@@ -102,15 +102,15 @@ rules:
 YAML
 }
 
-write_kubeconfig() {
-  local tmp=$KUBECONFIG_FILE.tmp
+write_kubeconfig() { # path user token-file: a kubeconfig for this cluster with that user's token
+  local tmp=$1.tmp
   rm -f "$tmp"
   "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-cluster paraflow-local \
     --server="$API_URL" --certificate-authority="$PKI/apiserver.crt" --embed-certs >/dev/null
-  "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-credentials paraflow-admin --token="$(cat "$PKI/admin.token")" >/dev/null
-  "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-context paraflow-local --cluster=paraflow-local --user=paraflow-admin >/dev/null
+  "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-credentials "$2" --token="$(cat "$3")" >/dev/null
+  "$K8S_BIN/kubectl" --kubeconfig "$tmp" config set-context paraflow-local --cluster=paraflow-local --user="$2" >/dev/null
   "$K8S_BIN/kubectl" --kubeconfig "$tmp" config use-context paraflow-local >/dev/null
-  mv "$tmp" "$KUBECONFIG_FILE"
+  mv "$tmp" "$1"
 }
 
 kwok_stages() {
@@ -218,7 +218,7 @@ cmd_up() {
 
   start_apiserver
   wait_for kube-apiserver 90 curl -fsSk "$API_URL/readyz" -H "Authorization: Bearer $(cat "$PKI/admin.token")"
-  write_kubeconfig
+  write_kubeconfig "$KUBECONFIG_FILE" paraflow-admin "$PKI/admin.token"
 
   start kube-controller-manager -- "$K8S_BIN/kube-controller-manager" --kubeconfig="$KUBECONFIG_FILE" \
     --authentication-kubeconfig="$KUBECONFIG_FILE" --authorization-kubeconfig="$KUBECONFIG_FILE" \
@@ -235,8 +235,6 @@ cmd_up() {
   wait_for "default service account" 60 kubectl get serviceaccount default -n default
 
   if [ "$NODE_MODE" = kubelet ]; then
-    node_containerd_config
-    node_kubelet_config
     node_up
   else
     start_process_nodes

@@ -8,14 +8,13 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_DIR"
 CLUSTER=${PARAFLOW_KIND_CLUSTER:-paraflow-e2e}
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 command -v kind >/dev/null || die "kind is not on PATH: go install sigs.k8s.io/kind@latest"
 
 "$HACK_DIR/build.sh" minio helm
 "$HACK_DIR/images.sh"
 kind get clusters | grep -qx "$CLUSTER" || kind create cluster --name "$CLUSTER" --wait 120s
 [ "${KEEP:-0}" = 1 ] || trap 'kind delete cluster --name "$CLUSTER"; kill $(jobs -p) 2>/dev/null || true' EXIT
-kind load docker-image --name "$CLUSTER" "paraflow/operator:$VERSION" "paraflow/worker:$VERSION"
+kind load docker-image --name "$CLUSTER" "paraflow/operator:$PROJECT_VERSION" "paraflow/worker:$PROJECT_VERSION"
 export KUBECONFIG=$STATE_DIR/kind.kubeconfig
 mkdir -p "$STATE_DIR" && kind get kubeconfig --name "$CLUSTER" >"$KUBECONFIG"
 

@@ -8,7 +8,6 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_DIR"
 "$HACK_DIR/docker.sh" up
 DOCKER=$( [ -x /usr/bin/docker ] && echo /usr/bin/docker || command -v docker )
-VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 SUITE=${PARAFLOW_BASE_SUITE:-bookworm}
 BASE=paraflow/debian-base:$SUITE-py3
 PY="${PARAFLOW_VENV:-$REPO_DIR/.venv}/bin/python"
@@ -39,7 +38,7 @@ rm -rf dist/wheels && mkdir -p dist/wheels
 "$PY" -m pip wheel -q --wheel-dir dist/wheels ".[operator]" >/dev/null
 
 for role in worker operator; do
-  log "building paraflow/$role:$VERSION"
-  "$DOCKER" build -q --network none --build-arg "BASE_IMAGE=$BASE" -f "$role/Dockerfile" -t "paraflow/$role:$VERSION" . >/dev/null
+  log "building paraflow/$role:$PROJECT_VERSION"
+  "$DOCKER" build -q --network none --build-arg "BASE_IMAGE=$BASE" -f "$role/Dockerfile" -t "paraflow/$role:$PROJECT_VERSION" . >/dev/null
 done
 "$DOCKER" images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^paraflow/'

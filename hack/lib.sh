@@ -5,6 +5,9 @@ REPO_DIR=$(dirname "$HACK_DIR")
 # shellcheck source=versions.env
 source "$HACK_DIR/versions.env"
 
+# The version our images are tagged with.
+PROJECT_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/pyproject.toml")
+
 # Built binaries live outside the repo so a clean clone (and CI) reuses them.
 CACHE_DIR=${PARAFLOW_CACHE:-$HOME/.cache/paraflow}
 # Which local cluster: pods as local processes plus KWOK nodes (podrunner, the default), or a

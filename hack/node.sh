@@ -70,14 +70,9 @@ node_pki() { # a CA for the kubelet to trust the apiserver's client certificate,
   chmod 600 "$PKI"/*
 }
 
-node_kubeconfig() { # user -> path of a kubeconfig with that user's token
-  local out=$NODE_DIR/$2.kubeconfig
-  "$K8S_BIN/kubectl" --kubeconfig "$out" config set-cluster local --server="https://$NODE_IP:$API_PORT" \
-    --certificate-authority="$PKI/apiserver.crt" --embed-certs >/dev/null
-  "$K8S_BIN/kubectl" --kubeconfig "$out" config set-credentials "$1" --token="$(cat "$PKI/$1.token")" >/dev/null
-  "$K8S_BIN/kubectl" --kubeconfig "$out" config set-context local --cluster=local --user="$1" >/dev/null
-  "$K8S_BIN/kubectl" --kubeconfig "$out" config use-context local >/dev/null
-  echo "$out"
+node_kubeconfig() { # user file-stem -> path of a kubeconfig with that user's token
+  write_kubeconfig "$NODE_DIR/$2.kubeconfig" "$1" "$PKI/$1.token"
+  echo "$NODE_DIR/$2.kubeconfig"
 }
 
 node_has_cap_sys_resource() { # bit 24 of the effective capability set
@@ -172,8 +167,7 @@ node_cgroups() {
 
 # Our images, built by hack/images.sh into Docker, handed to the node's containerd.
 node_images() {
-  local version image
-  version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/pyproject.toml")
+  local image
   if ! docker image inspect "$PAUSE_IMAGE" >/dev/null 2>&1; then
     local ctx; ctx=$(mktemp -d)
     cp "$(bin_dir pause "$PAUSE_VERSION-k8s$K8S_VERSION")/pause" "$ctx/pause"
@@ -181,7 +175,7 @@ node_images() {
     DOCKER_BUILDKIT=0 docker build -q -t "$PAUSE_IMAGE" "$ctx" >/dev/null 2>&1 || die "building $PAUSE_IMAGE failed"
     rm -rf "$ctx"
   fi
-  local images=("$PAUSE_IMAGE" "paraflow/worker:$version" "paraflow/operator:$version")
+  local images=("$PAUSE_IMAGE" "paraflow/worker:$PROJECT_VERSION" "paraflow/operator:$PROJECT_VERSION")
   for image in "${images[@]}"; do
     docker image inspect "$image" >/dev/null 2>&1 || die "image $image is missing: run hack/images.sh"
   done
@@ -190,6 +184,8 @@ node_images() {
 }
 
 node_up() {
+  node_containerd_config
+  node_kubelet_config
   start containerd -- /usr/bin/containerd --config "$NODE_DIR/containerd/config.toml"
   wait_for containerd 30 ctr version
   node_images
