@@ -15,11 +15,11 @@ from tests.workflows import (
     active_count,
     condition,
     create,
-    events,
     get,
     partition_jobs,
     patch,
     upload_inputs,
+    wait_event,
     wait_phase,
     workflow,
 )
@@ -64,8 +64,8 @@ def test_retry_then_tolerance_breach_then_redrive_reruns_only_the_failed_partiti
     assert status["failedIndexes"] == "4"
     assert status["attempts"] == {"2": "1,4"}
     assert condition(failed, c.COND_FAILED)["reason"] == "FailureToleranceExceeded"
-    reasons = [reason for kind, reason, _ in events(core, namespace, "flaky") if kind == "Warning"]
-    assert "PartitionsFailed" in reasons and "Failed" in reasons
+    wait_event(core, namespace, "flaky", "Warning", "PartitionsFailed")
+    wait_event(core, namespace, "flaky", "Warning", "Failed")
     # Exit 42 is non-retryable: one pod per attempt despite backoffLimitPerIndex 3.
     p4 = [j for j in partition_jobs(batch, namespace, "flaky") if j.metadata.labels[c.LABEL_PARTITION] == "4"]
     assert sorted(j.status.failed for j in p4) == [1, 1]
