@@ -39,6 +39,7 @@ from paraflow_worker.storage import make_client, put_json
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "run/"
 OUT = "out/"
+RUN_UID = "bench"
 PER_PARTITION = 100
 
 
@@ -70,7 +71,7 @@ def make_source(client: Minio, count: int, size: int) -> tuple[str, dict[str, st
     def one(i: int) -> OutputObject:
         data = os.urandom(size)
         p = i // PER_PARTITION
-        key = f"{contract.attempt_output_prefix(OUT, p, 1)}obj-{i:06d}"
+        key = f"{contract.attempt_output_prefix(OUT, RUN_UID, p, 1)}obj-{i:06d}"
         client.put_object(bucket, key, io.BytesIO(data), size, content_type="application/octet-stream")
         digest = hashlib.sha256(data).hexdigest()
         digests[key] = digest
@@ -85,11 +86,17 @@ def make_source(client: Minio, count: int, size: int) -> tuple[str, dict[str, st
             client,
             bucket,
             contract.shard_result_key(RUN, p, 1, 0),
-            ShardResult(partition=p, attempt=1, shard=0, outputs=outs),
+            ShardResult(
+                partition=p,
+                attempt=1,
+                shard=0,
+                outputs=outs,
+                output_prefix=contract.attempt_output_prefix(OUT, RUN_UID, p, 1),
+            ),
         )
     manifest = ResultManifest(
         workflow="bench",
-        uid="bench",
+        uid=RUN_UID,
         bucket=bucket,
         failed=[],
         succeeded=[
@@ -252,7 +259,8 @@ def main() -> None:
                 dst = fresh_bucket(clients[dst_ep], f"bench-{tool}")
                 if tool == "paraflow":
                     seconds, rss = run_paraflow(ep1, source, dst_ep, dst, dst_ep == ep1, creds, args.concurrency)
-                    rename = lambda k: k.replace("/a1/", "/", 1)  # noqa: E731  replicas carry no attempt
+                    # Replicas carry neither the run nor the attempt.
+                    rename = lambda k: k.replace(f"{RUN_UID}/", "", 1).replace("/a1/", "/", 1)  # noqa: E731
                 elif tool == "mc":
                     seconds, rss = run_mc(mc, ep1, source, dst_ep, dst, creds, config_dir)
                     rename = lambda k: k  # noqa: E731

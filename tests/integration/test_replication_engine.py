@@ -17,6 +17,8 @@ from paraflow_worker.replicate import Replicator
 
 OUT = "out/"
 RUN = "run/"
+UID = "3f1c2b9e-0000-4000-8000-000000000001"
+WORKFLOW = "ns/wf"
 
 
 def write_outputs(s3: Minio, bucket: str, partition: int, attempt: int, files: dict[str, bytes]) -> None:
@@ -31,7 +33,7 @@ def write_outputs(s3: Minio, bucket: str, partition: int, attempt: int, files: d
         run_bucket=bucket,
         run_prefix=RUN,
         output_bucket=bucket,
-        output_prefix=contract.attempt_output_prefix(OUT, partition, attempt),
+        output_prefix=contract.attempt_output_prefix(OUT, UID, partition, attempt),
     )
     for name, data in files.items():
         shard.write(name, data, content_type="text/csv", metadata={"origin": "test"}, tags={"team": "logs"})
@@ -39,18 +41,20 @@ def write_outputs(s3: Minio, bucket: str, partition: int, attempt: int, files: d
 
 
 def task(targets: list[ReplicationTarget], **kw: object) -> ReplicationTask:
-    return ReplicationTask(
-        label="t",
-        output_prefix=OUT,
-        targets=targets,
-        partitions=[PartitionRef(index=0, attempt=2), PartitionRef(index=1, attempt=1)],
-        **kw,
-    )
+    fields: dict[str, object] = {
+        "label": "t",
+        "workflow": WORKFLOW,
+        "run_uid": UID,
+        "output_prefix": OUT,
+        "targets": targets,
+        "partitions": [PartitionRef(index=0, attempt=2), PartitionRef(index=1, attempt=1)],
+    }
+    return ReplicationTask.model_validate({**fields, **kw})
 
 
 def replicate(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio]) -> dict[str, dict]:
-    r = Replicator(s3, bucket, t, clients, sleep=lambda _: None)
-    report = r.run(r.work(RUN))
+    r = Replicator(s3, bucket, RUN, t, clients, sleep=lambda _: None)
+    report = r.run(r.work())
     return {x.name: x.model_dump() for x in report.targets}
 
 
@@ -113,17 +117,60 @@ def test_full_read_verification_catches_and_repairs_a_corrupted_replica(
     assert s3_second.get_object(bucket_second, "p0/b.csv").read() == good
 
 
-def test_deletes_reach_the_target_only_with_delete_sync(
+def test_delete_sync_removes_only_this_workflows_replicas_whose_output_left_the_run_and_lists_each(
     s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes]
 ) -> None:
-    s3_second.put_object(bucket_second, "p9/old.csv", io.BytesIO(b"old"), 3)
     targets = [ReplicationTarget(name="dev", bucket=bucket_second, endpoint="y")]
-    kept = replicate(s3, bucket, task(targets), [s3_second])
-    assert kept["dev"]["deleted"] == 0
-    assert s3_second.stat_object(bucket_second, "p9/old.csv").size == 3
-    synced = replicate(s3, bucket, task(targets, delete_sync=True), [s3_second])
-    assert synced["dev"]["deleted"] == 1
-    assert sorted(o.object_name for o in s3_second.list_objects(bucket_second, recursive=True)) == sorted(outputs)
+    replicate(s3, bucket, task(targets), [s3_second])  # p0/a.csv, p0/b.csv, p1/c.csv, marked as ours
+    foreign = {"p9/old.csv": {}, "p0/z.csv": {"paraflow-workflow": "ns/other", "paraflow-destination": "dev"}}
+    for key, meta in foreign.items():  # a user's object, and another workflow's replica
+        s3_second.put_object(bucket_second, key, io.BytesIO(b"old"), 3, metadata=meta)
+    only_p1 = task(targets, partitions=[PartitionRef(index=1, attempt=1)])
+    kept = replicate(s3, bucket, only_p1, [s3_second])
+    assert kept["dev"]["deleted"] == 0  # no deleteSync: nothing goes
+
+    synced = replicate(s3, bucket, only_p1.model_copy(update={"delete_sync": True}), [s3_second])
+
+    assert (synced["dev"]["deleted"], synced["dev"]["deleted_keys"]) == (2, ["p0/a.csv", "p0/b.csv"])
+    left = sorted(o.object_name for o in s3_second.list_objects(bucket_second, recursive=True))
+    assert left == ["p0/z.csv", "p1/c.csv", "p9/old.csv"]
+
+
+def test_a_destination_that_is_the_output_under_another_endpoint_name_is_refused_untouched(
+    s3: Minio, bucket: str, outputs: dict[str, bytes]
+) -> None:
+    """The same server reached as another name (an alias, localhost for 127.0.0.1): endpoint
+    strings differ, the storage is one. Copying into the output prefix is refused, deleting too."""
+    before = sorted(o.object_name for o in s3.list_objects(bucket, recursive=True))
+    alias = [ReplicationTarget(name="alias", bucket=bucket, prefix="", endpoint="http://localhost:1")]
+
+    report = replicate(s3, bucket, task(alias, delete_sync=True), [s3])["alias"]
+
+    assert (report["copied"], report["deleted"], report["failed"]) == (0, 0, 1)
+    assert "is the storage holding the output prefix" in report["failures"][0]["reason"]
+    after = sorted(o.object_name for o in s3.list_objects(bucket, recursive=True))
+    assert after == sorted([*before, contract.identity_key(RUN)])
+
+
+@pytest.mark.parametrize("server_side", [True, False], ids=["server-side", "streamed"])
+def test_keys_of_any_utf8_and_control_characters_replicate_byte_exact(
+    s3: Minio, bucket: str, server_side: bool
+) -> None:
+    names = ["ä.csv", "日本/語.txt", "emoji 🎉.bin", "tab\there", "plus+percent%25 q?a&b#c", "a  b/ c"]
+    write_outputs(s3, bucket, 0, 2, {n: n.encode() * 3 for n in names})
+    target_bucket = f"t-{uuid.uuid4().hex[:12]}"
+    s3.make_bucket(target_bucket)
+    targets = [ReplicationTarget(name="copy", bucket=target_bucket, endpoint="x", server_side=server_side)]
+
+    report = replicate(s3, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3])["copy"]
+
+    assert (report["copied"], report["failed"]) == (len(names), 0), report["failures"]
+    listed = sorted(o.object_name for o in s3.list_objects(target_bucket, recursive=True))
+    assert listed == sorted(f"p0/{n}" for n in names)
+    for n in names:
+        assert s3.get_object(target_bucket, f"p0/{n}").read() == n.encode() * 3
+        s3.remove_object(target_bucket, f"p0/{n}")
+    s3.remove_bucket(target_bucket)
 
 
 def test_a_target_refusing_writes_records_each_failure_and_a_rerun_after_repair_loses_nothing(
@@ -141,9 +188,9 @@ def test_a_target_refusing_writes_records_each_failure_and_a_rerun_after_repair_
         for f in revoked_report["failures"]
     )
     s3_second.make_bucket(missing)
-    refusing = Replicator(s3, bucket, task(targets), [s3_second], sleep=lambda _: None)
+    refusing = Replicator(s3, bucket, RUN, task(targets), [s3_second], sleep=lambda _: None)
     # Writes refused mid-run: the target bucket disappears after the listing.
-    work = refusing.work(RUN)
+    work = refusing.work()
     refusing._existing = lambda client, target: (s3_second.remove_bucket(missing), {})[1]  # type: ignore[method-assign]
     report = refusing.run(work).targets[0]
     assert report.failed == 3
@@ -176,9 +223,9 @@ def test_big_objects_stream_across_servers_and_part_copy_on_one_server_keeping_m
         return real_compose(bucket_name, object_name, sources, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(s3, "compose_object", spy)
-    r = Replicator(s3, bucket, task(targets, verify="fullRead"), [s3, s3_second], sleep=lambda _: None)
+    r = Replicator(s3, bucket, RUN, task(targets, verify="fullRead"), [s3, s3_second], sleep=lambda _: None)
     r.max_copy_part = 8 * 1024 * 1024  # exercise the >5 GiB path's part-copy on a 21 MiB object
-    report = {t.name: t for t in r.run(r.work(RUN)).targets}
+    report = {t.name: t for t in r.run(r.work()).targets}
     assert report["same"].copied == report["far"].copied == 1
     for client, b in ((s3, same), (s3_second, bucket_second)):
         stat = client.stat_object(b, "p0/big.bin")

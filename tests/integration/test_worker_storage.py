@@ -52,7 +52,7 @@ def shard_env(bucket: str, test_env: dict[str, str], monkeypatch: pytest.MonkeyP
         Env.RUN_BUCKET: bucket,
         Env.RUN_PREFIX: "run/",
         Env.OUTPUT_BUCKET: bucket,
-        Env.OUTPUT_PREFIX: contract.attempt_output_prefix("out/", 3, 2),
+        Env.OUTPUT_PREFIX: contract.attempt_output_prefix("out/", "uid-1", 3, 2),
         Env.S3_ENDPOINT: test_env["PARAFLOW_TEST_S3_ENDPOINT"],
         Env.S3_ACCESS_KEY: test_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
         Env.S3_SECRET_KEY: test_env["PARAFLOW_TEST_S3_SECRET_KEY"],
@@ -78,10 +78,21 @@ def test_the_sdk_reads_its_slice_and_records_what_it_wrote(s3: Minio, bucket: st
 
     assert [i.key for i in mine] == ["in/1", "in/3"]  # shard 1 of 2
     assert contents == [b"in/1", b"in/3"]
-    assert out.key == "out/p3/a2/result.txt"
+    assert out.key == "out/uid-1/p3/a2/result.txt"
     result = get_json(s3, bucket, contract.shard_result_key("run/", 3, 2, 1), ShardResult)
     assert result.outputs[0].sha256 == hashlib.sha256(b"hello").hexdigest()
-    assert s3.get_object(bucket, "out/p3/a2/result.txt").read() == b"hello"
+    assert result.output_prefix == "out/uid-1/p3/a2/"  # what replication strips to name the replica
+    assert s3.get_object(bucket, "out/uid-1/p3/a2/result.txt").read() == b"hello"
+
+
+def test_the_sdk_refuses_an_output_name_s3_cannot_store_before_uploading_anything(
+    s3: Minio, bucket: str, shard_env: dict[str, str]
+) -> None:
+    with sdk.shard() as shard:
+        for name, why in (("x" * 1100, "more than S3's 1024"), ("a/../b", "'..' path segment"), ("y" * 256, "255")):
+            with pytest.raises(ValueError, match=why):
+                shard.write(name, b"data")
+    assert not list(s3.list_objects(bucket, prefix="out/", recursive=True))
 
 
 def test_a_failing_processor_records_no_result(s3: Minio, bucket: str, shard_env: dict[str, str]) -> None:

@@ -10,10 +10,14 @@ in the output bucket::
     partitions/<index>.json              PartitionItems: the input items of one partition
     results/p<index>/a<attempt>/s<shard>.json  ShardResult: what one shard wrote
     manifest.json                        ResultManifest (written by the operator at the end)
+    identity.json                        a random token: tells at run time whether a replication
+                                         destination is this very storage under another name
 
-Outputs of one attempt go under ``<output.prefix>p<index>/a<attempt>/``: attempts never share a
-key, so a zombie pod of a superseded attempt cannot overwrite the winner's output, and the
-manifest names exactly one attempt per partition.
+Outputs of one attempt go under ``<output.prefix><workflow uid>/p<index>/a<attempt>/``. The run's
+uid scopes them: two workflows sharing an output prefix (two namespaces, a re-created workflow)
+never write the same key, so a manifest can only name bytes its own run wrote. Attempts never
+share a key either, so a zombie pod of a superseded attempt cannot overwrite the winner's output,
+and the manifest names exactly one attempt per partition.
 """
 
 from __future__ import annotations
@@ -112,6 +116,12 @@ class ShardResult(_Strict):
     attempt: int = Field(ge=1)
     shard: int = Field(ge=0)
     outputs: list[OutputObject]
+    # Where the attempt wrote: an output's name is its key less this prefix. Empty in records
+    # written before outputs were scoped by run (<output.prefix>p<index>/a<attempt>/).
+    output_prefix: str = Field(default="", max_length=1024)
+
+    def prefix(self, workflow_output_prefix: str) -> str:
+        return self.output_prefix or f"{workflow_output_prefix}p{self.partition}/a{self.attempt}/"
 
 
 class ManifestPartition(_Strict):
@@ -155,6 +165,10 @@ class ReplicationTask(_Strict):
     """What one replication Job copies: the winning attempts of some partitions, to every target."""
 
     label: str = Field(min_length=1, max_length=63)
+    # ``<namespace>/<name>`` of the workflow: replicas are marked with it, and deleteSync only
+    # ever removes replicas carrying this workflow's mark for the same destination.
+    workflow: str = Field(default="", max_length=317)
+    run_uid: str = Field(default="", max_length=64)
     output_prefix: str = Field(max_length=900)
     # None: every partition the result manifest names (the run-wide copy of mode afterAll).
     partitions: list[PartitionRef] | None = Field(default=None, max_length=MAX_PARTITIONS)
@@ -179,6 +193,8 @@ class TargetReport(_Strict):
     deleted: int = 0
     bytes: int = 0
     failures: list[Failure] = Field(default_factory=list, max_length=100)
+    # deleteSync: every replica this pod deleted, by key (the count alone hides what went).
+    deleted_keys: list[str] = Field(default_factory=list)
 
 
 class ReplicationReport(_Strict):
@@ -192,10 +208,17 @@ def replication_report_key(run: str, label: str, shard: int) -> str:
     return f"{run}replication/{label}/s{shard}.json"
 
 
-def replica_key(output_prefix: str, target_prefix: str, partition: int, attempt: int, key: str) -> str:
-    """``<out>p3/a2/stats.json`` -> ``<target prefix>p3/stats.json``: replicas carry no attempt."""
-    name = key[len(attempt_output_prefix(output_prefix, partition, attempt)) :]
+def replica_key(target_prefix: str, partition: int, name: str) -> str:
+    """Output ``stats.json`` of partition 3 -> ``<target prefix>p3/stats.json``: replicas carry
+    neither the run nor the attempt, so a destination holds the latest copy of each output."""
     return f"{target_prefix}p{partition}/{name}"
+
+
+# User metadata on every replica (ASCII only: header values cannot carry arbitrary keys).
+REPLICA_SHA256: Final = "paraflow-sha256"
+REPLICA_WORKFLOW: Final = "paraflow-workflow"  # <namespace>/<name>
+REPLICA_RUN: Final = "paraflow-run"  # the workflow uid whose run made the replica
+REPLICA_DESTINATION: Final = "paraflow-destination"  # the destination's name in the spec
 
 
 def run_prefix(output_prefix: str, workflow_uid: str) -> str:
@@ -222,8 +245,41 @@ def manifest_key(run: str) -> str:
     return f"{run}manifest.json"
 
 
-def attempt_output_prefix(output_prefix: str, partition: int, attempt: int) -> str:
-    return f"{output_prefix}p{partition}/a{attempt}/"
+def identity_key(run: str) -> str:
+    return f"{run}identity.json"
+
+
+def run_output_prefix(output_prefix: str, workflow_uid: str) -> str:
+    return f"{output_prefix}{workflow_uid}/"
+
+
+def attempt_output_prefix(output_prefix: str, workflow_uid: str, partition: int, attempt: int) -> str:
+    return f"{run_output_prefix(output_prefix, workflow_uid)}p{partition}/a{attempt}/"
+
+
+MAX_KEY_BYTES: Final = 1024
+MAX_SEGMENT_BYTES: Final = 255  # MinIO stores a key's segments as file names
+
+
+def key_problem(key: str) -> str | None:
+    """Why S3/MinIO would refuse ``key``, or None. The checks MinIO makes (object-api-utils.go):
+    valid UTF-8, at most 1,024 bytes, no leading '/', no empty segment, no NUL, no '.' or '..'
+    segment (split on '/' and '\\', blanks trimmed), segments of at most 255 bytes."""
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:
+        return "it is not valid UTF-8"
+    if size > MAX_KEY_BYTES:
+        return f"it is {size} bytes, more than S3's {MAX_KEY_BYTES}"
+    if key.startswith("/") or "//" in key:
+        return "it has an empty path segment ('/' at the start or '//')"
+    if "\x00" in key:
+        return "it contains a NUL character"
+    if any(segment.strip() in (".", "..") for segment in key.replace("\\", "/").split("/")):
+        return "it has a '.' or '..' path segment"
+    if any(len(segment.encode()) > MAX_SEGMENT_BYTES for segment in key.split("/")):
+        return f"a path segment is longer than {MAX_SEGMENT_BYTES} bytes"
+    return None
 
 
 def shard_slice(items: list[Item], shard: int, shard_count: int) -> list[Item]:

@@ -38,9 +38,13 @@ def batch(items: Iterable[Item], max_items: int, max_bytes: int) -> Iterator[lis
 
 
 def list_items(client: Minio, bucket: str, prefix: str, key_glob: str = "") -> Iterator[Item]:
-    """Objects under ``prefix`` in S3 listing order (lexicographic, so deterministic)."""
+    """Objects under ``prefix`` in S3 listing order (lexicographic, so deterministic).
+
+    A key ending in ``/`` is an object like any other (S3 and MinIO store, list and serve it,
+    with or without content), so it is an item too; only a listing's common prefixes, which
+    have no ETag, are not objects."""
     for obj in client.list_objects(bucket, prefix=prefix, recursive=True):
-        if obj.is_dir or obj.object_name is None:
+        if obj.object_name is None or (obj.is_dir and obj.etag is None):
             continue
         if key_glob and not fnmatch.fnmatchcase(obj.object_name[len(prefix) :], key_glob):
             continue

@@ -3,8 +3,12 @@
 Driven by the result records (exact keys, sizes, sha256, content type, metadata, tags), never by
 listing the source. For each target:
 
+- first, the target must not be the run's own output under another endpoint name
+  (:mod:`paraflow_worker.identity`): such a target is refused, nothing is copied or deleted;
 - one listing of the target prefix *with user metadata* tells which replicas already match
   (same size and ``paraflow-sha256``): those are skipped, so a re-run copies nothing;
+- replicas carry ASCII metadata only (sha256, workflow, run, destination), never the source
+  key: a key may hold any character S3 accepts, a header value may not;
 - same server and credentials: server-side copy (``CopyObject``; above 5 GiB a multipart
   part-copy whose part ranges :func:`copy_parts` computes), with content type, metadata and tags
   passed explicitly, since a part-copy would otherwise drop them;
@@ -14,7 +18,10 @@ listing the source. For each target:
   reason and makes the Job fail, so the operator retries or a redrive picks it up;
 - ``verify``: ``checksum`` checks each copy as it happens (the streamed bytes' sha256 against
   the record; a server-side copy's ETag against the source's), ``size`` asks the target for
-  each replica's size, ``fullRead`` reads every replica back and hashes it.
+  each replica's size, ``fullRead`` reads every replica back and hashes it;
+- ``deleteSync`` deletes only replicas marked as this workflow's for this destination whose
+  output is no longer in the run: never an object paraflow did not write there, and every
+  deletion is listed by key in the report.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from minio.datatypes import parse_copy_object
 from minio.error import S3Error
 from minio.helpers import genheaders
 
-from paraflow_worker import contract
+from paraflow_worker import contract, identity
 from paraflow_worker.contract import (
     Env,
     Failure,
@@ -59,7 +66,6 @@ MAX_COPY_PART = 5 * GiB
 MIN_COPY_PART = 5 * MiB
 MAX_PARTS = 10_000
 STREAM_PART = 16 * MiB
-SHA_KEY = "paraflow-sha256"
 TRIES = 4
 # Streaming copies hold one part in memory each; at most this many run at once.
 MAX_PARALLEL_STREAMS = 4
@@ -90,7 +96,18 @@ def shard_of(key: str, shards: int) -> int:
 class Work:
     obj: OutputObject
     partition: int
-    attempt: int
+    # The output's name within its attempt (its key less the attempt's output prefix).
+    name: str
+
+
+@dataclass(frozen=True)
+class Replica:
+    """What a listing of the target says of one object there."""
+
+    size: int
+    sha256: str = ""
+    workflow: str = ""
+    destination: str = ""
 
 
 @dataclass
@@ -104,14 +121,19 @@ class Counters:
     deleted: int = 0
     bytes: int = 0
     failures: list[Failure] = field(default_factory=list)
+    deleted_keys: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, copied: int = 0, skipped: int = 0, deleted: int = 0, size: int = 0) -> None:
+    def add(self, copied: int = 0, skipped: int = 0, size: int = 0) -> None:
         with self.lock:
             self.copied += copied
             self.skipped += skipped
-            self.deleted += deleted
             self.bytes += size
+
+    def deleted_one(self, key: str) -> None:
+        with self.lock:
+            self.deleted += 1
+            self.deleted_keys.append(key)
 
     def fail(self, key: str, reason: str) -> None:
         with self.lock:
@@ -123,8 +145,10 @@ class Counters:
     def combine(cls, name: str, parts: list[Counters]) -> Counters:
         total = cls(name)
         for part in parts:
-            total.add(copied=part.copied, skipped=part.skipped, deleted=part.deleted, size=part.bytes)
+            total.add(copied=part.copied, skipped=part.skipped, size=part.bytes)
             total.failed += part.failed
+            total.deleted += part.deleted
+            total.deleted_keys.extend(part.deleted_keys)
             total.failures.extend(part.failures[: 100 - len(total.failures)])
         return total
 
@@ -143,6 +167,7 @@ class Counters:
             deleted=self.deleted,
             bytes=self.bytes,
             failures=self.failures,
+            deleted_keys=self.deleted_keys,
         )
 
 
@@ -170,12 +195,14 @@ class Replicator:
         self,
         source: Minio,
         bucket: str,
+        run: str,
         task: ReplicationTask,
         target_clients: list[Minio],
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.source = source
         self.bucket = bucket
+        self.run_prefix = run
         self.task = task
         self.targets = list(zip(task.targets, target_clients, strict=True))
         self.sleep = sleep
@@ -183,8 +210,9 @@ class Replicator:
         # Above this a server-side copy becomes a multipart part-copy (S3's CopyObject limit).
         self.max_copy_part = MAX_COPY_PART
 
-    def work(self, run: str) -> list[Work]:
+    def work(self) -> list[Work]:
         """Every selected output of the task's partitions (all shards' share)."""
+        run = self.run_prefix
         refs = self.task.partitions
         if refs is None:
             manifest = get_json(self.source, self.bucket, contract.manifest_key(run), ResultManifest)
@@ -194,16 +222,26 @@ class Replicator:
             prefix = contract.results_prefix(run, ref.index, ref.attempt)
             for listed in self.source.list_objects(self.bucket, prefix=prefix, recursive=True):
                 result = get_json(self.source, self.bucket, listed.object_name or "", ShardResult)
+                written_under = result.prefix(self.task.output_prefix)
                 for obj in result.outputs:
-                    if self._selected(obj, ref.index, ref.attempt):
-                        out.append(Work(obj, ref.index, ref.attempt))
+                    if not obj.key.startswith(written_under):
+                        raise ValueError(
+                            f"shard record {listed.object_name} names {obj.key!r} outside {written_under!r}"
+                        )
+                    w = Work(obj, ref.index, obj.key[len(written_under) :])
+                    if self._selected(w):
+                        out.append(w)
         return out
 
-    def _selected(self, obj: OutputObject, partition: int, attempt: int) -> bool:
-        name = obj.key[len(contract.attempt_output_prefix(self.task.output_prefix, partition, attempt)) :]
-        if not name.startswith(self.task.filter_prefix):
+    def _selected(self, w: Work) -> bool:
+        if not w.name.startswith(self.task.filter_prefix):
             return False
-        return all(obj.tags.get(k) == v for k, v in self.task.filter_tags.items())
+        return all(w.obj.tags.get(k) == v for k, v in self.task.filter_tags.items())
+
+    def refusal(self, client: Minio, target: ReplicationTarget, token: str) -> str | None:
+        """Why ``target`` must not be written at all, or None."""
+        storage = identity.compare(client, self.bucket, self.run_prefix, token)
+        return identity.overlap_error(target, self.bucket, self.task.output_prefix, storage)
 
     def run(self, work: list[Work], shard: int = 0, shards: int = 1, processes: int = 1) -> ReplicationReport:
         """Copies this shard's share (by hash of the source key); deletes, with deleteSync, the
@@ -213,7 +251,14 @@ class Replicator:
         its own clients, from the env): one Python process cannot use more than one core."""
         mine = [w for w in work if shard_of(w.obj.key, shards) == shard]
         reports = []
+        token = identity.ensure_token(self.source, self.bucket, self.run_prefix)
         for index, (target, client) in enumerate(self.targets):
+            refused = self.refusal(client, target, token)
+            if refused is not None:
+                counters = Counters(target.name)
+                counters.fail(target.prefix or "/", refused)
+                reports.append(counters.report())
+                continue
             try:
                 existing = self._existing(client, target)
                 listing_error = ""
@@ -224,7 +269,9 @@ class Replicator:
             if processes > 1 and len(mine) >= 4 * processes:
                 chunks = [mine[i::processes] for i in range(processes)]
                 with multiprocessing.get_context("fork").Pool(processes) as pool:
-                    parts = pool.starmap(_copy_in_child, [(self.task, self.bucket, index, c, existing) for c in chunks])
+                    parts = pool.starmap(
+                        _copy_in_child, [(self.task, self.bucket, self.run_prefix, index, c, existing) for c in chunks]
+                    )
                 counters = Counters.combine(target.name, parts)
             else:
                 counters = Counters(target.name)
@@ -233,7 +280,11 @@ class Replicator:
                 counters.fail(target.prefix or "/", f"deleteSync skipped: {listing_error}")
             elif self.task.delete_sync:
                 wanted = {self._dest_key(target, w) for w in work}
-                extraneous = [k for k in existing if k not in wanted and shard_of(k, shards) == shard]
+                extraneous = [
+                    k
+                    for k, replica in existing.items()
+                    if k not in wanted and self._ours(target, replica) and shard_of(k, shards) == shard
+                ]
                 self._delete(client, target, extraneous, counters)
             reports.append(counters.report())
         return ReplicationReport(label=self.task.label, shard=shard, targets=reports)
@@ -243,37 +294,49 @@ class Replicator:
         client: Minio,
         target: ReplicationTarget,
         work: list[Work],
-        existing: dict[str, tuple[int, str]],
+        existing: dict[str, Replica],
         counters: Counters,
     ) -> None:
         with ThreadPoolExecutor(self.task.concurrency) as pool:
             list(pool.map(self._one, repeat(client), repeat(target), work, repeat(existing), repeat(counters)))
 
-    def _existing(self, client: Minio, target: ReplicationTarget) -> dict[str, tuple[int, str]]:
-        """Key -> (size, recorded sha256) of what the target already holds, in one listing."""
+    def _existing(self, client: Minio, target: ReplicationTarget) -> dict[str, Replica]:
+        """What the target already holds under its prefix, with paraflow's marks, in one listing."""
         found = {}
         for obj in client.list_objects(target.bucket, prefix=target.prefix, recursive=True, include_user_meta=True):
             meta = {k.lower(): v for k, v in (obj.metadata or {}).items()}
-            sha = meta.get(f"x-amz-meta-{SHA_KEY}", "")
-            found[obj.object_name or ""] = (obj.size or 0, sha)
+
+            def mark(name: str, meta: dict[str, str] = meta) -> str:
+                return meta.get(f"x-amz-meta-{name}", "")
+
+            found[obj.object_name or ""] = Replica(
+                obj.size or 0,
+                mark(contract.REPLICA_SHA256),
+                mark(contract.REPLICA_WORKFLOW),
+                mark(contract.REPLICA_DESTINATION),
+            )
         return found
 
+    def _ours(self, target: ReplicationTarget, replica: Replica) -> bool:
+        """A replica this workflow made for this destination (any run of it): deleteSync may
+        remove it. Anything else under the prefix was put there by someone else, and stays."""
+        return bool(self.task.workflow) and (replica.workflow, replica.destination) == (self.task.workflow, target.name)
+
     def _dest_key(self, target: ReplicationTarget, w: Work) -> str:
-        return contract.replica_key(self.task.output_prefix, target.prefix, w.partition, w.attempt, w.obj.key)
+        return contract.replica_key(target.prefix, w.partition, w.name)
 
     def _one(
         self,
         client: Minio,
         target: ReplicationTarget,
         w: Work,
-        existing: dict[str, tuple[int, str]],
+        existing: dict[str, Replica],
         counters: Counters,
     ) -> None:
         key = self._dest_key(target, w)
-        if existing.get(key) == (w.obj.size, w.obj.sha256) and self.task.verify != "fullRead":
-            counters.add(skipped=1)
-            return
-        if existing.get(key) == (w.obj.size, w.obj.sha256) and self._read_matches(client, target, key, w.obj):
+        there = existing.get(key)
+        same = there is not None and (there.size, there.sha256) == (w.obj.size, w.obj.sha256)
+        if same and (self.task.verify != "fullRead" or self._read_matches(client, target, key, w.obj)):
             counters.add(skipped=1)
             return
         last = ""
@@ -289,11 +352,17 @@ class Replicator:
                 last = f"{type(e).__name__}: {getattr(e, 'code', '') or e}"
         counters.fail(key, f"after {TRIES} tries: {last}")
 
-    def _metadata(self, obj: OutputObject, source_key: str) -> dict[str, str]:
-        return {**obj.metadata, SHA_KEY: obj.sha256, "paraflow-source": f"{self.bucket}/{source_key}"}
+    def _metadata(self, obj: OutputObject, target: ReplicationTarget) -> dict[str, str]:
+        return {
+            **obj.metadata,
+            contract.REPLICA_SHA256: obj.sha256,
+            contract.REPLICA_WORKFLOW: self.task.workflow,
+            contract.REPLICA_RUN: self.task.run_uid,
+            contract.REPLICA_DESTINATION: target.name,
+        }
 
     def _copy(self, client: Minio, target: ReplicationTarget, key: str, obj: OutputObject) -> None:
-        meta = self._metadata(obj, obj.key)
+        meta = self._metadata(obj, target)
         tags = _tags(obj.tags)
         if target.server_side and obj.size > self.max_copy_part:
             sources = [
@@ -355,10 +424,12 @@ class Replicator:
         return digest.hexdigest() == obj.sha256
 
     def _delete(self, client: Minio, target: ReplicationTarget, keys: list[str], counters: Counters) -> None:
-        """Only with deleteSync: replicas under the target prefix that this run no longer has."""
+        """Only with deleteSync: this workflow's replicas whose output the run no longer has.
+        One DELETE per key: a multi-object delete is an XML body, where a key holding ``\r``
+        would be read back as another key."""
         for key in sorted(keys):
             client.remove_object(target.bucket, key)
-            counters.add(deleted=1)
+            counters.deleted_one(key)
 
 
 def _copy_object(
@@ -383,10 +454,10 @@ def _copy_object(
 
 
 def _copy_in_child(
-    task: ReplicationTask, bucket: str, index: int, work: list[Work], existing: dict[str, tuple[int, str]]
+    task: ReplicationTask, bucket: str, run: str, index: int, work: list[Work], existing: dict[str, Replica]
 ) -> Counters:
     """Runs in a forked process: fresh clients (never the parent's sockets), one target."""
-    replicator = Replicator(client_from_env(), bucket, task, target_clients(task))
+    replicator = Replicator(client_from_env(), bucket, run, task, target_clients(task))
     target, client = replicator.targets[index]
     counters = Counters(target.name)
     replicator._copy_all(client, target, work, existing, counters)
@@ -418,15 +489,18 @@ def main() -> None:
     shard, shards = int(env.get(Env.SHARD, "0")), int(env.get(Env.SHARD_COUNT, "1"))
     source = client_from_env()
     bucket, run = env[Env.RUN_BUCKET], env[Env.RUN_PREFIX]
-    replicator = Replicator(source, bucket, task, target_clients(task))
+    replicator = Replicator(source, bucket, run, task, target_clients(task))
     processes = int(env.get("PARAFLOW_REPLICATION_PROCESSES", "0") or 0) or min(4, os.cpu_count() or 1)
-    report = replicator.run(replicator.work(run), shard, shards, processes)
+    report = replicator.run(replicator.work(), shard, shards, processes)
     put_json(source, bucket, contract.replication_report_key(run, task.label, shard), report)
     for t in report.targets:
         print(
             f"{t.name}: copied {t.copied} ({t.bytes} bytes), skipped {t.skipped}, failed {t.failed}, "
             f"deleted {t.deleted}"
         )
+    for t in report.targets:
+        for key in t.deleted_keys:
+            print(f"DELETED {t.name}: {key!r}")
     for line in iter_failures(report):
         print(f"FAILED {line}")
     if any(t.failed for t in report.targets):

@@ -64,6 +64,7 @@ class Shard:
     run_prefix: str
     output_bucket: str
     output_prefix: str
+    input_prefix: str = ""
     outputs: list[OutputObject] = field(default_factory=list)
 
     @classmethod
@@ -82,6 +83,7 @@ class Shard:
                 run_prefix=e[Env.RUN_PREFIX],
                 output_bucket=e[Env.OUTPUT_BUCKET],
                 output_prefix=e[Env.OUTPUT_PREFIX],
+                input_prefix=e.get(Env.INPUT_PREFIX, ""),
             )
         except KeyError as err:
             raise SystemExit(f"paraflow sdk: missing env var {err.args[0]}: not in a paraflow pod?") from err
@@ -104,6 +106,10 @@ class Shard:
             response.close()
             response.release_conn()
 
+    def relative_name(self, item: Item) -> str:
+        """The item's key within the input prefix: a natural name for the output made from it."""
+        return item.key[len(self.input_prefix) :] if item.key.startswith(self.input_prefix) else item.key
+
     def write(
         self,
         name: str,
@@ -112,8 +118,12 @@ class Shard:
         metadata: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
     ) -> OutputObject:
-        """Uploads ``name`` under this attempt's prefix; a stream is uploaded in parts."""
+        """Uploads ``name`` under this attempt's prefix; a stream is uploaded in parts.
+        Any name S3 accepts will do; one that cannot be stored is refused before any upload."""
         key = f"{self.output_prefix}{name}"
+        problem = contract.key_problem(key)
+        if problem is not None:
+            raise ValueError(f"output {name!r} cannot be stored as {key!r}: {problem}")
         reader = _HashingReader(io.BytesIO(data) if isinstance(data, bytes) else data)
         object_tags = None
         if tags:
@@ -143,7 +153,13 @@ class Shard:
         return out
 
     def commit(self) -> None:
-        result = ShardResult(partition=self.partition, attempt=self.attempt, shard=self.shard, outputs=self.outputs)
+        result = ShardResult(
+            partition=self.partition,
+            attempt=self.attempt,
+            shard=self.shard,
+            outputs=self.outputs,
+            output_prefix=self.output_prefix,
+        )
         key = contract.shard_result_key(self.run_prefix, self.partition, self.attempt, self.shard)
         put_json(self.client, self.run_bucket, key, result)
 
