@@ -37,6 +37,7 @@ COND_SUSPENDED: Final = "Suspended"
 COND_BLOCKED: Final = "Blocked"
 COND_REPLICATED: Final = "Replicated"
 COND_REPLICATION_LATE: Final = "ReplicationDeadlineExceeded"
+COND_PODS_BLOCKED: Final = "PodsBlocked"  # a child Job's pods are refused, unschedulable or cannot start
 
 # The operator's HTTP user agent is "<this>/<version>".
 USER_AGENT_PRODUCT = "paraflow-operator"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import socket
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -35,6 +36,9 @@ async def startup(
 ) -> None:
     ours = Settings()
     settings.posting.level = logging.INFO  # only our Events; kopf's own handler chatter stays in logs
+    settings.posting.reporting_component = c.USER_AGENT_PRODUCT  # `kubectl describe`: "From paraflow-operator"
+    settings.posting.reporting_instance = socket.gethostname()
+    settings.posting.event_name_prefix = "paraflow-event-"
     settings.watching.server_timeout = ours.watch_server_timeout_seconds
     settings.watching.client_timeout = ours.watch_client_timeout_seconds
     settings.networking.request_timeout = ours.api_request_timeout_seconds

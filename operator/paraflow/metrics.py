@@ -3,9 +3,11 @@ are right after a restart too; counters count what this process did."""
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import Counter, Gauge, start_http_server
 
-from paraflow.models import WorkflowStatus
+from paraflow.models import Phase, WorkflowStatus
 
 WORKFLOWS = Gauge("paraflow_workflows", "Workflows by phase", ["phase"])
 PARTITIONS = Gauge("paraflow_partitions", "Partitions of all workflows by state", ["state"])
@@ -35,7 +37,7 @@ def observe(uid: str, status: WorkflowStatus | None) -> None:
         if st.replication is not None:
             objects += st.replication.objects
             size += st.replication.bytes
-    for phase in ("Pending", "Partitioning", "Running", "Replicating", "Succeeded", "Failed", "Suspended"):
+    for phase in get_args(Phase):
         WORKFLOWS.labels(phase).set(phases.get(phase, 0))
     for state, count in states.items():
         PARTITIONS.labels(state).set(count)

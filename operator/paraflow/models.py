@@ -60,7 +60,7 @@ ResourceMap = Annotated[dict[str, Annotated[str, Field(max_length=64)]], Field(j
 
 
 class StorageSpec(_Model):
-    """Where the buckets live, and the Secret (keys ``accessKey``, ``secretKey``) to reach them."""
+    """Where the buckets live, and the Secret (keys accessKey, secretKey) to reach them."""
 
     endpoint: str = Field(
         max_length=2048,
@@ -72,10 +72,12 @@ class StorageSpec(_Model):
         pattern=DNS_SUBDOMAIN,
         description="Secret in the workflow's namespace with keys accessKey and secretKey",
     )
-    region: str | None = Field(default=None, max_length=64)
+    region: str | None = Field(default=None, max_length=64, description="S3 region, if the server needs one")
 
 
 class Location(_Model):
+    """A bucket and a key prefix in it."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -92,7 +94,7 @@ class Location(_Model):
             ]
         }
     )
-    bucket: str = Field(min_length=3, max_length=63, pattern=BUCKET)
+    bucket: str = Field(min_length=3, max_length=63, pattern=BUCKET, description="Bucket name (S3 naming rules)")
     prefix: str = Field(
         default="",
         max_length=900,
@@ -111,27 +113,70 @@ class Location(_Model):
 
 
 class EnvVar(_Model):
-    name: str = Field(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-    value: str = Field(default="", max_length=32768)
+    name: str = Field(
+        min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name"
+    )
+    value: str = Field(default="", max_length=32768, description="Its value")
 
 
 class Resources(_Model):
-    requests: ResourceMap = Field(default_factory=dict)
-    limits: ResourceMap = Field(default_factory=dict)
+    requests: ResourceMap = Field(default_factory=dict, description="e.g. cpu: 500m, memory: 512Mi")
+    limits: ResourceMap = Field(default_factory=dict, description="e.g. memory: 1Gi")
+
+
+ROOT_NEEDS_OPT_IN = "runAsUser 0 is root: set runAsNonRoot to false as well (restricted namespaces refuse it)"
+UID = 65532  # the non-root user of paraflow's own images, and of user containers by default
+
+
+class SecuritySpec(_Model):
+    """Who the container runs as. Every pod paraflow creates also drops all capabilities, forbids
+    privilege escalation and uses the RuntimeDefault seccomp profile, so the defaults pass Pod
+    Security ``restricted``. Set ``runAsUser`` to your image's user if it needs its own; running
+    as root needs ``runAsUser: 0`` and ``runAsNonRoot: false``, and a namespace that allows it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.runAsNonRoot || self.runAsUser != 0",
+                    "message": ROOT_NEEDS_OPT_IN,
+                    "fieldPath": ".runAsUser",
+                },
+            ]
+        }
+    )
+    run_as_user: int = Field(default=UID, ge=0, le=2**31 - 1, description="UID the container runs as")
+    run_as_group: int = Field(default=UID, ge=0, le=2**31 - 1, description="Primary GID of the container")
+    fs_group: int | None = Field(default=None, ge=0, le=2**31 - 1, description="GID owning mounted volumes")
+    run_as_non_root: bool = Field(default=True, description="Refuse to start the container as UID 0")
+    read_only_root_filesystem: bool = Field(default=False, description="Mount the image read-only")
+
+    @model_validator(mode="after")
+    def _root_is_explicit(self) -> SecuritySpec:
+        if self.run_as_non_root and self.run_as_user == 0:
+            raise ValueError("runAsUser 0 is root: set runAsNonRoot to false as well (restricted namespaces refuse it)")
+        return self
 
 
 class ContainerSpec(_Model):
     """A small, explicit container: not a whole PodSpec, so the CRD stays small."""
 
-    image: str = Field(min_length=1, max_length=512)
-    command: list[Arg] = Field(default_factory=list, max_length=64)
-    args: list[Arg] = Field(default_factory=list, max_length=256)
-    env: list[EnvVar] = Field(default_factory=list, max_length=64)
-    resources: Resources = Field(default_factory=Resources)
+    image: str = Field(min_length=1, max_length=512, description="Container image, e.g. registry.example/logproc:1.4")
+    command: list[Arg] = Field(default_factory=list, max_length=64, description="Entrypoint; the image's if empty")
+    args: list[Arg] = Field(default_factory=list, max_length=256, description="Arguments to the entrypoint")
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=64, description="Extra env vars (paraflow's own PARAFLOW_* always win)"
+    )
+    resources: Resources = Field(default_factory=Resources, description="CPU and memory requests and limits")
+    security_context: SecuritySpec = Field(
+        default_factory=SecuritySpec, description="User and filesystem settings; defaults pass Pod Security restricted"
+    )
 
 
 class BuiltinPartitioner(_Model):
-    max_items_per_partition: int = Field(default=1000, ge=1, le=contract.MAX_ITEMS_PER_PARTITION)
+    max_items_per_partition: int = Field(
+        default=1000, ge=1, le=contract.MAX_ITEMS_PER_PARTITION, description="Objects per partition at most"
+    )
     max_bytes_per_partition: int | str = Field(
         default="1Gi",
         json_schema_extra={"x-kubernetes-int-or-string": True},
@@ -150,6 +195,8 @@ class BuiltinPartitioner(_Model):
 
 
 class PartitionerSpec(_Model):
+    """How the input is split: the built-in lister of objects, or your own container."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -160,8 +207,18 @@ class PartitionerSpec(_Model):
             ]
         }
     )
-    builtin: BuiltinPartitioner | None = None
-    container: ContainerSpec | None = None
+    builtin: BuiltinPartitioner | None = Field(
+        default=None, description="List the input prefix and batch its objects by count and bytes"
+    )
+    container: ContainerSpec | None = Field(
+        default=None, description="Your partitioner: writes plan.json and partitions/<i>.json (see the contract)"
+    )
+    active_deadline_seconds: int = Field(
+        default=3600,
+        ge=10,
+        le=7 * 24 * 3600,
+        description="The partitioner Job fails (and so the workflow) if it runs longer than this",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PartitionerSpec:
@@ -171,13 +228,19 @@ class PartitionerSpec(_Model):
 
 
 class Toleration(_Model):
-    key: str = Field(default="", max_length=316)
-    operator: Literal["Exists", "Equal"] = "Equal"
-    value: str = Field(default="", max_length=63)
-    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+    """As in a PodSpec: lets partition pods run on nodes with a matching taint."""
+
+    key: str = Field(default="", max_length=316, description="Taint key ('' with Exists: every taint)")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Equal compares value; Exists does not")
+    value: str = Field(default="", max_length=63, description="Taint value (operator Equal)")
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
+        default="", description="Taint effect to tolerate; '' tolerates every effect"
+    )
 
 
 class ProcessorSpec(ContainerSpec):
+    """The container every partition runs, as an Indexed Job of shardsPerPartition pods."""
+
     shards_per_partition: int = Field(
         default=1,
         ge=1,
@@ -188,38 +251,65 @@ class ProcessorSpec(ContainerSpec):
         default=0, ge=0, le=100, description="Pod retries of one shard inside one attempt"
     )
     non_retryable_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] = Field(
-        default_factory=list, max_length=255, description="Exit codes that fail the shard at once (FailIndex)"
+        default_factory=list,
+        max_length=255,
+        description="Exit codes that fail the partition at once: no new attempt, only a redrive",
     )
-    active_deadline_seconds: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, le=7 * 24 * 3600, description="An attempt running longer than this fails (and is retried)"
+    )
     node_selector: Annotated[
         dict[str, Annotated[str, Field(max_length=63)]], Field(json_schema_extra={"maxProperties": 32})
-    ] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
-    service_account_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
+    ] = Field(default_factory=dict, description="Node labels partition pods must run on")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Taints partition pods tolerate"
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="ServiceAccount of partition pods (token not mounted)",
+    )
 
 
 class FailureTolerance(_Model):
     """Like Step Functions' ToleratedFailureCount/Percentage. Unset means none tolerated."""
 
-    count: int | None = Field(default=None, ge=0, le=contract.MAX_PARTITIONS)
-    percentage: float | None = Field(default=None, ge=0, le=100)
+    count: int | None = Field(
+        default=None,
+        ge=0,
+        le=contract.MAX_PARTITIONS,
+        description="Failed partitions tolerated (ToleratedFailureCount)",
+    )
+    percentage: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Share of partitions allowed to fail, 0-100 (ToleratedFailurePercentage)",
+    )
 
 
 class RetrySpec(_Model):
     """A failed partition is retried as a new attempt after
-    ``min(maxDelaySeconds, intervalSeconds * backoffRate^(n-1))``, jittered."""
+    min(maxDelaySeconds, intervalSeconds * backoffRate^(n-1)) seconds, jittered. A partition that
+    exits with one of processor.nonRetryableExitCodes gets no new attempt (only a redrive)."""
 
     max_attempts: int = Field(default=3, ge=1, le=10, description="Attempts in total, the first included")
-    interval_seconds: int = Field(default=10, ge=0, le=3600)
-    backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0)
-    max_delay_seconds: int = Field(default=300, ge=0, le=86400)
-    jitter: Literal["none", "full"] = "full"
+    interval_seconds: int = Field(default=10, ge=0, le=3600, description="Delay before the first retry")
+    backoff_rate: float = Field(default=2.0, ge=1.0, le=10.0, description="Each retry waits this many times longer")
+    max_delay_seconds: int = Field(default=300, ge=0, le=86400, description="Delays never exceed this")
+    jitter: Literal["none", "full"] = Field(default="full", description="full: a random delay up to the computed one")
 
 
 class ReplicationDestination(Location):
     """A bucket (and prefix) the outputs are copied to; on another server if ``storage`` says so."""
 
-    name: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    name: str = Field(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Names the destination in status, reports and the replicas' metadata",
+    )
     storage: StorageSpec | None = Field(default=None, description="Defaults to spec.storage")
 
 
@@ -254,12 +344,18 @@ class ReplicationSpec(_Model):
     mode: Literal["perPartition", "afterAll"] = Field(
         default="perPartition", description="perPartition starts as each partition succeeds; afterAll waits for all"
     )
-    destinations: list[ReplicationDestination] = Field(min_length=1, max_length=8)
-    filter: ReplicationFilter = Field(default_factory=ReplicationFilter)
-    delete_sync: bool = Field(
-        default=False, description="Delete replicas under the destination prefix this run did not produce"
+    destinations: list[ReplicationDestination] = Field(
+        min_length=1, max_length=8, description="Where outputs are copied to, as <prefix>p<partition>/<name>"
     )
-    verify: Literal["none", "size", "checksum", "fullRead"] = "checksum"
+    filter: ReplicationFilter = Field(default_factory=ReplicationFilter, description="Which outputs are copied")
+    delete_sync: bool = Field(
+        default=False,
+        description="Delete replicas this workflow made earlier for a destination whose output is no longer in the "
+        "run; objects paraflow did not write there are never deleted, and each deletion is reported",
+    )
+    verify: Literal["none", "size", "checksum", "fullRead"] = Field(
+        default="checksum", description="checksum: sha256 during the copy; size; fullRead: read each replica back"
+    )
     deadline_seconds: int | None = Field(
         default=None, ge=1, le=7 * 86400, description="Warn (Event) when replication takes longer"
     )
@@ -309,19 +405,24 @@ class WorkflowSpec(_Model):
             ]
         }
     )
-    storage: StorageSpec
-    input: Location
-    partitioner: PartitionerSpec
-    processor: ProcessorSpec
-    output: Location
+    storage: StorageSpec = Field(description="The S3/MinIO server of input and output, and its credentials")
+    input: Location = Field(description="What to process: the objects under this prefix")
+    partitioner: PartitionerSpec = Field(description="How the input is split into partitions")
+    processor: ProcessorSpec = Field(description="What runs for each partition")
+    output: Location = Field(
+        description="Where outputs go: each run writes under <prefix><workflow uid>/p<partition>/a<attempt>/, so runs "
+        "sharing a prefix never overwrite each other; its records go under <prefix>_paraflow/<uid>/"
+    )
     max_concurrency: int = Field(
         default=10, ge=1, le=10000, description="Partition Jobs active at once; may be changed while running"
     )
     failure_tolerance: FailureTolerance = Field(default_factory=FailureTolerance)
     retry: RetrySpec = Field(default_factory=RetrySpec)
     suspend: bool = Field(default=False, description="Stop starting partitions; running ones finish")
-    ttl_seconds_after_finished: int | None = Field(default=None, ge=0, le=365 * 86400)
-    replication: ReplicationSpec | None = None
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, le=365 * 86400, description="Delete the workflow (and its Jobs) this long after it finished"
+    )
+    replication: ReplicationSpec | None = Field(default=None, description="Copy outputs to other buckets or servers")
 
     @model_validator(mode="after")
     def _no_overlap(self) -> WorkflowSpec:
@@ -382,7 +483,9 @@ class RedriveStatus(_Model):
     last_token: str = Field(default="", max_length=253)
 
 
-Phase = Literal["Pending", "Partitioning", "Running", "Replicating", "Succeeded", "Failed", "Suspended"]
+# Blocked: the operator cannot go on (a Secret or a bucket missing, MinIO unreachable); see the
+# Blocked condition. The next pass that can go on sets the phase from what it observes.
+Phase = Literal["Pending", "Blocked", "Partitioning", "Running", "Replicating", "Succeeded", "Failed", "Suspended"]
 
 
 class WorkflowStatus(_Model):
@@ -398,7 +501,8 @@ class WorkflowStatus(_Model):
     )
     redrive: RedriveStatus = Field(default_factory=RedriveStatus)
     replication: ReplicationStatus | None = None
-    run_prefix: str = ""
+    run_prefix: str = Field(default="", description="Where this run's records (plan, results, manifest) live")
+    output_prefix: str = Field(default="", description="Where this run's outputs live: <output.prefix><uid>/")
     manifest: str = ""
     message: str = ""
     start_time: str | None = None
@@ -425,6 +529,7 @@ def printer_columns() -> list[dict[str, Any]]:
         {"name": "Succeeded", "type": "integer", "jsonPath": ".status.partitions.succeeded"},
         {"name": "Total", "type": "integer", "jsonPath": ".status.partitions.total"},
         {"name": "Running", "type": "integer", "jsonPath": ".status.partitions.running"},
+        {"name": "Pending", "type": "integer", "jsonPath": ".status.partitions.pending"},
         {"name": "Failed", "type": "integer", "jsonPath": ".status.partitions.failed"},
         {"name": "Replicated", "type": "integer", "jsonPath": ".status.replication.objects"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

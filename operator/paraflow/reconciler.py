@@ -24,8 +24,8 @@ from paraflow.k8s import builders
 from paraflow.k8s.api import KubeApi, SecretMissing
 from paraflow.k8s.builders import WorkflowRef
 from paraflow.k8s.merge import merge_patch
-from paraflow.models import WorkflowSpec, WorkflowStatus, spec_error
-from paraflow.planning import indexsets, planner
+from paraflow.models import StorageSpec, WorkflowSpec, WorkflowStatus, spec_error
+from paraflow.planning import indexsets, planner, stalls
 from paraflow.planning.conditions import remove_condition, set_condition
 from paraflow.planning.expectations import Expectations
 from paraflow.planning.planner import (
@@ -40,7 +40,7 @@ from paraflow.planning.planner import (
 )
 from paraflow.settings import Settings
 from paraflow.storage import runstore
-from paraflow.storage.runstore import Credentials, StorageUnavailable
+from paraflow.storage.runstore import Credentials, StorageUnavailable, UnsafeSpec
 from paraflow_worker import contract
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class Reconciler:
         self.clock = clock
         self._secrets: dict[tuple[str, str], _CachedSecret] = {}
         self._clients: dict[Credentials, Minio] = {}
+        self._asked: dict[str, float] = {}  # stalled Job name -> when we last asked why
         self.expectations = Expectations()
 
     async def reconcile(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> float:
@@ -84,15 +85,18 @@ class Reconciler:
         try:
             spec = WorkflowSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            return await self._reject(body, wf, before, generation, stamp, e)
+            return await self._reject(body, wf, before, generation, stamp, "InvalidSpec", spec_error(e))
 
         status = before.model_copy(deep=True)
         status.run_prefix = f"s3://{spec.output.bucket}/{contract.run_prefix(spec.output.prefix, wf.uid)}"
+        status.output_prefix = f"s3://{spec.output.bucket}/{contract.run_output_prefix(spec.output.prefix, wf.uid)}"
         try:
-            creds = await self._credentials(wf.namespace, spec)
+            creds = await self._credentials(wf.namespace, spec.storage)
             if not jobs and before.phase not in planner.TERMINAL:  # nothing started yet: check first
-                await self._preflight(spec, creds)
+                await self._preflight(spec, wf, creds)
             plan_read = await self._read_plan(spec, wf, status, jobs, creds)
+        except UnsafeSpec as e:
+            return await self._reject(body, wf, before, generation, stamp, e.reason, str(e))
         except (SecretMissing, StorageUnavailable) as e:
             return await self._block(body, wf, before, status, generation, stamp, e)
 
@@ -112,6 +116,7 @@ class Reconciler:
         )
         result = planner.plan(spec, status, observed)
         result.status.conditions = remove_condition(result.status.conditions, c.COND_BLOCKED)
+        await self._stalls(wf, jobs, now, result, stamp)
         if result.manifest is not None:
             # Before any Job is created: the run-wide replication reads it.
             try:
@@ -127,15 +132,13 @@ class Reconciler:
             return self.settings.resync_seconds
         return min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
 
-    async def _credentials(self, namespace: str, spec: WorkflowSpec) -> Credentials:
-        key = (namespace, spec.storage.credentials_secret)
+    async def _credentials(self, namespace: str, storage: StorageSpec) -> Credentials:
+        key = (namespace, storage.credentials_secret)
         cached = self._secrets.get(key)
         if cached is None or time.monotonic() - cached.fetched > self.settings.secret_cache_seconds:
-            values = await self.api.read_secret(namespace, spec.storage.credentials_secret, SECRET_KEYS)
+            values = await self.api.read_secret(namespace, storage.credentials_secret, SECRET_KEYS)
             cached = self._secrets[key] = _CachedSecret(values, time.monotonic())
-        return Credentials(
-            spec.storage.endpoint, cached.values["accessKey"], cached.values["secretKey"], spec.storage.region
-        )
+        return Credentials(storage.endpoint, cached.values["accessKey"], cached.values["secretKey"], storage.region)
 
     def _storage(self, creds: Credentials) -> Minio:
         """One MinIO client (and connection pool) per endpoint and credentials, reused by every pass."""
@@ -144,12 +147,54 @@ class Reconciler:
             client = self._clients[creds] = runstore.client_for(creds, self.settings.storage_timeout_seconds)
         return client
 
-    async def _preflight(self, spec: WorkflowSpec, creds: Credentials) -> None:
+    async def _preflight(self, spec: WorkflowSpec, wf: WorkflowRef, creds: Credentials) -> None:
+        """Before anything starts: every bucket there, every destination reachable and not, under
+        another endpoint name, the output itself."""
+        loop = asyncio.get_running_loop()
         client = self._storage(creds)
         buckets = [spec.input.bucket, spec.output.bucket]
-        await asyncio.get_running_loop().run_in_executor(
-            self.api.pool, runstore.preflight, client, spec.storage.endpoint, buckets
-        )
+        await loop.run_in_executor(self.api.pool, runstore.preflight, client, spec.storage.endpoint, buckets)
+        if spec.replication is None:
+            return
+        run = contract.run_prefix(spec.output.prefix, wf.uid)
+        targets = builders.replication_task(wf, spec, None, 0, "preflight").targets
+        for destination, target in zip(spec.replication.destinations, targets, strict=True):
+            dest = self._storage(await self._credentials(wf.namespace, destination.storage or spec.storage))
+            await loop.run_in_executor(
+                self.api.pool, runstore.preflight_destination, client, dest, spec.output, run, target
+            )
+
+    async def _stalls(
+        self, wf: WorkflowRef, jobs: Sequence[JobFacts], now: dt.datetime, result: Plan, stamp: str
+    ) -> None:
+        """Sets or clears ``PodsBlocked`` from why stalled children do not run (asked sparingly)."""
+        st = result.status
+        after = self.settings.stall_seconds
+        ages = [(now - j.created_at).total_seconds() for j in jobs if j.stalled and j.created_at is not None]
+        if ages:  # no Job event may come while pods are refused: look again when one is due
+            soonest = min(after - age if age < after else after for age in ages)
+            result.requeue_after = min(result.requeue_after or soonest, soonest)
+        if not any(age >= after for age in ages):
+            st.conditions = remove_condition(st.conditions, c.COND_PODS_BLOCKED)
+            return
+        clock = time.monotonic()
+        if len(self._asked) > 4096:  # forget Jobs long gone
+            self._asked = {k: t for k, t in self._asked.items() if clock - t < 10 * after}
+        for job in stalls.to_ask(jobs, now, after, self._asked, clock, self.settings.stall_checks_per_pass):
+            self._asked[job.name] = clock
+            events, pods = await asyncio.gather(
+                self.api.job_events(wf.namespace, job.name), self.api.job_pods(wf.namespace, job.name)
+            )
+            stall = stalls.diagnose(job.name, events, pods)
+            if stall is None:
+                continue
+            old = next((x for x in st.conditions if x.type == c.COND_PODS_BLOCKED), None)
+            if old is None or old.message != stall.line()[:2048]:
+                result.events.append(Event("Warning", stall.reason, stall.line()))
+            st.conditions = set_condition(
+                st.conditions, c.COND_PODS_BLOCKED, "True", stall.reason, stall.line(), st.observed_generation, stamp
+            )
+            return
 
     async def _read_plan(
         self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials
@@ -228,17 +273,16 @@ class Reconciler:
         before: WorkflowStatus,
         generation: int,
         stamp: str,
-        error: ValidationError,
+        reason: str,
+        message: str,
     ) -> float:
-        message = spec_error(error)
+        """The spec cannot run as written: Failed, with the reason, until the spec changes."""
         status = before.model_copy(deep=True)
         status.phase, status.message, status.observed_generation = "Failed", message, generation
-        status.conditions = set_condition(
-            status.conditions, c.COND_FAILED, "True", "InvalidSpec", message, generation, stamp
-        )
+        status.conditions = set_condition(status.conditions, c.COND_FAILED, "True", reason, message, generation, stamp)
         if status != before:
             await self._write_status(wf, before, status)
-            self.emit(body, Event("Warning", "InvalidSpec", message))
+            self.emit(body, Event("Warning", reason, message))
         return self.settings.resync_seconds
 
     async def _block(
@@ -254,6 +298,8 @@ class Reconciler:
         reason = "SecretNotFound" if isinstance(error, SecretMissing) else "StorageUnavailable"
         message = f"{error}; retrying"
         status.message, status.observed_generation = message, generation
+        if status.phase not in planner.TERMINAL:
+            status.phase = "Blocked"
         status.conditions = set_condition(status.conditions, c.COND_BLOCKED, "True", reason, message, generation, stamp)
         if status != before:
             await self._write_status(wf, before, status)

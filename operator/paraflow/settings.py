@@ -31,5 +31,9 @@ class Settings(BaseSettings):
     watch_server_timeout_seconds: int = Field(300, ge=10)
     watch_client_timeout_seconds: float = Field(330.0, ge=10)
     secret_cache_seconds: float = Field(10.0, ge=0)
+    # A child Job with no pod ready or finished for this long is asked why (FailedCreate Events,
+    # unschedulable or image-pull-failing pods); at most stall_checks_per_pass Jobs a pass.
+    stall_seconds: float = Field(8.0, gt=0)
+    stall_checks_per_pass: int = Field(3, ge=0, le=50)
     # Prometheus metrics on this port; 0 turns them off.
     metrics_port: int = Field(9090, ge=0, le=65535)

@@ -41,5 +41,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [get]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create, patch, list]
+# Read-only: why a child Job's pods do not run (unschedulable, image pull, config errors).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 {{- end }}

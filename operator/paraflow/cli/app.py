@@ -37,14 +37,21 @@ def operator(
     namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n", help="Watch only these")] = None,
     liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    log_format: Annotated[str, typer.Option(help="full (with timestamps), plain or json")] = "full",
 ) -> None:
     """Run the operator (all namespaces unless --namespace is given)."""
     import kopf
 
     from paraflow import handlers  # noqa: F401  (registers the handlers)
 
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
+    formats = {"full": kopf.LogFormat.FULL, "plain": kopf.LogFormat.PLAIN, "json": kopf.LogFormat.JSON}
+    if log_format not in formats:
+        raise typer.BadParameter(f"--log-format must be one of {', '.join(formats)}")
+    kopf.configure(verbose=verbose, log_format=formats[log_format])
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    # An unreachable MinIO is reported once, as the Blocked condition and an Event; urllib3's
+    # warning per retried request would repeat it on every pass.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     asyncio.run(
         kopf.operator(
             clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness, standalone=True
@@ -183,12 +190,39 @@ def logs(
 
 
 @app.command()
-def redrive(name: str, namespace: Namespace = "default") -> None:
-    """Re-run the failed (and never started) partitions of a finished workflow."""
+def redrive(
+    name: str,
+    namespace: Namespace = "default",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the operator's answer")] = 60,
+) -> None:
+    """Re-run what failed in a finished workflow (partitions, replication), or, on a Succeeded
+    workflow with replication, copy every output again (restores deleted replicas). Waits for
+    the operator to take it: exits 1 if the operator refused it, 2 if it did not answer."""
     kube.load()
-    token = time.strftime("%Y%m%dT%H%M%S")
+    before = (kube.get_workflow(name, namespace).get("status") or {}).get("redrive") or {}
+    token = time.strftime("%Y%m%dT%H%M%S") + f".{time.time_ns() % 1_000_000:06d}"
     kube.patch_workflow(name, namespace, {"metadata": {"annotations": {c.ANNOTATION_REDRIVE: token}}})
-    console.print(f"redrive {token} requested for {namespace}/{name}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = kube.get_workflow(name, namespace).get("status") or {}
+        seen = status.get("redrive") or {}
+        if seen.get("lastToken") == token:
+            if int(seen.get("count") or 0) > int(before.get("count") or 0):
+                console.print(f"redrive #{seen['count']} of {namespace}/{name} started: phase {status.get('phase')}")
+                return
+            why = next(
+                (m for m in reversed(kube.workflow_events(name, namespace, "RedriveIgnored")) if token in m),
+                "refused by the operator",
+            )
+            console.print(f"[red]{why}[/]", highlight=False)
+            raise typer.Exit(1)
+        time.sleep(0.5)
+    console.print(
+        f"[red]the operator has not taken redrive {token} within {timeout:.0f}s: is it running?[/] "
+        "(the annotation stays; it applies when the operator is back)",
+        highlight=False,
+    )
+    raise typer.Exit(2)
 
 
 @app.command()

@@ -57,6 +57,14 @@ def create_workflow(namespace: str, body: Doc, dry_run: bool = False) -> Doc:
     return _json(create, c.GROUP, c.VERSION, namespace, c.PLURAL, body)
 
 
+def workflow_events(name: str, namespace: str, reason: str) -> list[str]:
+    """Messages of the workflow's Events with ``reason``, oldest first."""
+    selector = f"involvedObject.kind={c.KIND},involvedObject.name={name},reason={reason}"
+    items = _json(client.CoreV1Api().list_namespaced_event, namespace, field_selector=selector)["items"]
+    items.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+    return [str(e.get("message", "")) for e in items]
+
+
 def labels(obj: Doc) -> dict[str, str]:
     found: dict[str, str] = obj.get("metadata", {}).get("labels") or {}
     return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -101,6 +102,20 @@ class KubeApi:
         if missing:
             raise SecretMissing(f'Secret "{name}" has no key(s) {", ".join(missing)} (needs {", ".join(keys)})')
         return {k: base64.b64decode(data[k]).decode() for k in keys}
+
+    async def job_events(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """Events the Job controller posted about one Job (FailedCreate carries admission refusals)."""
+        selector = f"involvedObject.kind=Job,involvedObject.name={job}"
+        return await self._list(self.core.list_namespaced_event, namespace, field_selector=selector)
+
+    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        return await self._list(self.core.list_namespaced_pod, namespace, label_selector=f"job-name={job}")
+
+    async def _list(self, fn: Callable[..., Any], namespace: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """Items as plain dicts, as the apiserver sent them (no model round trip)."""
+        response = await self._call(fn, namespace, _preload_content=False, **kwargs)
+        items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+        return items
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._send(

@@ -9,11 +9,15 @@ from typing import Any
 
 from paraflow import constants as c
 from paraflow.k8s import names
-from paraflow.models import ContainerSpec, WorkflowSpec, parse_bytes
+from paraflow.models import ContainerSpec, SecuritySpec, WorkflowSpec, parse_bytes
 from paraflow.planning.planner import JobFacts, JobState
 from paraflow.settings import Settings
 from paraflow_worker import contract
 from paraflow_worker.contract import Env
+
+PROCESSOR_CONTAINER = "processor"
+# The Job controller's reason on a Job failed by a podFailurePolicy FailJob rule.
+REASON_POD_FAILURE_POLICY = "PodFailurePolicy"
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,27 @@ def common_env(wf: WorkflowRef, spec: WorkflowSpec) -> list[dict[str, Any]]:
     return env
 
 
+def pod_security(security: SecuritySpec) -> dict[str, Any]:
+    """Pod-level settings; with :func:`container_security`, what Pod Security ``restricted`` asks."""
+    pod: dict[str, Any] = {
+        "runAsNonRoot": security.run_as_non_root,
+        "runAsUser": security.run_as_user,
+        "runAsGroup": security.run_as_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if security.fs_group is not None:
+        pod["fsGroup"] = security.fs_group
+    return pod
+
+
+def container_security(security: SecuritySpec) -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": security.read_only_root_filesystem,
+    }
+
+
 def _container(
     name: str,
     image: str,
@@ -82,6 +107,8 @@ def _container(
         "imagePullPolicy": settings.worker_image_pull_policy,
         # User variables first: ours come later and win, so a user cannot break the contract.
         "env": [*user_env, *env],
+        # paraflow's own image needs nothing but its non-root user: the defaults fit it exactly.
+        "securityContext": container_security(spec.security_context if spec else SecuritySpec()),
     }
     if spec is not None:
         if spec.command:
@@ -97,7 +124,12 @@ def _container(
 
 
 def _job(
-    wf: WorkflowRef, name: str, job_labels: dict[str, str], spec: dict[str, Any], pod_spec: dict[str, Any]
+    wf: WorkflowRef,
+    name: str,
+    job_labels: dict[str, str],
+    spec: dict[str, Any],
+    pod_spec: dict[str, Any],
+    security: SecuritySpec | None = None,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
@@ -117,6 +149,7 @@ def _job(
                     # Pods talk to MinIO, never to the apiserver: no token, no service env clutter.
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
+                    "securityContext": pod_security(security or SecuritySpec()),
                     **pod_spec,
                 },
             },
@@ -139,11 +172,17 @@ def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings:
         assert user is not None  # the model guarantees exactly one of builtin/container
         container = _container("partitioner", user.image, user, env, settings)
     job_labels = labels(wf, c.ROLE_PARTITIONER, **{c.LABEL_ATTEMPT: str(attempt)})
-    job_spec = {"backoffLimit": spec.retry.max_attempts - 1, "podReplacementPolicy": "Failed"}
+    job_spec = {
+        "backoffLimit": spec.retry.max_attempts - 1,
+        "podReplacementPolicy": "Failed",
+        # A partitioner whose pods can never start (or that hangs) must end, and fail the run.
+        "activeDeadlineSeconds": spec.partitioner.active_deadline_seconds,
+    }
     # Processor placement (nodeSelector, tolerations) is for the fan-out only: the partitioner
     # lists a bucket and runs wherever the cluster puts it.
     pod: dict[str, Any] = {"containers": [container]}
-    return _job(wf, names.partitioner_job(wf.name, attempt), job_labels, job_spec, pod)
+    security = spec.partitioner.container.security_context if spec.partitioner.container else None
+    return _job(wf, names.partitioner_job(wf.name, attempt), job_labels, job_spec, pod, security)
 
 
 def partition_job(
@@ -156,17 +195,27 @@ def partition_job(
         {"name": Env.ATTEMPT, "value": str(attempt)},
         {"name": Env.SHARD_COUNT, "value": str(proc.shards_per_partition)},
         {"name": Env.OUTPUT_BUCKET, "value": spec.output.bucket},
-        {"name": Env.OUTPUT_PREFIX, "value": contract.attempt_output_prefix(spec.output.prefix, partition, attempt)},
+        {
+            "name": Env.OUTPUT_PREFIX,
+            "value": contract.attempt_output_prefix(spec.output.prefix, wf.uid, partition, attempt),
+        },
     ]
     rules: list[dict[str, Any]] = [
         # Evictions and preemptions are the cluster's doing, not the processor's: not counted.
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
     ]
     if proc.non_retryable_exit_codes:
+        # FailJob, not FailIndex: the Job's Failed condition then says PodFailurePolicy, which is
+        # how the operator knows not to start another attempt (one failed shard fails the
+        # attempt either way, with maxFailedIndexes 0).
         rules.append(
             {
-                "action": "FailIndex",
-                "onExitCodes": {"operator": "In", "values": sorted(set(proc.non_retryable_exit_codes))},
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": PROCESSOR_CONTAINER,
+                    "operator": "In",
+                    "values": sorted(set(proc.non_retryable_exit_codes)),
+                },
             }
         )
     job_spec: dict[str, Any] = {
@@ -182,9 +231,9 @@ def partition_job(
     if proc.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = proc.active_deadline_seconds
     job_labels = labels(wf, c.ROLE_PARTITION, **{c.LABEL_PARTITION: str(partition), c.LABEL_ATTEMPT: str(attempt)})
-    pod: dict[str, Any] = {"containers": [_container("processor", proc.image, proc, env, settings)]}
+    pod: dict[str, Any] = {"containers": [_container(PROCESSOR_CONTAINER, proc.image, proc, env, settings)]}
     _placement(pod, spec)
-    return _job(wf, names.partition_job(wf.name, partition, attempt), job_labels, job_spec, pod)
+    return _job(wf, names.partition_job(wf.name, partition, attempt), job_labels, job_spec, pod, proc.security_context)
 
 
 def replication_task(
@@ -211,6 +260,8 @@ def replication_task(
     partitions = None if partition is None else [contract.PartitionRef(index=partition, attempt=winner)]
     return contract.ReplicationTask(
         label=label,
+        workflow=f"{wf.namespace}/{wf.name}",
+        run_uid=wf.uid,
         output_prefix=spec.output.prefix,
         partitions=partitions,
         targets=targets,
@@ -282,13 +333,17 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
         return None
     if role not in (c.ROLE_PARTITION, c.ROLE_PARTITIONER, c.ROLE_REPLICATION, c.ROLE_REPLICATION_ALL):
         return None
-    state, finished, message = JobState.ACTIVE, None, ""
-    for cond in (job.get("status") or {}).get("conditions") or []:
+    state, finished, message, retryable = JobState.ACTIVE, None, "", True
+    status = job.get("status") or {}
+    for cond in status.get("conditions") or []:
         if cond.get("status") != "True" or cond.get("type") not in ("Complete", "Failed"):
             continue
         state = JobState.SUCCEEDED if cond["type"] == "Complete" else JobState.FAILED
         finished = _parse_time(cond.get("lastTransitionTime"))
         message = f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
+        retryable = not (state is JobState.FAILED and cond.get("reason") == REASON_POD_FAILURE_POLICY)
+    # No pod of it exists, or none of its pods runs yet: worth asking why, once it lasts.
+    started = sum(int(status.get(k) or 0) for k in ("ready", "succeeded", "failed"))
     return JobFacts(
         name=meta.get("name", ""),
         role=role,
@@ -297,6 +352,9 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
         state=state,
         finished_at=finished,
         message=message,
+        retryable=retryable,
+        created_at=_parse_time(meta.get("creationTimestamp")),
+        stalled=state is JobState.ACTIVE and started == 0,
     )
 
 

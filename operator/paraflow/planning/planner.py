@@ -21,7 +21,7 @@ from paraflow import constants as c
 from paraflow.models import Phase, ReplicationSpec, ReplicationStatus, WorkflowSpec, WorkflowStatus
 from paraflow.planning import indexsets
 from paraflow.planning.conditions import get_condition, remove_condition, set_condition
-from paraflow.planning.tracking import Budget, JobFacts, JobState, Progress, schedule, track
+from paraflow.planning.tracking import Budget, JobFacts, JobState, Progress, fresh_attempts, schedule, track
 
 __all__ = ["JobFacts", "JobState"]
 
@@ -59,6 +59,8 @@ class ReplicationTally:
     failed: int = 0
     deleted: int = 0
     first_failure: str = ""
+    deletions: tuple[str, ...] = ()  # "<destination>:<key>" of the first few deleted replicas
+    reports: str = ""  # where the reports listing every deletion are
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
     new.observed_generation = obs.generation
     new.start_time = new.start_time or now
     out = Plan(status=new)
-    _redrive(out, obs, now)
+    _redrive(out, spec, obs, now)
     if get_condition(new.conditions, c.COND_PARTITIONED) is None:
         _partition_stage(out, spec, obs, now)
         if get_condition(new.conditions, c.COND_PARTITIONED) is None:
@@ -124,48 +126,60 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
     return _finish(out, status, obs, now)
 
 
-def _redrive(out: Plan, obs: Observed, now: str) -> None:
+def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
+    """A new redrive token on a finished workflow re-runs what failed (partitions, replication)
+    with fresh attempts; on a Succeeded workflow with replication, it re-runs the replication,
+    which restores replicas deleted or damaged since (protection from deletion)."""
     st = out.status
     if not obs.redrive_token or obs.redrive_token == st.redrive.last_token:
         return
     st.redrive.last_token = obs.redrive_token
-    if st.phase not in TERMINAL or (not st.failed_indexes and st.phase == "Succeeded"):
-        out.events.append(
-            Event(
-                "Normal",
-                "RedriveIgnored",
-                f"redrive {obs.redrive_token!r} ignored: nothing failed to re-run in phase {st.phase}",
-            )
-        )
+    rs = st.replication
+    replication_failed = rs is not None and bool(rs.failed_indexes)
+    if st.phase not in TERMINAL:
+        why = f"the workflow is still {st.phase}: only a finished workflow can be redriven"
+    elif st.phase == "Succeeded" and not st.failed_indexes and spec.replication is None:
+        why = "it succeeded with nothing failed and has no replication to re-run"
+    else:
+        why = ""
+    if why:
+        out.events.append(Event("Warning", "RedriveIgnored", f"redrive {obs.redrive_token!r} ignored: {why}"))
         return
-    if get_condition(st.conditions, c.COND_PARTITIONED) is None:
-        # The partitioner itself failed: a redrive runs it again from scratch.
-        out.events.append(Event("Normal", "Redriven", "re-running the partitioner"))
-        st.redrive.count += 1
-        st.phase, st.completion_time, st.message = "Pending", None, ""
-        st.conditions = remove_condition(st.conditions, c.COND_FAILED)
-        return
-    failed = st.failed_indexes
     st.redrive.count += 1
-    st.failed_indexes = ""
-    if st.replication is not None:
-        st.replication.failed_indexes = ""
-        if failed:
-            # Re-run partitions change the winners: a new manifest, and a new run-wide copy.
-            st.manifest = ""
-            if st.replication.replicated_indexes == "0":
-                last = max((j.attempt for j in obs.jobs if j.role == c.ROLE_REPLICATION_ALL), default=1)
-                st.replication.replicated_indexes = ""
-                st.replication.attempts = {str(last + 1): "0"}
-    elif failed:
-        st.manifest = ""
     st.phase, st.completion_time, st.message = "Running", None, ""
     st.conditions = remove_condition(remove_condition(st.conditions, c.COND_FAILED), c.COND_SUCCEEDED)
+    if get_condition(st.conditions, c.COND_PARTITIONED) is None:
+        # The partitioner itself failed: a redrive runs it again from scratch.
+        out.events.append(Event("Normal", "Redriven", f"redrive #{st.redrive.count}: re-running the partitioner"))
+        st.phase = "Pending"
+        return
+    failed = st.failed_indexes
+    st.failed_indexes = ""
+    st.attempts = fresh_attempts(obs.jobs, _partition_of, st.attempts, indexsets.expand(failed))
+    if failed:
+        st.manifest = ""  # re-run partitions change the winners: a new manifest at the end
+    what = [f"failed partitions {failed}"] if failed else []
+    if spec.replication is not None and rs is not None:
+        whole_run = spec.replication.mode == "afterAll"
+        again = indexsets.expand(rs.failed_indexes)
+        if whole_run and (failed or rs.replicated_indexes == "0"):
+            again = {0}  # the run-wide copy reads the new manifest
+        if not failed and not replication_failed:
+            again |= indexsets.expand(rs.replicated_indexes)  # a Succeeded run: copy everything again
+            rs.objects = rs.bytes = rs.skipped = rs.failed = rs.deleted = 0
+            st.conditions = remove_condition(st.conditions, c.COND_REPLICATED)
+        rs.attempts = fresh_attempts(obs.jobs, _replication_unit(spec.replication.mode), rs.attempts, again)
+        rs.replicated_indexes = indexsets.compress(indexsets.expand(rs.replicated_indexes) - again)
+        rs.failed_indexes = ""
+        if again:
+            what.append(
+                "the run-wide replication" if whole_run else f"replication of partitions {indexsets.compress(again)}"
+            )
     out.events.append(
         Event(
             "Normal",
             "Redriven",
-            f"redrive #{st.redrive.count}: re-running failed partitions {failed or '(none)'} and any never started",
+            f"redrive #{st.redrive.count}: re-running {', '.join(what) or 'partitions never started'}",
         )
     )
 
@@ -257,18 +271,18 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     _requeue(out, progress)
 
     fanned_out = len(progress.succeeded) + len(failed) == total
-    if st.phase == "Failed" or breached:
-        if st.phase != "Failed":
-            _fail(
-                out,
-                "FailureToleranceExceeded",
-                f"{len(failed)} of {total} partitions failed ({indexsets.compress(failed)}), more than the "
-                "tolerance allows; no new partitions start, running ones finish",
-                now,
-            )
-        return
+    if breached and st.phase != "Failed":
+        _fail(
+            out,
+            "FailureToleranceExceeded",
+            f"{len(failed)} of {total} partitions failed ({indexsets.compress(failed)}), more than the "
+            "tolerance allows; no new partitions start, running ones finish",
+            now,
+        )
     winners = {p: progress.latest.get(p, 1) for p in progress.succeeded}
-    if fanned_out and not st.manifest:
+    # A failed run still indexes what succeeded (like ResultWriter), once nothing runs any more.
+    settled = fanned_out or (st.phase == "Failed" and not progress.active)
+    if settled and not st.manifest:
         out.manifest = sorted(winners.items())
     replicated = True
     if spec.replication is not None:
@@ -353,11 +367,24 @@ def replication_stage(
         tally = (obs.reports or {}).get(job.name)
         if tally is None or unit in accounted or attempt != progress.latest.get(unit):
             continue
+        # What a failed Job copied before it failed is there too: counted like a success's.
+        rs.objects += tally.copied
+        rs.bytes += tally.bytes
+        rs.skipped += tally.skipped
+        rs.deleted += tally.deleted
         if job.state is JobState.SUCCEEDED:
-            rs.objects += tally.copied
-            rs.bytes += tally.bytes
-            rs.skipped += tally.skipped
-            rs.deleted += tally.deleted
+            if tally.deleted:
+                more = (
+                    f" and {tally.deleted - len(tally.deletions)} more" if tally.deleted > len(tally.deletions) else ""
+                )
+                out.events.append(
+                    Event(
+                        "Normal",
+                        "ReplicasDeleted",
+                        f"deleteSync: {job.name} deleted {tally.deleted} replica(s) whose output left the run: "
+                        f"{', '.join(tally.deletions)}{more} (every key listed in {tally.reports})",
+                    )
+                )
         else:
             rs.failed += tally.failed
             out.events.append(
@@ -391,7 +418,7 @@ def replication_stage(
         - len(progress.succeeded)
         - len(progress.failed),
     )
-    if progress.failed:
+    if progress.failed and st.phase != "Failed":
         _fail(
             out,
             "ReplicationFailed",

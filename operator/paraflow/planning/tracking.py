@@ -34,6 +34,11 @@ class JobFacts:
     state: JobState
     finished_at: dt.datetime | None = None
     message: str = ""
+    # False when the Job failed on a nonRetryableExitCodes rule: no new attempt is made.
+    retryable: bool = True
+    created_at: dt.datetime | None = None
+    # Active, with no pod ready or finished yet: its pods may be refused or unschedulable.
+    stalled: bool = False
 
 
 @dataclass
@@ -51,12 +56,42 @@ class Progress:
         return self.jobs.get((unit, self.latest.get(unit, 1)))
 
     def attempt_sets(self) -> dict[str, str]:
-        """Attempt number -> units whose latest attempt it is; only attempts above 1."""
-        groups: dict[int, list[int]] = {}
-        for unit, attempt in self.latest.items():
-            if attempt > 1:
-                groups.setdefault(attempt, []).append(unit)
-        return {str(a): indexsets.compress(units) for a, units in sorted(groups.items())}
+        return attempt_sets(self.latest)
+
+
+def attempt_sets(latest: dict[int, int]) -> dict[str, str]:
+    """Attempt number -> units whose latest attempt it is; only attempts above 1."""
+    groups: dict[int, list[int]] = {}
+    for unit, attempt in latest.items():
+        if attempt > 1:
+            groups.setdefault(attempt, []).append(unit)
+    return {str(a): indexsets.compress(units) for a, units in sorted(groups.items())}
+
+
+def latest_attempts(
+    jobs: Iterable[JobFacts], unit_of: Callable[[JobFacts], int | None], attempts: dict[str, str]
+) -> dict[int, int]:
+    """Each unit's latest attempt: the recorded sets, raised by any newer Job observed."""
+    latest: dict[int, int] = {}
+    for attempt_text, ranges in attempts.items():
+        for unit in indexsets.expand(ranges):
+            latest[unit] = int(attempt_text)
+    for facts in jobs:
+        owner = unit_of(facts)
+        if owner is not None:
+            latest[owner] = max(latest.get(owner, 1), facts.attempt)
+    return latest
+
+
+def fresh_attempts(
+    jobs: Iterable[JobFacts], unit_of: Callable[[JobFacts], int | None], attempts: dict[str, str], units: set[int]
+) -> dict[str, str]:
+    """The attempt sets with each of ``units`` moved one past its latest attempt, which has no Job
+    yet: a redrive starts them again whatever ended them, a non-retryable exit code included."""
+    latest = latest_attempts(jobs, unit_of, attempts)
+    for unit in units:
+        latest[unit] = latest.get(unit, 1) + 1
+    return attempt_sets(latest)
 
 
 @dataclass(frozen=True)
@@ -84,16 +119,12 @@ def track(
     seed: str,
     now: dt.datetime,
 ) -> Progress:
-    out = Progress()
-    for attempt_text, ranges in attempts.items():
-        for unit in indexsets.expand(ranges):
-            out.latest[unit] = int(attempt_text)
+    jobs = list(jobs)
+    out = Progress(latest=latest_attempts(jobs, unit_of, attempts))
     for facts in jobs:
         owner = unit_of(facts)
-        if owner is None:
-            continue
-        out.jobs[(owner, facts.attempt)] = facts
-        out.latest[owner] = max(out.latest.get(owner, 1), facts.attempt)
+        if owner is not None:
+            out.jobs[(owner, facts.attempt)] = facts
     out.succeeded = indexsets.expand(succeeded)
     # Only the current attempt counts: after a redrive bumps a unit's attempt, its old success
     # no longer does.
@@ -109,7 +140,7 @@ def track(
         if job.state is JobState.ACTIVE:
             out.active.add(unit)
         elif job.state is JobState.FAILED:
-            if attempt >= budget.attempts:
+            if attempt >= budget.attempts or not job.retryable:
                 out.failed.add(unit)
                 continue
             finished = job.finished_at or now

@@ -17,14 +17,26 @@ from minio import Minio
 from minio.error import S3Error
 from pydantic import ValidationError
 
+from paraflow.models import Location
 from paraflow.planning.planner import PlanRead, ReplicationTally
-from paraflow_worker import contract
+from paraflow_worker import contract, identity
 from paraflow_worker.contract import ManifestPartition, PlanSummary, ReplicationReport, ResultManifest
 from paraflow_worker.storage import get_json, make_client, put_json
+
+# Deleted keys named in the Event; the reports list every one.
+DELETIONS_NAMED = 10
 
 
 class StorageUnavailable(Exception):
     """MinIO could not be reached or refused our credentials; worth retrying later."""
+
+
+class UnsafeSpec(Exception):
+    """The spec is valid on paper but would harm data on the storage as it really is."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,27 @@ def preflight(client: Minio, endpoint: str, buckets: list[str]) -> None:
             raise StorageUnavailable(f"cannot reach MinIO at {endpoint}: {_cause(e)}") from e
         if not exists:
             raise StorageUnavailable(f"bucket {bucket!r} does not exist")
+
+
+def preflight_destination(
+    source: Minio, destination: Minio, output: Location, run: str, target: contract.ReplicationTarget
+) -> None:
+    """A replication destination's bucket exists, and it is not the output under another name."""
+    try:
+        exists = destination.bucket_exists(target.bucket)
+        token = identity.ensure_token(source, output.bucket, run)
+    except S3Error as e:
+        raise StorageUnavailable(f"replication destination {target.name!r}: MinIO refused access: {e.code}") from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise StorageUnavailable(
+            f"replication destination {target.name!r}: cannot reach {target.endpoint}: {_cause(e)}"
+        ) from e
+    if not exists:
+        raise StorageUnavailable(f"replication destination {target.name!r}: bucket {target.bucket!r} does not exist")
+    storage = identity.compare(destination, output.bucket, run, token)
+    problem = identity.overlap_error(target, output.bucket, output.prefix, storage)
+    if problem is not None:
+        raise UnsafeSpec("DestinationIsOutput", problem)
 
 
 def _cause(error: BaseException) -> str:
@@ -122,6 +155,7 @@ def read_replication_tally(client: Minio, bucket: str, run: str, label: str) -> 
     """Sums the reports of one replication Job's pods; a pod that died before reporting says so."""
     copied = size = skipped = failed = deleted = 0
     first = ""
+    deletions: list[str] = []
     prefix = f"{run}replication/{label}/"
     try:
         keys = [o.object_name or "" for o in client.list_objects(bucket, prefix=prefix)]
@@ -134,10 +168,18 @@ def read_replication_tally(client: Minio, bucket: str, run: str, label: str) -> 
         for target in report.targets:
             copied, size, skipped = copied + target.copied, size + target.bytes, skipped + target.skipped
             failed, deleted = failed + target.failed, deleted + target.deleted
+            deletions += [f"{target.name}:{key!r}" for key in target.deleted_keys[: DELETIONS_NAMED - len(deletions)]]
             if target.failures and not first:
                 first = f"{target.name}: {target.failures[0].key}: {target.failures[0].reason}"
     if not reports:
         first = "no report: the replication pod failed before writing one (see its logs)"
     return ReplicationTally(
-        copied=copied, bytes=size, skipped=skipped, failed=failed, deleted=deleted, first_failure=first
+        copied=copied,
+        bytes=size,
+        skipped=skipped,
+        failed=failed,
+        deleted=deleted,
+        first_failure=first,
+        deletions=tuple(deletions),
+        reports=f"s3://{bucket}/{prefix}",
     )
