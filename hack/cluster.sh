@@ -9,7 +9,8 @@
 #   hack/cluster.sh down     stop every process this script started (by recorded PID)
 #   hack/cluster.sh status   one line per component
 #   hack/cluster.sh env      print the exports tests and tools need (eval "$(hack/cluster.sh env)")
-#   hack/cluster.sh operator install the CRD and run the operator as a local process
+#   hack/cluster.sh operator install the CRD and run the operator as a local process (the demo's)
+#   hack/cluster.sh operator-stop   stop it (hack/test.sh does, while the suite runs its own)
 #   hack/cluster.sh restart kube-apiserver|minio|minio2   (fault-injection tests)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -317,6 +318,7 @@ case ${1:-} in
   # What `up` recorded: the ports and mode it really used, whatever this shell sets.
   env) if [ -f "$STATE_DIR/env" ]; then cat "$STATE_DIR/env"; else cmd_env; fi ;;
   operator) cmd_operator ;;
+  operator-stop) stop operator; log "operator stopped" ;;
   restart) cmd_restart "${2:-}" ;;
-  *) echo "usage: $0 up|down|status|env|operator|restart NAME" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|operator|operator-stop|restart NAME" >&2; exit 2 ;;
 esac

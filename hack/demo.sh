@@ -44,6 +44,6 @@ manifest=$(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.manifest}')
 log "collated results (python -m paraflow_worker.demo.logstats collate $manifest):"
 "$PY/python" -m paraflow_worker.demo.logstats collate "$manifest"
 log "result manifest: $manifest"
-log "per-shard outputs: s3://processed/daily-logs/2026-11-24/p<partition>/a<attempt>/ (the manifest names the winners)"
+log "per-shard outputs: $(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.outputPrefix}')p<partition>/a<attempt>/ (the manifest names the winners)"
 log "replicas: s3://processed-archive/daily-logs/2026-11-24/p<partition>/ ($(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.replication.objects} objects, {.status.replication.bytes} bytes'))"
 log "demo finished in $((SECONDS - started))s; the cluster keeps running (hack/cluster.sh down stops it)"

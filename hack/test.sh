@@ -48,6 +48,13 @@ cluster_tier() ( # podrunner|kubelet default-suites... -- pytest args...
     [ "${PARAFLOW_KEEP_CLUSTER:-0}" = 1 ] || trap '"$HACK_DIR/cluster.sh" down' EXIT
   fi
   eval "$("${cluster[@]}" env)"
+  # The suite runs its own operator; a second one (`make demo` leaves its own running) would act
+  # on the test workflows too. It is stopped for the run and started again after.
+  if "${cluster[@]}" status 2>/dev/null | grep -q "^operator: running"; then
+    log "stopping the demo's operator while the suite runs its own"
+    "${cluster[@]}" operator-stop
+    trap '"$HACK_DIR/cluster.sh" operator >/dev/null' EXIT
+  fi
   log "pytest on the $PARAFLOW_CLUSTER_NODE cluster"
   run_pytest "$@"
 )

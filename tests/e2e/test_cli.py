@@ -87,8 +87,12 @@ def test_status_names_failed_partitions_with_their_error_then_redrive_fixes_them
     assert "cli-fail failed" in watched.stderr
 
     s3.remove_object(bucket, chaos)
-    assert "redrive" in cli("redrive", "cli-fail", "-n", namespace).stderr
+    assert f"redrive #1 of {namespace}/cli-fail started" in cli("redrive", "cli-fail", "-n", namespace).stderr
     assert wait_phase(custom, namespace, "cli-fail", {"Succeeded"}, 120)["status"]["redrive"]["count"] == 1
+    # Nothing left to re-run: the operator refuses, and the CLI says so with a failing exit code.
+    refused = cli("redrive", "cli-fail", "-n", namespace, check=False)
+    assert refused.returncode == 1, refused.stderr
+    assert "ignored: it succeeded with nothing failed" in refused.stderr
 
 
 def test_set_concurrency_suspend_and_resume_patch_the_spec(

@@ -10,7 +10,8 @@ from minio import Minio
 
 from paraflow import constants as c
 from tests.operator_process import OperatorProcess
-from tests.workflows import condition, create, upload_inputs, wait_phase, workflow
+from tests.support import wait_for
+from tests.workflows import condition, create, events, upload_inputs, wait_event, wait_phase, workflow
 
 
 def keys(s3: Minio, bucket: str, prefix: str = "") -> list[str]:
@@ -42,7 +43,7 @@ def test_per_partition_replication_to_same_and_other_server(
         ],
         "verify": "fullRead",
     }
-    create(custom, namespace, body)
+    uid = create(custom, namespace, body)["metadata"]["uid"]
     done = wait_phase(custom, namespace, "replicated", {"Succeeded", "Failed"}, 240)
     status = done["status"]
     assert status["phase"] == "Succeeded", status
@@ -54,16 +55,17 @@ def test_per_partition_replication_to_same_and_other_server(
     assert keys(s3, archive) == [f"copy/{k}" for k in expected]
     assert keys(s3_second, bucket_second) == expected
     for i in range(4):
-        source = s3.get_object(bucket, f"output/p{i}/a1/checksums-s0.txt").read()
+        source = s3.get_object(bucket, f"output/{uid}/p{i}/a1/checksums-s0.txt").read()
         assert s3_second.get_object(bucket_second, f"p{i}/checksums-s0.txt").read() == source
     for k in keys(s3, archive):
         s3.remove_object(archive, k)
     s3.remove_bucket(archive)
 
 
-def test_after_all_replication_with_delete_sync_removes_only_extraneous_replicas(
+def test_delete_sync_removes_only_replicas_this_workflow_made_whose_output_left_the_run(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
     s3: Minio,
     s3_second: Minio,
     namespace: str,
@@ -71,8 +73,10 @@ def test_after_all_replication_with_delete_sync_removes_only_extraneous_replicas
     bucket_second: str,
     test_env: dict[str, str],
 ) -> None:
-    upload_inputs(s3, bucket, 6)  # 2 partitions
-    s3_second.put_object(bucket_second, "daily/p7/stale.txt", io.BytesIO(b"old"), 3)
+    """A day's workflow mirrored to `daily/`, then created again over fewer inputs: the replica of
+    the partition that no longer exists goes (and is named), a user's object under the same
+    prefix and one elsewhere stay."""
+    s3_second.put_object(bucket_second, "daily/p7/notes.txt", io.BytesIO(b"mine"), 4)
     s3_second.put_object(bucket_second, "elsewhere/keep.txt", io.BytesIO(b"mine"), 4)
     body = workflow("synced", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket)
     body["spec"]["replication"] = {
@@ -88,13 +92,29 @@ def test_after_all_replication_with_delete_sync_removes_only_extraneous_replicas
             },
         ],
     }
+    upload_inputs(s3, bucket, 9)  # 3 partitions
+    create(custom, namespace, body)
+    first = wait_phase(custom, namespace, "synced", {"Succeeded", "Failed"}, 240)
+    assert first["status"]["phase"] == "Succeeded", first["status"]
+    assert first["status"]["replication"]["deleted"] == 0  # nothing of ours was there yet
+
+    custom.delete_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, "synced")
+    wait_for(
+        lambda: not custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL)["items"], 60, "gone"
+    )
+    for i in range(6, 9):
+        s3.remove_object(bucket, f"input/{i:05d}.log")  # now 2 partitions
     create(custom, namespace, body)
     done = wait_phase(custom, namespace, "synced", {"Succeeded", "Failed"}, 240)
+
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert keys(s3_second, bucket_second) == [
         "daily/p0/checksums-s0.txt",
         "daily/p1/checksums-s0.txt",
+        "daily/p7/notes.txt",
         "elsewhere/keep.txt",
     ]
-    assert done["status"]["replication"]["objects"] == 2
-    assert done["status"]["replication"]["deleted"] >= 1
+    assert done["status"]["replication"]["deleted"] == 1
+    wait_event(core, namespace, "synced", "Normal", "ReplicasDeleted")
+    deleted = [m for _, r, m in events(core, namespace, "synced") if r == "ReplicasDeleted"]
+    assert any("dev:'daily/p2/checksums-s0.txt'" in m for m in deleted), deleted

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -174,3 +176,12 @@ def test_deleting_a_running_pod_stops_its_process_and_removes_it(core: client.Co
     time.sleep(1)
     assert os.path.getmtime(marker) == stamp, "the pod's process still runs"
     os.remove(marker)
+
+
+def test_the_demos_operator_is_stopped_while_the_suite_runs_its_own() -> None:
+    """`make demo` leaves its operator running; were it still running, two operators would act on
+    every test workflow (a newcomer's `make test` after `make demo` failed that way)."""
+    script = Path(__file__).resolve().parents[2] / "hack" / "cluster.sh"
+    status = subprocess.run([str(script), "status"], capture_output=True, text=True, check=False).stdout
+    assert "kube-apiserver: running" in status, status  # this is the cluster the suite runs on
+    assert "operator: running" not in status, status
