@@ -51,6 +51,8 @@ def test_delete_sync_to_the_output_under_an_endpoint_alias_is_refused_before_any
     assert condition(failed, c.COND_FAILED)["reason"] == "DestinationIsOutput"
     assert "is the storage holding the output prefix" in failed["status"]["message"]
     wait_event(core, namespace, "aliased", "Warning", "DestinationIsOutput")
+    posted = core.list_namespaced_event(namespace, field_selector="involvedObject.name=aliased").items
+    assert {e.source.component for e in posted} == {c.USER_AGENT_PRODUCT}  # `kubectl describe`: From paraflow-operator
     assert s3.get_object(bucket, "output/earlier-run/keep.txt").read() == b"precious"
     assert not [k for k in keys(s3, bucket) if k.startswith("output/") and "/p0/" in k]  # no partition ran
 

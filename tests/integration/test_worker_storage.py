@@ -40,6 +40,15 @@ def test_the_partitioner_lists_past_one_page_and_writes_a_complete_plan(s3: Mini
     assert listed == keys  # deterministic order, each key once
 
 
+def test_the_partitioner_keeps_keys_ending_in_a_slash_with_or_without_content(s3: Minio, bucket: str) -> None:
+    """S3 and MinIO store, list and serve `dir/` like any key: it is an input item, not skipped."""
+    for key, data in (("in/folder/", b""), ("in/with-data/", b"bytes"), ("in/plain", b"p")):
+        put(s3, bucket, key, data)
+    items = {i.key: i.size for i in list_items(s3, bucket, "in/")}
+    assert items == {"in/folder/": 0, "in/plain": 1, "in/with-data/": 5}
+    assert s3.get_object(bucket, "in/with-data/").read() == b"bytes"  # and a processor can read it
+
+
 @pytest.fixture
 def shard_env(bucket: str, test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = {
