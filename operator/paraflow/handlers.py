@@ -75,7 +75,7 @@ async def startup(
         ours.debounce_seconds,
         ours.error_backoff_seconds,
         ours.error_backoff_max_seconds,
-        on_forget=reconciler.expectations.forget,
+        on_forget=reconciler.forget,
     )
 
 

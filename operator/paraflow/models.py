@@ -154,7 +154,7 @@ class SecuritySpec(_Model):
     @model_validator(mode="after")
     def _root_is_explicit(self) -> SecuritySpec:
         if self.run_as_non_root and self.run_as_user == 0:
-            raise ValueError("runAsUser 0 is root: set runAsNonRoot to false as well (restricted namespaces refuse it)")
+            raise ValueError(ROOT_NEEDS_OPT_IN)
         return self
 
 
@@ -464,7 +464,9 @@ class Condition(_Model):
 
 
 class ReplicationStatus(_Model):
-    """Counts come from each partition's last successful replication (skips included)."""
+    """Counts of copies made (by every attempt, failed ones included), replicas already there
+    and deletions, from the replication Jobs' reports; a redrive of a succeeded run starts
+    them again; failures count those of the last attempt."""
 
     objects: int = 0
     bytes: int = 0

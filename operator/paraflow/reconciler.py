@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
+from kubernetes.client.exceptions import ApiException
 from minio import Minio
 from pydantic import ValidationError
 
@@ -26,7 +28,7 @@ from paraflow.k8s.builders import WorkflowRef
 from paraflow.k8s.merge import merge_patch
 from paraflow.models import StorageSpec, WorkflowSpec, WorkflowStatus, spec_error
 from paraflow.planning import indexsets, planner, stalls
-from paraflow.planning.conditions import remove_condition, set_condition
+from paraflow.planning.conditions import get_condition, remove_condition, set_condition
 from paraflow.planning.expectations import Expectations
 from paraflow.planning.planner import (
     CreatePartition,
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 Emit = Callable[[Mapping[str, Any], Event], None]
 CREATE_CONCURRENCY = 16
 SECRET_KEYS = ("accessKey", "secretKey")
+# Failures of a spec refused before anything ran: a corrected spec (or a redrive) starts the run.
+REFUSALS = frozenset({"InvalidSpec", "DestinationIsOutput"})
 
 
 @dataclass
@@ -69,7 +73,8 @@ class Reconciler:
         self.clock = clock
         self._secrets: dict[tuple[str, str], _CachedSecret] = {}
         self._clients: dict[Credentials, Minio] = {}
-        self._asked: dict[str, float] = {}  # stalled Job name -> when we last asked why
+        # Workflow uid -> stalled Job name -> when we last asked why it does not run.
+        self._asked: dict[str, dict[str, float]] = {}
         self.expectations = Expectations()
 
     async def reconcile(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> float:
@@ -81,26 +86,35 @@ class Reconciler:
         jobs = self.expectations.merge(wf.uid, jobs, time.monotonic())
         now = self.clock()
         stamp = planner.timestamp(now)
+        redrive = (meta.get("annotations") or {}).get(c.ANNOTATION_REDRIVE, "")
 
         try:
             spec = WorkflowSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            return await self._reject(body, wf, before, generation, stamp, "InvalidSpec", spec_error(e))
+            return await self._reject(body, wf, before, generation, stamp, "InvalidSpec", spec_error(e), redrive)
 
         status = before.model_copy(deep=True)
         status.run_prefix = f"s3://{spec.output.bucket}/{contract.run_prefix(spec.output.prefix, wf.uid)}"
         status.output_prefix = f"s3://{spec.output.bucket}/{contract.run_output_prefix(spec.output.prefix, wf.uid)}"
+        refused = get_condition(before.conditions, c.COND_FAILED)
+        # Refused before anything ran: a changed spec or a redrive checks again, and may start.
+        recheck = refused is not None and refused.reason in REFUSALS and not jobs
+        recheck = recheck and (generation != before.observed_generation or redrive != before.redrive.last_token)
         try:
             creds = await self._credentials(wf.namespace, spec.storage)
-            if not jobs and before.phase not in planner.TERMINAL:  # nothing started yet: check first
+            if (not jobs and before.phase not in planner.TERMINAL) or recheck:  # nothing started yet: check first
                 await self._preflight(spec, wf, creds)
             plan_read = await self._read_plan(spec, wf, status, jobs, creds)
         except UnsafeSpec as e:
-            return await self._reject(body, wf, before, generation, stamp, e.reason, str(e))
+            return await self._reject(body, wf, before, generation, stamp, e.reason, str(e), redrive)
         except (SecretMissing, StorageUnavailable) as e:
             return await self._block(body, wf, before, status, generation, stamp, e)
+        if recheck:
+            status.phase, status.message, status.completion_time = "Pending", "", None
+            status.conditions = remove_condition(status.conditions, c.COND_FAILED)
+            status.redrive.last_token = redrive  # this redrive, if any, is what started it
+            self.emit(body, Event("Normal", "Rechecked", "the spec passes the checks now: starting the run"))
 
-        redrive = (meta.get("annotations") or {}).get(c.ANNOTATION_REDRIVE, "")
         try:
             reports = await self._read_reports(spec, wf, status, jobs, creds)
         except StorageUnavailable as e:
@@ -178,23 +192,33 @@ class Reconciler:
             st.conditions = remove_condition(st.conditions, c.COND_PODS_BLOCKED)
             return
         clock = time.monotonic()
-        if len(self._asked) > 4096:  # forget Jobs long gone
-            self._asked = {k: t for k, t in self._asked.items() if clock - t < 10 * after}
-        for job in stalls.to_ask(jobs, now, after, self._asked, clock, self.settings.stall_checks_per_pass):
-            self._asked[job.name] = clock
-            events, pods = await asyncio.gather(
-                self.api.job_events(wf.namespace, job.name), self.api.job_pods(wf.namespace, job.name)
-            )
+        asked = {k: t for k, t in self._asked.get(wf.uid, {}).items() if clock - t < 10 * after}
+        self._asked[wf.uid] = asked
+        for job in stalls.to_ask(jobs, now, after, asked, clock, self.settings.stall_checks_per_pass):
+            asked[job.name] = clock
+            try:
+                events, pods = await asyncio.gather(
+                    self.api.job_events(wf.namespace, job.name), self.api.job_pods(wf.namespace, job.name)
+                )
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+                # A diagnosis only: without it the pass still does its work (e.g. RBAC not updated).
+                log.warning("%s/%s: cannot ask why Job %s has no pod running: %s", wf.namespace, wf.name, job.name, e)
+                return
             stall = stalls.diagnose(job.name, events, pods)
             if stall is None:
                 continue
             old = next((x for x in st.conditions if x.type == c.COND_PODS_BLOCKED), None)
-            if old is None or old.message != stall.line()[:2048]:
+            if old is None or old.reason != stall.reason:
                 result.events.append(Event("Warning", stall.reason, stall.line()))
             st.conditions = set_condition(
                 st.conditions, c.COND_PODS_BLOCKED, "True", stall.reason, stall.line(), st.observed_generation, stamp
             )
             return
+
+    def forget(self, uid: str) -> None:
+        """The workflow is gone: drop what was kept for it."""
+        self.expectations.forget(uid)
+        self._asked.pop(uid, None)
 
     async def _read_plan(
         self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials
@@ -275,14 +299,24 @@ class Reconciler:
         stamp: str,
         reason: str,
         message: str,
+        redrive: str,
     ) -> float:
-        """The spec cannot run as written: Failed, with the reason, until the spec changes."""
+        """The spec cannot run as written: Failed, with the reason, until the spec changes. A
+        redrive asked meanwhile is answered (refused, and why), so `paraflow redrive` can say so."""
         status = before.model_copy(deep=True)
         status.phase, status.message, status.observed_generation = "Failed", message, generation
         status.conditions = set_condition(status.conditions, c.COND_FAILED, "True", reason, message, generation, stamp)
+        answer = redrive and redrive != before.redrive.last_token
+        if answer:
+            status.redrive.last_token = redrive
         if status != before:
             await self._write_status(wf, before, status)
+        if get_condition(before.conditions, c.COND_FAILED) != get_condition(status.conditions, c.COND_FAILED):
             self.emit(body, Event("Warning", reason, message))
+        if answer:
+            self.emit(
+                body, Event("Warning", "RedriveIgnored", f"redrive {redrive!r} ignored: fix the spec first: {message}")
+            )
         return self.settings.resync_seconds
 
     async def _block(

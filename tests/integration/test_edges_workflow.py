@@ -13,7 +13,7 @@ from minio import Minio
 from paraflow import constants as c
 from tests.operator_process import OperatorProcess
 from tests.support import wait_for
-from tests.workflows import condition, create, events, get, upload_inputs, wait_event, wait_phase, workflow
+from tests.workflows import condition, create, events, get, patch, upload_inputs, wait_event, wait_phase, workflow
 
 
 def alias_of(endpoint: str) -> str:
@@ -55,6 +55,18 @@ def test_delete_sync_to_the_output_under_an_endpoint_alias_is_refused_before_any
     assert {e.source.component for e in posted} == {c.USER_AGENT_PRODUCT}  # `kubectl describe`: From paraflow-operator
     assert s3.get_object(bucket, "output/earlier-run/keep.txt").read() == b"precious"
     assert not [k for k in keys(s3, bucket) if k.startswith("output/") and "/p0/" in k]  # no partition ran
+
+    # Pointed elsewhere, the same workflow is checked again and runs: nothing ran before.
+    archive = f"{bucket}-archive"
+    s3.make_bucket(archive)
+    elsewhere = {"name": "self", "bucket": archive, "prefix": "output/", "storage": alias}
+    patch(custom, namespace, "aliased", {"spec": {"replication": {"destinations": [elsewhere]}}})
+    done = wait_phase(custom, namespace, "aliased", {"Succeeded"}, 180)
+    assert done["status"]["replication"]["objects"] == 2
+    assert s3.get_object(bucket, "output/earlier-run/keep.txt").read() == b"precious"
+    for key in keys(s3, archive):
+        s3.remove_object(archive, key)
+    s3.remove_bucket(archive)
 
 
 def test_a_missing_destination_bucket_blocks_the_workflow_at_preflight(

@@ -43,7 +43,8 @@ def assert_each_partition_won_once(s3: Minio, bucket: str, wf: dict, total: int)
 
 def assert_replicas_match(s3: Minio, bucket: str, replica_bucket: str, wf: dict) -> None:
     for entry in manifest_of(s3, bucket, wf)["succeeded"]:
-        source = s3.get_object(bucket, f"output/p{entry['index']}/a{entry['attempt']}/checksums-s0.txt").read()
+        attempt = f"output/{wf['metadata']['uid']}/p{entry['index']}/a{entry['attempt']}/"
+        source = s3.get_object(bucket, f"{attempt}checksums-s0.txt").read()
         assert s3.get_object(replica_bucket, f"p{entry['index']}/checksums-s0.txt").read() == source
 
 

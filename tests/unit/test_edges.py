@@ -44,13 +44,25 @@ def test_a_retryable_failure_still_gets_its_next_attempt() -> None:
     assert result.creates == [CreatePartition(0, 2)]
 
 
-def test_a_redrive_gives_a_non_retryably_failed_partition_a_fresh_attempt() -> None:
-    spec = make_spec(retry={"maxAttempts": 3, "intervalSeconds": 0})
+def test_a_redrive_gives_a_non_retryably_failed_partition_a_whole_new_round_of_attempts() -> None:
+    """Redrive r starts at attempt maxAttempts x r + 1, with backoff inside the round as at first,
+    and the partition fails for good after exactly maxAttempts more."""
+    spec = make_spec(retry={"maxAttempts": 3, "intervalSeconds": 100, "jitter": "none"})
     jobs = [non_retryable(0, 1), part(1, 1, JobState.SUCCEEDED)]
     failed = planner.plan(spec, partitioned(2), observe(*jobs)).status
     redriven = planner.plan(spec, failed, observe(*jobs, redrive="fix"))
-    assert redriven.creates == [CreatePartition(0, 2)]
+    assert redriven.creates == [CreatePartition(0, 4)]
     assert redriven.status.phase == "Running"
+
+    jobs.append(part(0, 4, JobState.FAILED))
+    waiting = planner.plan(spec, redriven.status, observe(*jobs, redrive="fix", now=T0 + dt.timedelta(seconds=50)))
+    assert waiting.creates == []  # the first retry of the round waits intervalSeconds, as at first
+    assert waiting.requeue_after == pytest.approx(50)
+    due = planner.plan(spec, redriven.status, observe(*jobs, redrive="fix", now=T0 + dt.timedelta(seconds=100)))
+    assert due.creates == [CreatePartition(0, 5)]
+    jobs += [part(0, 5, JobState.FAILED), part(0, 6, JobState.FAILED)]
+    spent = planner.plan(spec, due.status, observe(*jobs, redrive="fix", now=T0 + dt.timedelta(hours=1)))
+    assert (spent.creates, spent.status.failed_indexes, spent.status.phase) == ([], "0", "Failed")
 
 
 def test_job_facts_tell_a_pod_failure_policy_failure_from_an_ordinary_one() -> None:
@@ -127,8 +139,8 @@ def test_a_redrive_of_a_succeeded_workflow_re_runs_its_replication_to_restore_re
     redriven = planner.plan(spec, done, observe(*jobs, redrive="restore"))
 
     assert [x for x in redriven.creates if isinstance(x, CreateReplication)] == [
-        CreateReplication(0, 2, winner=1),
-        CreateReplication(1, 2, winner=1),
+        CreateReplication(0, 4, winner=1),  # the first attempt of redrive 1's round (maxAttempts 3)
+        CreateReplication(1, 4, winner=1),
     ]
     assert redriven.status.phase == "Replicating"
     assert redriven.status.replication is not None and redriven.status.replication.objects == 0
@@ -226,7 +238,7 @@ def test_only_jobs_stalled_long_enough_and_not_asked_lately_are_asked_about_olde
     assert [j.name for j in stalls.to_ask(jobs, T0, 8, {}, clock=1000.0, limit=1)] == ["asked"]
 
 
-def test_a_refused_pod_is_diagnosed_from_the_newest_failed_create_event() -> None:
+def test_a_refused_pod_is_diagnosed_from_the_newest_failed_create_event_unless_pods_came_since() -> None:
     events = [
         {"reason": "FailedCreate", "message": "old", "lastTimestamp": "2026-11-24T12:00:00Z"},
         {
@@ -234,10 +246,31 @@ def test_a_refused_pod_is_diagnosed_from_the_newest_failed_create_event() -> Non
             "message": 'pods "x" is forbidden: violates PodSecurity "restricted:latest"',
             "lastTimestamp": "2026-11-24T12:00:05Z",
         },
-        {"reason": "SuccessfulCreate", "message": "fine", "lastTimestamp": "2026-11-24T12:00:09Z"},
     ]
     stall = stalls.diagnose("wf-part-a1", events, [])
     assert stall is not None and stall.reason == "FailedCreate" and "violates PodSecurity" in stall.message
+    healed = [*events, {"reason": "SuccessfulCreate", "message": "ok", "lastTimestamp": "2026-11-24T12:00:09Z"}]
+    assert stalls.diagnose("wf-part-a1", healed, []) is None  # the namespace was relabelled since
+
+
+def test_what_the_pods_say_now_wins_over_an_old_refusal() -> None:
+    events = [{"reason": "FailedCreate", "message": "old", "lastTimestamp": "2026-11-24T12:00:00Z"}]
+    pulling = {"status": {"containerStatuses": [{"state": {"waiting": {"reason": "ErrImagePull", "message": "x"}}}]}}
+    assert stalls.diagnose("j", events, [pulling]) == stalls.Stall("j", "ErrImagePull", "x")
+
+
+def test_a_redrive_of_failed_replication_resets_its_failures_and_deadline_clock() -> None:
+    spec = replicated_spec(retry={"maxAttempts": 1})
+    spec.replication.deadline_seconds = 60  # type: ignore[union-attr]
+    jobs = [part(0, 1, JobState.SUCCEEDED), repl(0, 1, JobState.FAILED)]
+    tally = {"wf-r0-a1": ReplicationTally(copied=5, failed=1, first_failure="archive: k: boom")}
+    failed = planner.plan(spec, partitioned(1), planner.Observed(jobs, 1, T0, "uid-1", reports=tally)).status
+    assert failed.phase == "Failed" and failed.replication is not None and failed.replication.failed == 1
+    redriven = planner.plan(spec, failed, observe(*jobs, redrive="again", now=T0 + dt.timedelta(hours=2)))
+    rs = redriven.status.replication
+    assert rs is not None and (rs.failed, rs.objects) == (0, 5)  # copies made stay counted
+    assert CreateReplication(0, 2, winner=1) in redriven.creates
+    assert not [e for e in redriven.events if e.reason == "ReplicationDeadlineExceeded"]
 
 
 def test_unschedulable_and_image_pull_failures_are_diagnosed_from_the_pods() -> None:

@@ -117,11 +117,18 @@ class ShardResult(_Strict):
     shard: int = Field(ge=0)
     outputs: list[OutputObject]
     # Where the attempt wrote: an output's name is its key less this prefix. Empty in records
-    # written before outputs were scoped by run (<output.prefix>p<index>/a<attempt>/).
+    # of an SDK older than run-scoped outputs.
     output_prefix: str = Field(default="", max_length=1024)
 
-    def prefix(self, workflow_output_prefix: str) -> str:
-        return self.output_prefix or f"{workflow_output_prefix}p{self.partition}/a{self.attempt}/"
+    def prefix(self, workflow_output_prefix: str, workflow_uid: str) -> str:
+        """The recorded prefix; for an older SDK's record, the run-scoped layout its env gave it,
+        or, for a run started before outputs were scoped by run, the layout it had then."""
+        if self.output_prefix:
+            return self.output_prefix
+        scoped = attempt_output_prefix(workflow_output_prefix, workflow_uid, self.partition, self.attempt)
+        if all(out.key.startswith(scoped) for out in self.outputs):
+            return scoped
+        return f"{workflow_output_prefix}p{self.partition}/a{self.attempt}/"
 
 
 class ManifestPartition(_Strict):

@@ -1,9 +1,13 @@
 """Is a replication destination this run's own storage under another name?
 
 Endpoint strings cannot tell: ``http://localhost:9000``, ``http://127.0.0.1:9000`` and a Service
-DNS name can all be one MinIO server. So the run leaves a random token in its run prefix, and a
+DNS name can all be one MinIO server. So the run leaves a token in its run prefix, and a
 destination's client tries to read it back from the output bucket: if it reads the same token,
 the destination client talks to the very storage that holds the run's outputs and records.
+The token is the run prefix itself (the workflow uid is in it): every writer writes the same
+bytes, so concurrent writers (the operator's preflight, each replication pod) cannot race into
+comparing different tokens. Only a copy of this very object could make another server look the
+same, and that errs on the safe side: refusing.
 
 Copying (and above all deleting) into a destination that is, in fact, the output prefix would
 destroy the run's own data, so an answer that cannot be had (access refused) counts as "same".
@@ -12,7 +16,6 @@ destroy the run's own data, so an answer that cannot be had (access refused) cou
 from __future__ import annotations
 
 import io
-import uuid
 from enum import Enum
 
 import urllib3
@@ -39,23 +42,19 @@ def _read(client: Minio, bucket: str, key: str) -> str | None:
             return None
         raise
     try:
-        return response.read(256).decode(errors="replace")
+        return response.read(8192).decode(errors="replace")
     finally:
         response.close()
         response.release_conn()
 
 
 def ensure_token(source: Minio, bucket: str, run: str) -> str:
-    """The run's token, written first if absent. Two writers racing both end up reading the one
-    that landed last, so every later comparison uses a single value."""
+    """The run's token, written if absent (or unlike what it must be)."""
     key = contract.identity_key(run)
-    token = _read(source, bucket, key)
-    if token is None:
-        data = uuid.uuid4().hex.encode()
+    token = f"paraflow run {run}"
+    if _read(source, bucket, key) != token:
+        data = token.encode()
         source.put_object(bucket, key, io.BytesIO(data), len(data), content_type="text/plain")
-        token = _read(source, bucket, key)
-    if token is None:
-        raise RuntimeError(f"s3://{bucket}/{key} vanished right after it was written")
     return token
 
 

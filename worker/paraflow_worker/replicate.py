@@ -147,8 +147,6 @@ class Counters:
         for part in parts:
             total.add(copied=part.copied, skipped=part.skipped, size=part.bytes)
             total.failed += part.failed
-            total.deleted += part.deleted
-            total.deleted_keys.extend(part.deleted_keys)
             total.failures.extend(part.failures[: 100 - len(total.failures)])
         return total
 
@@ -222,7 +220,7 @@ class Replicator:
             prefix = contract.results_prefix(run, ref.index, ref.attempt)
             for listed in self.source.list_objects(self.bucket, prefix=prefix, recursive=True):
                 result = get_json(self.source, self.bucket, listed.object_name or "", ShardResult)
-                written_under = result.prefix(self.task.output_prefix)
+                written_under = result.prefix(self.task.output_prefix, self.task.run_uid)
                 for obj in result.outputs:
                     if not obj.key.startswith(written_under):
                         raise ValueError(

@@ -155,7 +155,8 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
         return
     failed = st.failed_indexes
     st.failed_indexes = ""
-    st.attempts = fresh_attempts(obs.jobs, _partition_of, st.attempts, indexsets.expand(failed))
+    budget = Budget(spec.retry, st.redrive.count)
+    st.attempts = fresh_attempts(obs.jobs, _partition_of, st.attempts, indexsets.expand(failed), budget)
     if failed:
         st.manifest = ""  # re-run partitions change the winners: a new manifest at the end
     what = [f"failed partitions {failed}"] if failed else []
@@ -166,11 +167,14 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
             again = {0}  # the run-wide copy reads the new manifest
         if not failed and not replication_failed:
             again |= indexsets.expand(rs.replicated_indexes)  # a Succeeded run: copy everything again
-            rs.objects = rs.bytes = rs.skipped = rs.failed = rs.deleted = 0
+            rs.objects = rs.bytes = rs.skipped = rs.deleted = 0
             st.conditions = remove_condition(st.conditions, c.COND_REPLICATED)
-        rs.attempts = fresh_attempts(obs.jobs, _replication_unit(spec.replication.mode), rs.attempts, again)
+        unit_of = _replication_unit(spec.replication.mode)
+        rs.attempts = fresh_attempts(obs.jobs, unit_of, rs.attempts, again, budget)
         rs.replicated_indexes = indexsets.compress(indexsets.expand(rs.replicated_indexes) - again)
-        rs.failed_indexes = ""
+        # What failed is being retried: its failures, and the deadline, count from now.
+        rs.failed_indexes, rs.failed, rs.start_time = "", 0, None
+        st.conditions = remove_condition(st.conditions, c.COND_REPLICATION_LATE)
         if again:
             what.append(
                 "the run-wide replication" if whole_run else f"replication of partitions {indexsets.compress(again)}"

@@ -66,11 +66,8 @@ def _when(item: Mapping[str, Any]) -> str:
 
 
 def diagnose(job: str, events: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]) -> Stall | None:
-    """The newest refusal to create a pod, else the first pod that cannot be scheduled or start."""
-    refused = [e for e in events if e.get("reason") == "FailedCreate"]
-    if refused:
-        newest = max(refused, key=_when)
-        return Stall(job, "FailedCreate", str(newest.get("message", "")))
+    """The first pod that cannot be scheduled or start, else a refusal to create a pod newer than
+    the last pod created (an old refusal, since healed, says nothing about now)."""
     for pod in pods:
         status = pod.get("status") or {}
         for cond in status.get("conditions") or []:
@@ -80,4 +77,8 @@ def diagnose(job: str, events: Sequence[Mapping[str, Any]], pods: Sequence[Mappi
             waiting = (container.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in STUCK_WAITING:
                 return Stall(job, str(waiting["reason"]), str(waiting.get("message", "")))
+    refused = [e for e in events if e.get("reason") == "FailedCreate"]
+    created = [_when(e) for e in events if e.get("reason") == "SuccessfulCreate"]
+    if refused and (newest := max(refused, key=_when)) and _when(newest) >= max(created, default=""):
+        return Stall(job, "FailedCreate", str(newest.get("message", "")))
     return None

@@ -84,13 +84,18 @@ def latest_attempts(
 
 
 def fresh_attempts(
-    jobs: Iterable[JobFacts], unit_of: Callable[[JobFacts], int | None], attempts: dict[str, str], units: set[int]
+    jobs: Iterable[JobFacts],
+    unit_of: Callable[[JobFacts], int | None],
+    attempts: dict[str, str],
+    units: set[int],
+    budget: Budget,
 ) -> dict[str, str]:
-    """The attempt sets with each of ``units`` moved one past its latest attempt, which has no Job
-    yet: a redrive starts them again whatever ended them, a non-retryable exit code included."""
+    """The attempt sets with each of ``units`` moved to the first attempt of the budget's round,
+    which has no Job yet: a redrive starts them again whatever ended them, a non-retryable exit
+    code included, each with a whole maxAttempts."""
     latest = latest_attempts(jobs, unit_of, attempts)
     for unit in units:
-        latest[unit] = latest.get(unit, 1) + 1
+        latest[unit] = max(latest.get(unit, 1) + 1, budget.first_of_round)
     return attempt_sets(latest)
 
 
@@ -104,9 +109,15 @@ class Budget:
         """After r redrives, every unit may use up to maxAttempts x (r + 1) attempts in total."""
         return self.retry.max_attempts * (self.redrives + 1)
 
-    def redriven(self, attempt: int) -> bool:
-        """A unit that had used up the previous budget is retried because of a redrive: at once."""
-        return self.redrives > 0 and attempt >= self.retry.max_attempts * self.redrives
+    @property
+    def first_of_round(self) -> int:
+        """Redrive r starts each unit it re-runs at attempt maxAttempts x r + 1: the unit then
+        has exactly maxAttempts attempts, however few it used before."""
+        return self.retry.max_attempts * self.redrives + 1
+
+    def in_round(self, attempt: int) -> int:
+        """The attempt's rank within its round (1 for the first): backoff grows within a round."""
+        return (attempt - 1) % self.retry.max_attempts + 1
 
 
 def track(
@@ -144,8 +155,9 @@ def track(
                 out.failed.add(unit)
                 continue
             finished = job.finished_at or now
-            wait = delay_seconds(budget.retry, attempt, f"{seed}/{unit}") - (now - finished).total_seconds()
-            if wait <= 0 or budget.redriven(attempt):
+            delay = delay_seconds(budget.retry, budget.in_round(attempt), f"{seed}/{unit}")
+            wait = delay - (now - finished).total_seconds()
+            if wait <= 0:
                 out.due.append(unit)
             else:
                 out.waiting[unit] = wait
