@@ -86,6 +86,12 @@ def bucket(s3: Minio) -> Iterator[str]:
     yield from temporary_bucket(s3, "t")
 
 
+@pytest.fixture
+def archive(s3: Minio) -> Iterator[str]:
+    """Another bucket on the same server, e.g. a replication destination."""
+    yield from temporary_bucket(s3, "ta")
+
+
 @pytest.fixture(scope="session")
 def crd(kube: client.ApiClient) -> None:
     install_crd(kube)

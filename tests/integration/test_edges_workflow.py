@@ -32,6 +32,7 @@ def test_delete_sync_to_the_output_under_an_endpoint_alias_is_refused_before_any
     s3: Minio,
     namespace: str,
     bucket: str,
+    archive: str,
     test_env: dict[str, str],
 ) -> None:
     upload_inputs(s3, bucket, 6)
@@ -57,16 +58,11 @@ def test_delete_sync_to_the_output_under_an_endpoint_alias_is_refused_before_any
     assert not [k for k in keys(s3, bucket) if k.startswith("output/") and "/p0/" in k]  # no partition ran
 
     # Pointed elsewhere, the same workflow is checked again and runs: nothing ran before.
-    archive = f"{bucket}-archive"
-    s3.make_bucket(archive)
     elsewhere = {"name": "self", "bucket": archive, "prefix": "output/", "storage": alias}
     patch(custom, namespace, "aliased", {"spec": {"replication": {"destinations": [elsewhere]}}})
     done = wait_phase(custom, namespace, "aliased", {"Succeeded"}, 180)
     assert done["status"]["replication"]["objects"] == 2
     assert s3.get_object(bucket, "output/earlier-run/keep.txt").read() == b"precious"
-    for key in keys(s3, archive):
-        s3.remove_object(archive, key)
-    s3.remove_bucket(archive)
 
 
 def test_a_missing_destination_bucket_blocks_the_workflow_at_preflight(
@@ -104,20 +100,16 @@ def test_in_a_restricted_namespace_every_pod_is_admitted_and_the_run_succeeds(
     s3: Minio,
     restricted: str,
     bucket: str,
+    archive: str,
     test_env: dict[str, str],
 ) -> None:
     upload_inputs(s3, bucket, 6)
     body = workflow("hardened", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket)
-    archive = f"{bucket}-archive"
-    s3.make_bucket(archive)
     body["spec"]["replication"] = {"destinations": [{"name": "archive", "bucket": archive}]}
     create(custom, restricted, body)
     done = wait_phase(custom, restricted, "hardened", {"Succeeded", "Failed"}, 180)
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert condition(done, c.COND_PODS_BLOCKED) is None
-    for key in keys(s3, archive):
-        s3.remove_object(archive, key)
-    s3.remove_bucket(archive)
 
 
 def test_pods_refused_by_pod_security_show_in_conditions_and_events_within_seconds(

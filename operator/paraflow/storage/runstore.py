@@ -77,10 +77,19 @@ def preflight_destination(
 ) -> None:
     """A replication destination's bucket exists, and it is not the output under another name."""
     try:
-        exists = destination.bucket_exists(target.bucket)
         token = identity.ensure_token(source, output.bucket, run)
     except S3Error as e:
-        raise StorageUnavailable(f"replication destination {target.name!r}: MinIO refused access: {e.code}") from e
+        raise StorageUnavailable(f"writing s3://{output.bucket}/{contract.identity_key(run)}: {e.code}") from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise StorageUnavailable(f"cannot reach MinIO: {_cause(e)}") from e
+    try:
+        exists = destination.bucket_exists(target.bucket)
+    except S3Error as e:
+        if e.code != "AccessDenied":
+            raise StorageUnavailable(f"replication destination {target.name!r}: {e.code}") from e
+        # Credentials that may write but not look (a write-only key): the copies will tell, and
+        # each failure is recorded with its reason.
+        exists = True
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise StorageUnavailable(
             f"replication destination {target.name!r}: cannot reach {target.endpoint}: {_cause(e)}"
