@@ -373,6 +373,9 @@ class ReplicationSpec(_Model):
 
 
 class WorkflowSpec(_Model):
+    """What to run: the input, how it is split, what runs per partition and how many at once,
+    how failures are retried and tolerated, where outputs go and where they are copied."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
