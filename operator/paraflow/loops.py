@@ -21,7 +21,8 @@ from paraflow import metrics
 from paraflow.planning.planner import JobFacts
 
 log = logging.getLogger(__name__)
-Pass = Callable[[Mapping[str, Any], Sequence[JobFacts]], Awaitable[float]]
+# A pass returns the seconds until the next one is due without an event; None: only an event.
+Pass = Callable[[Mapping[str, Any], Sequence[JobFacts]], Awaitable[float | None]]
 Jobs = Callable[[str], Sequence[JobFacts]]
 
 
@@ -78,6 +79,7 @@ class WorkflowLoops:
 
     async def _run(self, uid: str, loop: _Loop) -> None:
         failures = 0
+        delay: float | None
         while True:
             loop.wake.clear()
             try:

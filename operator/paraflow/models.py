@@ -361,6 +361,12 @@ class ReplicationSpec(_Model):
     )
     shards: int = Field(default=1, ge=1, le=100, description="afterAll: pods that split the copy by key hash")
     concurrency: int = Field(default=32, ge=1, le=512, description="Copies in flight per pod")
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000,
+        description="Replication Jobs active at once, counted apart from partition Jobs; default spec.maxConcurrency",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ReplicationSpec:

@@ -77,8 +77,9 @@ class Reconciler:
         self._asked: dict[str, dict[str, float]] = {}
         self.expectations = Expectations()
 
-    async def reconcile(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> float:
-        """Runs one pass; returns the seconds until the next pass is due without any event."""
+    async def reconcile(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> float | None:
+        """Runs one pass; returns the seconds until the next pass is due without any event (None:
+        none is, the workflow is finished and idle)."""
         meta = body["metadata"]
         wf = WorkflowRef(meta["name"], meta["namespace"], meta["uid"])
         before = WorkflowStatus.from_body(body.get("status"))
@@ -100,6 +101,8 @@ class Reconciler:
         # Refused before anything ran: a changed spec or a redrive checks again, and may start.
         recheck = refused is not None and refused.reason in REFUSALS and not jobs
         recheck = recheck and (generation != before.observed_generation or redrive != before.redrive.last_token)
+        if not recheck and planner.settled(spec, before, jobs, redrive):
+            return await self._idle(wf, spec, before, now)
         try:
             creds = await self._credentials(wf.namespace, spec.storage)
             if (not jobs and before.phase not in planner.TERMINAL) or recheck:  # nothing started yet: check first
@@ -127,6 +130,7 @@ class Reconciler:
             redrive_token=redrive,
             plan=plan_read,
             reports=reports,
+            max_creates=self.settings.max_creates_per_pass,
         )
         result = planner.plan(spec, status, observed)
         result.status.conditions = remove_condition(result.status.conditions, c.COND_BLOCKED)
@@ -142,9 +146,24 @@ class Reconciler:
         metrics.observe(wf.uid, result.status)
         for event in result.events:
             self.emit(body, event)
-        if await self._expired(wf, spec, result.status, now):
-            return self.settings.resync_seconds
-        return min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
+        delay = min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
+        left = await self._ttl(wf, spec, result.status, now)
+        return delay if left is None else (None if left <= 0 else min(delay, left))
+
+    async def _idle(
+        self, wf: WorkflowRef, spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime
+    ) -> float | None:
+        """A finished, settled workflow: no Secret, no MinIO, no write; only its TTL, if any."""
+        metrics.observe(wf.uid, status)
+        left = await self._ttl(wf, spec, status, now)
+        return None if left is None or left <= 0 else left
+
+    async def _ttl(self, wf: WorkflowRef, spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime) -> float | None:
+        """Deletes the workflow once ``ttlSecondsAfterFinished`` is up; the seconds left (None: no TTL)."""
+        left = planner.expires_in(spec, status, now)
+        if left is not None and left <= 0:
+            await self.api.delete_workflow(wf.namespace, wf.name, wf.uid)
+        return left
 
     async def _credentials(self, namespace: str, storage: StorageSpec) -> Credentials:
         key = (namespace, storage.credentials_secret)
@@ -339,13 +358,3 @@ class Reconciler:
             await self._write_status(wf, before, status)
             self.emit(body, Event("Warning", reason, message))
         return min(10.0, self.settings.resync_seconds)
-
-    async def _expired(self, wf: WorkflowRef, spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime) -> bool:
-        ttl = spec.ttl_seconds_after_finished
-        if ttl is None or status.phase not in planner.TERMINAL or status.completion_time is None:
-            return False
-        finished = dt.datetime.fromisoformat(status.completion_time.replace("Z", "+00:00"))
-        if (now - finished).total_seconds() < ttl:
-            return False
-        await self.api.delete_workflow(wf.namespace, wf.name, wf.uid)
-        return True

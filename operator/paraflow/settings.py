@@ -35,5 +35,7 @@ class Settings(BaseSettings):
     # unschedulable or image-pull-failing pods); at most stall_checks_per_pass Jobs a pass.
     stall_seconds: float = Field(8.0, gt=0)
     stall_checks_per_pass: int = Field(3, ge=0, le=50)
+    # Jobs one workflow's pass may create; more wait for the next pass, a second later.
+    max_creates_per_pass: int = Field(500, ge=1)
     # Prometheus metrics on this port; 0 turns them off.
     metrics_port: int = Field(9090, ge=0, le=65535)

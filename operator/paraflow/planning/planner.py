@@ -47,6 +47,10 @@ class Observed:
     plan: PlanRead | None = None
     # Reports of finished replication Jobs the planner asked for (needs_reports), by Job name.
     reports: Mapping[str, ReplicationTally] | None = None
+    # Jobs one pass may create, all kinds together: a workflow raised to 10,000 at once is
+    # created over several passes and cannot starve the others (the Job controller caps its
+    # pod creates per sync the same way).
+    max_creates: int = 500
 
 
 @dataclass(frozen=True)
@@ -99,9 +103,39 @@ class Plan:
     manifest: list[tuple[int, int]] | None = None
     requeue_after: float | None = None
 
+    def room(self, slots: int, cap: int) -> int:
+        """``slots`` bounded by what the pass may still create; if that bounds it, come back soon."""
+        left = cap - len(self.creates)
+        if slots > left:
+            self.requeue_after = min(self.requeue_after or CAPPED_REQUEUE_SECONDS, CAPPED_REQUEUE_SECONDS)
+        return min(slots, left)
+
+
+CAPPED_REQUEUE_SECONDS = 1.0
+
 
 def timestamp(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def settled(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], redrive_token: str) -> bool:
+    """A finished workflow with nothing left to do: no Job of it runs, every report it needs is
+    read, its manifest is written, no redrive is asked. A pass over it needs no Secret and no
+    MinIO, changes nothing, and its loop may sleep until an event (or its TTL) comes."""
+    if status.phase not in TERMINAL or (redrive_token and redrive_token != status.redrive.last_token):
+        return False
+    if any(j.state is JobState.ACTIVE for j in jobs) or needs_reports(spec, status, jobs):
+        return False
+    return bool(status.manifest) or get_condition(status.conditions, c.COND_PARTITIONED) is None
+
+
+def expires_in(spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime) -> float | None:
+    """Seconds until ``ttlSecondsAfterFinished`` deletes the workflow (0 or less: now), or None."""
+    ttl = spec.ttl_seconds_after_finished
+    if ttl is None or status.phase not in TERMINAL or status.completion_time is None:
+        return None
+    finished = dt.datetime.fromisoformat(status.completion_time.replace("Z", "+00:00"))
+    return ttl - (now - finished).total_seconds()
 
 
 def needs_plan(status: WorkflowStatus, jobs: Sequence[JobFacts]) -> bool:
@@ -261,7 +295,7 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     failed = progress.failed
     breached = _breached(spec, len(failed), total)
     if not breached and not spec.suspend and st.phase != "Failed":
-        slots = spec.max_concurrency - len(progress.active)
+        slots = out.room(spec.max_concurrency - len(progress.active), obs.max_creates)
         out.creates += [CreatePartition(p, a) for p, a in schedule(progress, range(total), slots)]
 
     running = progress.active | {x.index for x in out.creates if isinstance(x, CreatePartition)}
@@ -405,7 +439,8 @@ def replication_stage(
     if out.manifest is not None and rspec.mode == "afterAll":
         units_wanted = [0]  # written in this very pass, before any Job is created
     if st.phase != "Failed" and not spec.suspend:
-        slots = spec.max_concurrency - len(progress.active)
+        limit = rspec.max_concurrency or spec.max_concurrency
+        slots = out.room(limit - len(progress.active), obs.max_creates)
         for unit, attempt in schedule(progress, units_wanted, slots):
             rs.start_time = rs.start_time or now
             out.creates.append(
