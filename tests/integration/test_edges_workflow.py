@@ -137,3 +137,27 @@ def test_pods_refused_by_pod_security_show_in_conditions_and_events_within_secon
     assert "rooted-p0-a1" in cond["message"] and "violates PodSecurity" in cond["message"]
     wait_event(core, restricted, "rooted", "Warning", "FailedCreate")
     assert any("violates PodSecurity" in m for t, r, m in events(core, restricted, "rooted") if r == "FailedCreate")
+
+
+def test_a_finished_workflow_needs_no_secret_and_its_ttl_still_deletes_it(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    s3: Minio,
+    namespace: str,
+    bucket: str,
+    test_env: dict[str, str],
+) -> None:
+    upload_inputs(s3, bucket, 3)
+    create(
+        custom, namespace, workflow("brief", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, ttlSecondsAfterFinished=6)
+    )
+    wait_phase(custom, namespace, "brief", {"Succeeded"}, 120)
+    core.delete_namespaced_secret("minio-creds", namespace)  # the run is over: nothing needs it
+
+    wait_for(
+        lambda: not custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL)["items"],
+        60,
+        "the TTL to delete the finished workflow",
+    )
+    assert not [r for _, r, _ in events(core, namespace, "brief") if r == "SecretNotFound"]
