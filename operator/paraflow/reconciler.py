@@ -177,7 +177,9 @@ class Reconciler:
         """One MinIO client (and connection pool) per endpoint and credentials, reused by every pass."""
         client = self._clients.get(creds)
         if client is None:
-            client = self._clients[creds] = runstore.client_for(creds, self.settings.storage_timeout_seconds)
+            client = self._clients[creds] = runstore.client_for(
+                creds, self.settings.storage_timeout_seconds, self.settings.api_threads
+            )
         return client
 
     async def _preflight(self, spec: WorkflowSpec, wf: WorkflowRef, creds: Credentials) -> None:

@@ -211,8 +211,13 @@ class ReplicationReport(_Strict):
     targets: list[TargetReport]
 
 
+def replication_reports_prefix(run: str, label: str) -> str:
+    """Where the pods of one replication Job (``label``) write their reports."""
+    return f"{run}replication/{label}/"
+
+
 def replication_report_key(run: str, label: str, shard: int) -> str:
-    return f"{run}replication/{label}/s{shard}.json"
+    return f"{replication_reports_prefix(run, label)}s{shard}.json"
 
 
 def replica_key(target_prefix: str, partition: int, name: str) -> str:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, BinaryIO, cast
+from typing import IO, Any, BinaryIO, cast
 
 import urllib3
 from minio import Minio
@@ -58,7 +58,7 @@ from paraflow_worker.contract import (
     ShardResult,
     TargetReport,
 )
-from paraflow_worker.storage import client_from_env, get_json, make_client, put_json
+from paraflow_worker.storage import HashingReader, client_from_env, get_json, make_client, object_tags, put_json
 
 GiB = 1024**3
 MiB = 1024**2
@@ -167,25 +167,6 @@ class Counters:
             failures=self.failures,
             deleted_keys=self.deleted_keys,
         )
-
-
-class _Hashing:
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.sha256 = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = cast(bytes, self.inner.read(size))
-        self.sha256.update(chunk)
-        return chunk
-
-
-def _tags(values: dict[str, str]) -> Tags | None:
-    if not values:
-        return None
-    tags = Tags.new_object_tags()
-    tags.update(values)
-    return tags
 
 
 class Replicator:
@@ -361,7 +342,7 @@ class Replicator:
 
     def _copy(self, client: Minio, target: ReplicationTarget, key: str, obj: OutputObject) -> None:
         meta = self._metadata(obj, target)
-        tags = _tags(obj.tags)
+        tags = object_tags(obj.tags)
         if target.server_side and obj.size > self.max_copy_part:
             sources = [
                 ComposeSource(self.bucket, obj.key, offset=o, length=n, version_id=obj.version_id)
@@ -379,7 +360,7 @@ class Replicator:
             with self.streams:
                 response = self.source.get_object(self.bucket, obj.key, version_id=obj.version_id)
                 try:
-                    reader = _Hashing(response)
+                    reader = HashingReader(cast(IO[bytes], response))
                     client.put_object(
                         target.bucket,
                         key,

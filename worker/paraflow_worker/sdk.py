@@ -14,7 +14,6 @@ manifest; an exception records nothing, so the attempt counts as failed and is r
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -23,32 +22,13 @@ from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, cast
 
 from minio import Minio
-from minio.commonconfig import Tags
 from urllib3 import BaseHTTPResponse
 
 from paraflow_worker import contract
 from paraflow_worker.contract import Env, Item, OutputObject, PartitionItems, ShardResult
-from paraflow_worker.storage import client_from_env, get_json, put_json
+from paraflow_worker.storage import HashingReader, client_from_env, get_json, object_tags, put_json
 
 PART_SIZE = 16 * 1024 * 1024
-
-
-class _HashingReader(io.RawIOBase):
-    """Passes reads through while hashing them, so an upload is hashed in the same single pass."""
-
-    def __init__(self, inner: IO[bytes]) -> None:
-        self.inner = inner
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.inner.read(size)
-        self.sha256.update(chunk)
-        self.size += len(chunk)
-        return chunk
 
 
 @dataclass
@@ -124,11 +104,7 @@ class Shard:
         problem = contract.key_problem(key)
         if problem is not None:
             raise ValueError(f"output {name!r} cannot be stored as {key!r}: {problem}")
-        reader = _HashingReader(io.BytesIO(data) if isinstance(data, bytes) else data)
-        object_tags = None
-        if tags:
-            object_tags = Tags.new_object_tags()
-            object_tags.update(tags)
+        reader = HashingReader(io.BytesIO(data) if isinstance(data, bytes) else data)
         result = self.client.put_object(
             self.output_bucket,
             key,
@@ -137,7 +113,7 @@ class Shard:
             part_size=PART_SIZE,
             content_type=content_type,
             metadata=cast(Any, metadata),
-            tags=object_tags,
+            tags=object_tags(tags),
         )
         out = OutputObject(
             key=key,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import Tags
 from pydantic import BaseModel
 
 from paraflow_worker.contract import Env
@@ -48,6 +50,34 @@ def client_from_env() -> Minio:
         )
     except KeyError as e:
         raise SystemExit(f"paraflow-worker: missing env var {e.args[0]} (set by the operator)") from e
+
+
+class HashingReader(io.RawIOBase):
+    """Passes reads through while hashing and counting them: an upload or copy is hashed in the
+    same single pass that moves its bytes."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self.inner = inner
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = self.inner.read(-1 if size is None else size)
+        self.sha256.update(chunk)
+        self.size += len(chunk)
+        return chunk
+
+
+def object_tags(values: dict[str, str] | None) -> Tags | None:
+    """minio-py's object Tags from a plain dict; None for no tags."""
+    if not values:
+        return None
+    tags = Tags.new_object_tags()
+    tags.update(values)
+    return tags
 
 
 def put_json(client: Minio, bucket: str, key: str, doc: BaseModel | dict[str, Any]) -> None:

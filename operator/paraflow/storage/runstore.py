@@ -47,12 +47,13 @@ class Credentials:
     region: str | None = None
 
 
-def client_for(creds: Credentials, timeout_seconds: float) -> Minio:
+def client_for(creds: Credentials, timeout_seconds: float, pool_size: int) -> Minio:
     # Short timeouts and few retries: a pass must not hang on a dead endpoint; the next pass retries.
     http = urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=min(5.0, timeout_seconds), read=timeout_seconds),
         retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
-        maxsize=8,
+        # As many connections as threads that may use them ("Connection pool is full" otherwise).
+        maxsize=pool_size,
         cert_reqs="CERT_REQUIRED",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
     )
@@ -165,7 +166,7 @@ def read_replication_tally(client: Minio, bucket: str, run: str, label: str) -> 
     copied = size = skipped = failed = deleted = 0
     first = ""
     deletions: list[str] = []
-    prefix = f"{run}replication/{label}/"
+    prefix = contract.replication_reports_prefix(run, label)
     try:
         keys = [o.object_name or "" for o in client.list_objects(bucket, prefix=prefix)]
         reports = [get_json(client, bucket, key, ReplicationReport) for key in keys]
