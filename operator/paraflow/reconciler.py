@@ -228,7 +228,7 @@ class Reconciler:
             stall = stalls.diagnose(job.name, events, pods)
             if stall is None:
                 continue
-            old = next((x for x in st.conditions if x.type == c.COND_PODS_BLOCKED), None)
+            old = get_condition(st.conditions, c.COND_PODS_BLOCKED)
             if old is None or old.reason != stall.reason:
                 result.events.append(Event("Warning", stall.reason, stall.line()))
             st.conditions = set_condition(
