@@ -4,14 +4,19 @@
   whole Job bodies). kopf fills it completely before any handler runs, so the first pass after
   a restart already sees every running Job and never exceeds maxConcurrency.
 - Workflow and Job events wake the workflow's loop (``paraflow.loops``); the loop does the work.
+- Every replica watches; only the holder of the Lease (``paraflow.leadership``) runs passes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.metadata
 import logging
 import socket
+import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import kopf
@@ -21,6 +26,8 @@ from paraflow import constants as c
 from paraflow import metrics
 from paraflow.k8s.api import KubeApi
 from paraflow.k8s.builders import job_facts
+from paraflow.k8s.leases import LeaseStore
+from paraflow.leadership import Elector
 from paraflow.loops import WorkflowLoops
 from paraflow.planning.planner import Event, JobFacts
 from paraflow.reconciler import Reconciler
@@ -28,6 +35,7 @@ from paraflow.settings import Settings
 
 log = logging.getLogger(__name__)
 JOB_LABELS = {c.LABEL_WORKFLOW_UID: kopf.PRESENT}
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 @kopf.on.startup()
@@ -51,25 +59,28 @@ async def startup(
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    conf = client.Configuration.get_default_copy()
-    conf.connection_pool_maxsize = ours.api_threads
-    api_client = client.ApiClient(conf)
-    # Our own user agent: audit logs and apiserver metrics tell the operator's requests apart.
-    api_client.user_agent = f"{c.USER_AGENT_PRODUCT}/{importlib.metadata.version('paraflow')}"
+    elector = _elector(ours) if ours.leader_election else None
+    fence = elector.fence if elector is not None else _always
     api = KubeApi(
-        api_client,
+        _api_client(ours.api_threads),
         ours.api_threads,
         ours.api_write_qps,
         ours.api_write_burst,
         ours.api_request_timeout_seconds,
+        fence,
     )
-    reconciler = Reconciler(api, ours, emit=_emit)
+
+    def emit(body: Mapping[str, Any], event: Event) -> None:
+        fence()
+        kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
+
+    reconciler = Reconciler(api, ours, emit=emit)
     metrics.serve(ours.metrics_port)
     assert workflow_jobs is not None  # kopf creates every index before the startup handlers
     index = workflow_jobs
     # Resource handlers get shallow copies of this memo: objects stored here are shared by all.
     memo.api = api
-    memo.loops = WorkflowLoops(
+    loops = memo.loops = WorkflowLoops(
         reconciler.reconcile,
         lambda uid: list(index.get(uid, [])),
         ours.debounce_seconds,
@@ -77,12 +88,62 @@ async def startup(
         ours.error_backoff_max_seconds,
         on_forget=reconciler.forget,
     )
+    memo.elector = elector
+    if elector is None:
+        loops.activate()
+        return
+
+    async def on_change(leading: bool) -> None:
+        metrics.LEADER.set(int(leading))
+        if leading:
+            loops.activate()
+        else:
+            await loops.deactivate()
+
+    log.info("waiting for the Lease %s/%s as %s", elector_namespace(ours), ours.lease_name, elector.identity)
+    memo.election = asyncio.create_task(elector.run(on_change), name="paraflow-lease")
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
+    """Stop every pass, then free the Lease: a rolling update hands over at the standby's next try."""
+    if memo.elector is not None:
+        memo.election.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await memo.election
     await memo.loops.stop()
+    if memo.elector is not None:
+        await asyncio.to_thread(memo.elector.release)
     memo.api.close()
+
+
+def _api_client(pool_size: int) -> client.ApiClient:
+    conf = client.Configuration.get_default_copy()
+    conf.connection_pool_maxsize = pool_size
+    api_client = client.ApiClient(conf)
+    # Our own user agent: audit logs and apiserver metrics tell the operator's requests apart.
+    api_client.user_agent = f"{c.USER_AGENT_PRODUCT}/{importlib.metadata.version('paraflow')}"
+    return api_client
+
+
+def elector_namespace(ours: Settings) -> str:
+    if ours.lease_namespace:
+        return ours.lease_namespace
+    try:
+        return Path(SERVICE_ACCOUNT_NAMESPACE).read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def _elector(ours: Settings) -> Elector:
+    timings = ours.lease_timings()
+    identity = ours.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    store = LeaseStore(_api_client(1), elector_namespace(ours), ours.lease_name, timings.renew_deadline / 2)
+    return Elector(store, identity, timings)
+
+
+def _always() -> None:
+    """No leader election: this process is the only replica and may always write."""
 
 
 @kopf.index("batch", "v1", "jobs", labels=JOB_LABELS)
@@ -105,10 +166,11 @@ async def workflow_event(type: str, uid: str, body: kopf.Body, memo: Any, **_: A
     loops.observe(uid, body)
 
 
-def _emit(body: Mapping[str, Any], event: Event) -> None:
-    kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
-
-
 @kopf.on.probe(id="workflows")
 def probe_workflows(memo: Any, **_: Any) -> int:
     return len(memo.loops.loops)
+
+
+@kopf.on.probe(id="leading")
+def probe_leading(memo: Any, **_: Any) -> bool:
+    return bool(memo.loops.active)

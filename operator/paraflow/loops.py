@@ -4,6 +4,9 @@ Events (the workflow's own, and its Jobs') only *wake* the loop; the pass itself
 the freshest body and Job index. Wakes that arrive during a pass coalesce into one more pass,
 and a short debounce folds a burst of Job events into a single pass.
 
+Only the replica holding the Lease runs passes (``activate``/``deactivate``); a standby keeps
+every workflow's latest body, so it starts all loops the moment it takes over.
+
 Why not a kopf daemon: a daemon needs a finalizer on every workflow, so deleting one hangs while
 the operator is down. A plain task per workflow, started from the workflow's events, needs none.
 """
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paraflow import metrics
+from paraflow.planning.lease import NotLeading
 from paraflow.planning.planner import JobFacts
 
 log = logging.getLogger(__name__)
@@ -49,15 +53,35 @@ class WorkflowLoops:
         self.debounce = debounce
         self.backoff, self.backoff_max = backoff, backoff_max
         self.loops: dict[str, _Loop] = {}
+        self.active = False
 
     def observe(self, uid: str, body: Mapping[str, Any]) -> None:
         """The workflow was seen (created, changed, listed at start-up): keep its loop running."""
         loop = self.loops.get(uid)
         if loop is None:
             loop = self.loops[uid] = _Loop(body)
-            loop.task = asyncio.create_task(self._run(uid, loop), name=f"paraflow-workflow-{uid}")
         loop.body = body
+        self._start(uid, loop)
         loop.wake.set()
+
+    def activate(self) -> None:
+        """This replica leads now: every known workflow gets a pass at once."""
+        self.active = True
+        for uid, loop in self.loops.items():
+            self._start(uid, loop)
+            loop.wake.set()
+
+    async def deactivate(self) -> None:
+        """This replica no longer leads: stop every pass, keep the bodies, drop per-run caches
+        (the next leader may change anything meanwhile)."""
+        self.active = False
+        for uid, loop in self.loops.items():
+            await self._cancel(loop)
+            self.on_forget(uid)
+
+    def _start(self, uid: str, loop: _Loop) -> None:
+        if self.active and loop.task is None:
+            loop.task = asyncio.create_task(self._run(uid, loop), name=f"paraflow-workflow-{uid}")
 
     def wake(self, uid: str) -> None:
         loop = self.loops.get(uid)
@@ -68,10 +92,16 @@ class WorkflowLoops:
         metrics.observe(uid, None)
         self.on_forget(uid)
         loop = self.loops.pop(uid, None)
-        if loop is not None and loop.task is not None:
-            loop.task.cancel()
+        if loop is not None:
+            await self._cancel(loop)
+
+    @staticmethod
+    async def _cancel(loop: _Loop) -> None:
+        task, loop.task = loop.task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await loop.task
+                await task
 
     async def stop(self) -> None:
         for uid in list(self.loops):
@@ -88,6 +118,9 @@ class WorkflowLoops:
                 failures = 0
             except asyncio.CancelledError:
                 raise
+            except NotLeading:
+                log.info("pass of %s stopped: this replica lost the Lease", uid)
+                return  # deactivate() cancels this loop next; the new leader takes the workflow
             except Exception as e:
                 metrics.API_ERRORS.labels(type(e).__name__).inc()
                 failures += 1

@@ -16,6 +16,7 @@ REPLICATED_BYTES = Gauge("paraflow_replicated_bytes", "Bytes copied by replicati
 JOBS_CREATED = Counter("paraflow_jobs_created_total", "Jobs created", ["role"])
 API_ERRORS = Counter("paraflow_reconcile_errors_total", "Reconcile passes that raised", ["kind"])
 PASSES = Counter("paraflow_reconcile_passes_total", "Reconcile passes run")
+LEADER = Gauge("paraflow_leader", "1 while this replica holds the Lease and runs passes, else 0")
 API_WRITES = Counter("paraflow_api_writes_total", "Writes sent to the apiserver (Events excluded)", ["verb"])
 
 _statuses: dict[str, WorkflowStatus] = {}

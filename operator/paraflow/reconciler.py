@@ -185,19 +185,16 @@ class Reconciler:
     async def _preflight(self, spec: WorkflowSpec, wf: WorkflowRef, creds: Credentials) -> None:
         """Before anything starts: every bucket there, every destination reachable and not, under
         another endpoint name, the output itself."""
-        loop = asyncio.get_running_loop()
         client = self._storage(creds)
         buckets = [spec.input.bucket, spec.output.bucket]
-        await loop.run_in_executor(self.api.pool, runstore.preflight, client, spec.storage.endpoint, buckets)
+        await self.api.offload(runstore.preflight, client, spec.storage.endpoint, buckets)
         if spec.replication is None:
             return
         run = contract.run_prefix(spec.output.prefix, wf.uid)
         targets = builders.replication_task(wf, spec, None, 0, "preflight").targets
         for destination, target in zip(spec.replication.destinations, targets, strict=True):
             dest = self._storage(await self._credentials(wf.namespace, destination.storage or spec.storage))
-            await loop.run_in_executor(
-                self.api.pool, runstore.preflight_destination, client, dest, spec.output, run, target
-            )
+            await self.api.offload(runstore.preflight_destination, client, dest, spec.output, run, target, writes=True)
 
     async def _stalls(
         self, wf: WorkflowRef, jobs: Sequence[JobFacts], now: dt.datetime, result: Plan, stamp: str
@@ -248,9 +245,7 @@ class Reconciler:
             return None
         client = self._storage(creds)
         run = contract.run_prefix(spec.output.prefix, wf.uid)
-        return await asyncio.get_running_loop().run_in_executor(
-            self.api.pool, runstore.read_plan, client, spec.output.bucket, run
-        )
+        return await self.api.offload(runstore.read_plan, client, spec.output.bucket, run)
 
     async def _read_reports(
         self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials
@@ -260,12 +255,9 @@ class Reconciler:
             return {}
         client = self._storage(creds)
         run = contract.run_prefix(spec.output.prefix, wf.uid)
-        loop = asyncio.get_running_loop()
         tallies = await asyncio.gather(
             *(
-                loop.run_in_executor(
-                    self.api.pool, runstore.read_replication_tally, client, spec.output.bucket, run, job.name
-                )
+                self.api.offload(runstore.read_replication_tally, client, spec.output.bucket, run, job.name)
                 for job in wanted
             )
         )
@@ -276,8 +268,8 @@ class Reconciler:
         run = contract.run_prefix(spec.output.prefix, wf.uid)
         failed = sorted(indexsets.expand(result.status.failed_indexes))
         succeeded = result.manifest or []
-        return await asyncio.get_running_loop().run_in_executor(
-            self.api.pool, runstore.write_manifest, client, spec.output.bucket, run, wf.name, wf.uid, succeeded, failed
+        return await self.api.offload(
+            runstore.write_manifest, client, spec.output.bucket, run, wf.name, wf.uid, succeeded, failed, writes=True
         )
 
     async def _create_children(self, wf: WorkflowRef, spec: WorkflowSpec, result: Plan) -> None:

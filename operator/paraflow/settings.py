@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from paraflow.planning.lease import Timings
 
 
 class Settings(BaseSettings):
@@ -39,3 +41,23 @@ class Settings(BaseSettings):
     max_creates_per_pass: int = Field(500, ge=1)
     # Prometheus metrics on this port; 0 turns them off.
     metrics_port: int = Field(9090, ge=0, le=65535)
+    # One active replica, chosen by a coordination.k8s.io/v1 Lease (client-go's defaults): a
+    # standby takes over this long after the leader's last renewal, and a leader that could not
+    # renew for the deadline stops writing first. Off: this process always acts (one replica only).
+    leader_election: bool = True
+    lease_name: str = Field("paraflow-operator", min_length=1)
+    # Empty: the namespace the operator's pod runs in (its ServiceAccount's), else "default".
+    lease_namespace: str = ""
+    lease_duration_seconds: float = Field(15.0, gt=0)
+    lease_renew_deadline_seconds: float = Field(10.0, gt=0)
+    lease_retry_period_seconds: float = Field(2.0, gt=0)
+    # This replica's name in the Lease; empty: its host name (the pod's name) and a random suffix.
+    identity: str = ""
+
+    @model_validator(mode="after")
+    def _lease_timings_hold(self) -> Settings:
+        self.lease_timings()
+        return self
+
+    def lease_timings(self) -> Timings:
+        return Timings(self.lease_duration_seconds, self.lease_renew_deadline_seconds, self.lease_retry_period_seconds)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from paraflow.k8s.api import SecretMissing
@@ -26,7 +25,6 @@ class FakeApi:
     """Our KubeApi's surface, recording every call; the Secret is gone."""
 
     def __init__(self) -> None:
-        self.pool = ThreadPoolExecutor(1)
         self.calls: list[str] = []
 
     async def read_secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
@@ -117,6 +115,7 @@ def test_an_idle_workflows_loop_runs_no_pass_until_an_event_wakes_it() -> None:
             return None
 
         loops = WorkflowLoops(idle_pass, lambda uid: [], debounce=0, backoff=1, backoff_max=1)
+        loops.activate()
         loops.observe("uid-1", {"metadata": {}})
         await asyncio.sleep(0.3)
         before_wake = len(passes)

@@ -50,7 +50,13 @@ class SecretMissing(Exception):
 
 class KubeApi:
     def __init__(
-        self, api_client: client.ApiClient, threads: int, write_qps: float, write_burst: int, request_timeout: float
+        self,
+        api_client: client.ApiClient,
+        threads: int,
+        write_qps: float,
+        write_burst: int,
+        request_timeout: float,
+        fence: Callable[[], None] = lambda: None,
     ) -> None:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="kubeapi")
         self.batch = client.BatchV1Api(api_client)
@@ -63,14 +69,29 @@ class KubeApi:
         # audit log: 22 writes in one second under a cap allowing 18).
         self.slots = asyncio.Semaphore(threads)
         self.timeout = request_timeout
+        # Raises unless this replica may write now (it holds the Lease); checked on the writing
+        # thread right before the request leaves, after any wait for a token or a thread.
+        self.fence = fence
 
     async def _send(self, verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """A write, paced by the token bucket. Its response is not used: skipping the client's
         model deserialisation saves most of the CPU a create costs (profiled at 1,000 partitions)."""
         async with self.slots:
             await self.writes.acquire()
+            await self._run(self._fenced(fn), *args, _preload_content=False, **kwargs)
             API_WRITES.labels(verb).inc()
-            await self._run(fn, *args, _preload_content=False, **kwargs)
+
+    def _fenced(self, fn: Callable[..., T]) -> Callable[..., T]:
+        def write(*args: Any, **kwargs: Any) -> T:
+            self.fence()
+            return fn(*args, **kwargs)
+
+        return write
+
+    async def offload(self, fn: Callable[..., T], *args: Any, writes: bool = False) -> T:
+        """Run a blocking storage call on the client threads; one that writes is fenced too."""
+        call = self._fenced(fn) if writes else fn
+        return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: call(*args))
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         async with self.slots:

@@ -1,0 +1,276 @@
+"""One active replica: the Lease rules, the elector against a fake Lease with a fake clock, the
+standby's loops, and the write fence. The property test drives several replicas through random
+renewals, crashes, pauses and partitions and proves no two of them may ever write at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paraflow.k8s.api import KubeApi
+from paraflow.leadership import Elector
+from paraflow.loops import WorkflowLoops
+from paraflow.planning.lease import Conflict, NotLeading, Record, Timings
+from paraflow.settings import Settings
+
+TIMINGS = Timings(lease_duration=15, renew_deadline=10, retry_period=2)
+WALL = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeLease:
+    """A Lease with the apiserver's optimistic concurrency: a write names the version it read."""
+
+    def __init__(self) -> None:
+        self.record: Record | None = None
+        self.version = 0
+        self.unreachable: set[str] = set()
+        self.replies_lost: set[str] = set()  # the write lands, its response never arrives
+        self.writes: list[str] = []
+
+    def client(self, identity: str) -> FakeLeaseClient:
+        return FakeLeaseClient(self, identity)
+
+
+class FakeLeaseClient:
+    def __init__(self, lease: FakeLease, identity: str) -> None:
+        self.lease, self.identity = lease, identity
+
+    def _reach(self) -> None:
+        if self.identity in self.lease.unreachable:
+            raise ConnectionError("apiserver unreachable")
+
+    def get(self) -> tuple[Record, str] | None:
+        self._reach()
+        return None if self.lease.record is None else (self.lease.record, str(self.lease.version))
+
+    def create(self, record: Record) -> str:
+        self._reach()
+        if self.lease.record is not None:
+            raise Conflict("exists")
+        return self._store(record)
+
+    def replace(self, record: Record, version: str) -> str:
+        self._reach()
+        if version != str(self.lease.version):
+            raise Conflict("stale")
+        return self._store(record)
+
+    def _store(self, record: Record) -> str:
+        self.lease.record, self.lease.version = record, self.lease.version + 1
+        self.lease.writes.append(record.holder)
+        if self.identity in self.lease.replies_lost:
+            raise TimeoutError("the response was lost")
+        return str(self.lease.version)
+
+
+def elector(lease: FakeLease, identity: str, clock: Clock) -> Elector:
+    return Elector(lease.client(identity), identity, TIMINGS, clock=clock, wall=lambda: WALL)
+
+
+def test_lease_timings_are_validated_as_client_go_does() -> None:
+    with pytest.raises(ValueError, match="duration must exceed"):
+        Timings(lease_duration=10, renew_deadline=10, retry_period=2)
+    with pytest.raises(ValueError, match="renew deadline must exceed"):
+        Timings(lease_duration=15, renew_deadline=2, retry_period=2)
+    with pytest.raises(ValueError, match="lease"):
+        Settings(lease_duration_seconds=5, lease_renew_deadline_seconds=10)
+
+
+def test_the_first_replica_takes_the_lease_and_a_second_waits_a_whole_lease_after_the_last_renewal() -> None:
+    lease, clock = FakeLease(), Clock()
+    a, b = elector(lease, "a", clock), elector(lease, "b", clock)
+    assert a.try_acquire_or_renew() and a.leading()
+    assert not b.try_acquire_or_renew() and not b.leading()
+    clock.now += 14.9
+    assert not b.try_acquire_or_renew(), "the lease is not over yet, seen from b"
+    assert not a.leading(), "a never renewed: its gate shut at the renew deadline, before b may take it"
+    clock.now += 0.2
+    assert b.try_acquire_or_renew() and b.leading()
+    assert lease.record is not None and (lease.record.holder, lease.record.transitions) == ("b", 1)
+
+
+def test_a_renewing_leader_keeps_the_lease_and_keeps_its_acquire_time() -> None:
+    lease, clock = FakeLease(), Clock()
+    a, b = elector(lease, "a", clock), elector(lease, "b", clock)
+    a.try_acquire_or_renew()
+    acquired = lease.record.acquire_time if lease.record else None
+    for _ in range(20):
+        clock.now += TIMINGS.retry_period
+        assert a.try_acquire_or_renew()
+        assert not b.try_acquire_or_renew()
+    assert a.leading() and lease.record is not None
+    assert (lease.record.acquire_time, lease.record.transitions) == (acquired, 0)
+
+
+def test_a_leader_that_cannot_renew_stops_writing_at_its_deadline_before_anyone_may_take_over() -> None:
+    lease, clock = FakeLease(), Clock()
+    a, b = elector(lease, "a", clock), elector(lease, "b", clock)
+    a.try_acquire_or_renew()
+    b.try_acquire_or_renew()
+    lease.unreachable.add("a")
+    clock.now += TIMINGS.renew_deadline
+    with pytest.raises(NotLeading):
+        a.fence()
+    assert not b.try_acquire_or_renew(), "b must still wait: a's gate shut 5 s before b may take the lease"
+    clock.now += TIMINGS.lease_duration - TIMINGS.renew_deadline
+    assert b.try_acquire_or_renew()
+
+
+def test_a_released_lease_is_taken_at_the_next_try_and_the_releaser_writes_nothing_after() -> None:
+    lease, clock = FakeLease(), Clock()
+    a, b = elector(lease, "a", clock), elector(lease, "b", clock)
+    a.try_acquire_or_renew()
+    b.try_acquire_or_renew()
+    a.release()
+    with pytest.raises(NotLeading):
+        a.fence()
+    assert lease.record is not None and lease.record.holder == ""
+    clock.now += TIMINGS.retry_period
+    assert b.try_acquire_or_renew() and b.leading()
+
+
+def test_a_leader_that_sees_another_holder_shuts_its_gate_at_once() -> None:
+    lease, clock = FakeLease(), Clock()
+    a = elector(lease, "a", clock)
+    a.try_acquire_or_renew()
+    assert lease.record is not None
+    lease.record = Record("intruder", 15, WALL, WALL, 1)  # e.g. a replica with a skewed clock rate
+    lease.version += 1
+    assert not a.try_acquire_or_renew()
+    assert not a.leading()
+
+
+Step = tuple[str, int, float]
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["tick"] * 4 + ["pause", "resume", "cut", "lose-replies", "heal", "crash", "release"]),
+        st.integers(0, 2),
+        st.one_of(st.sampled_from([0.5, 2.0, 5.0, 9.9, 10.0, 10.1, 14.9, 15.0, 15.1]), st.floats(0.1, 20)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(steps)
+def test_no_two_replicas_may_write_at_once_whatever_the_renewals_crashes_pauses_and_partitions(
+    schedule: list[Step],
+) -> None:
+    """On a tick time passes and every replica that is not paused tries, the first one drawn first."""
+    lease, clock = FakeLease(), Clock()
+    replicas = [elector(lease, f"r{i}", clock) for i in range(3)]
+    paused: set[int] = set()
+    restarts = 0
+    for action, i, seconds in schedule:
+        if action == "tick":
+            clock.now += seconds
+            for j in (i, *(j for j in range(3) if j != i)):
+                if j not in paused:
+                    with contextlib.suppress(ConnectionError, TimeoutError):
+                        replicas[j].try_acquire_or_renew()
+        elif action == "pause":  # GC, SIGSTOP, a blocked event loop: it tries nothing meanwhile
+            paused.add(i)
+        elif action == "resume":
+            paused.discard(i)
+        elif action == "cut":
+            lease.unreachable.add(replicas[i].identity)
+        elif action == "lose-replies":
+            lease.replies_lost.add(replicas[i].identity)
+        elif action == "heal":
+            lease.unreachable.discard(replicas[i].identity)
+            lease.replies_lost.discard(replicas[i].identity)
+        elif action == "crash":
+            restarts += 1
+            replicas[i] = elector(lease, f"r{i}-{restarts}", clock)
+        else:
+            replicas[i].release()
+        assert sum(r.leading() for r in replicas) <= 1, [r.identity for r in replicas if r.leading()]
+
+
+def test_the_elector_announces_taking_and_losing_the_lease_as_it_happens() -> None:
+    async def scenario() -> list[bool]:
+        lease = FakeLease()
+        quick = Timings(lease_duration=0.6, renew_deadline=0.4, retry_period=0.1)
+        a = Elector(lease.client("a"), "a", quick)
+        changes: list[bool] = []
+
+        async def on_change(leading: bool) -> None:
+            changes.append(leading)
+
+        task = asyncio.create_task(a.run(on_change))
+        await asyncio.sleep(0.3)
+        lease.unreachable.add("a")
+        await asyncio.sleep(0.6)
+        task.cancel()
+        return changes
+
+    assert asyncio.run(scenario()) == [True, False]
+
+
+def test_a_standby_runs_no_pass_and_a_new_leader_runs_every_known_workflow_at_once() -> None:
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        passes: list[str] = []
+        forgotten: list[str] = []
+
+        async def run_pass(body: Any, jobs: Any) -> float | None:
+            passes.append(body["metadata"]["uid"])
+            return None
+
+        loops = WorkflowLoops(run_pass, lambda uid: [], 0, 1, 1, on_forget=forgotten.append)
+        loops.observe("u1", {"metadata": {"uid": "u1"}})
+        loops.observe("u2", {"metadata": {"uid": "u2"}})
+        await asyncio.sleep(0.1)
+        standby = list(passes)
+        loops.activate()
+        await asyncio.sleep(0.1)
+        leading = sorted(passes)
+        await loops.deactivate()
+        dropped = sorted(forgotten)
+        loops.wake("u1")
+        loops.observe("u2", {"metadata": {"uid": "u2"}})
+        await asyncio.sleep(0.1)
+        assert sorted(passes) == leading, "no pass once the Lease is lost"
+        await loops.stop()
+        return standby, leading, dropped
+
+    standby, leading, forgotten = asyncio.run(scenario())
+    assert standby == []
+    assert leading == ["u1", "u2"]
+    assert forgotten == ["u1", "u2"], "per-run caches are dropped: the next leader may change anything"
+
+
+def test_every_write_through_the_api_passes_the_fence_first_and_a_refused_one_is_not_sent() -> None:
+    sent: list[str] = []
+
+    def create_namespaced_job(namespace: str, body: dict[str, Any], **_: Any) -> None:
+        sent.append(body["metadata"]["name"])
+
+    def refuse() -> None:
+        raise NotLeading("standby")
+
+    async def scenario() -> None:
+        api = KubeApi(Any, 1, 100, 10, 5, fence=refuse)  # type: ignore[arg-type]
+        api.batch.create_namespaced_job = create_namespaced_job  # type: ignore[method-assign]
+        with pytest.raises(NotLeading):
+            await api.create_job({"metadata": {"name": "j", "namespace": "ns"}})
+        with pytest.raises(NotLeading):
+            await api.offload(sent.append, "manifest", writes=True)
+        assert await api.offload(len, "read") == 4, "reads are never fenced"
+        api.close()
+
+    asyncio.run(scenario())
+    assert sent == []
