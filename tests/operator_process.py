@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 # Fast passes for tests; the defaults favour a busy production control plane.
@@ -27,7 +28,11 @@ class OperatorProcess:
     def __init__(self, extra_env: dict[str, str] | None = None, verbose: bool = True) -> None:
         self.verbose = verbose
         self.log = Path(tempfile.mkstemp(prefix="paraflow-operator-", suffix=".log")[1])
-        self.env = {**os.environ, **TEST_SETTINGS, **(extra_env or {})}
+        # One identity for the life of this object: restarted after a SIGKILL, it takes back its
+        # own Lease at once, as a restarted container of the same pod does, instead of waiting
+        # out a lease its dead predecessor held.
+        self.identity = f"test-operator-{uuid.uuid4().hex[:8]}"
+        self.env = {**os.environ, **TEST_SETTINGS, "PARAFLOW_IDENTITY": self.identity, **(extra_env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from paraflow.planning.lease import (
-    JITTER,
     Conflict,
     NotLeading,
     Observed,
@@ -26,6 +25,7 @@ from paraflow.planning.lease import (
     claim,
     gate_closes_at,
     may_hold,
+    next_try_in,
     released,
 )
 
@@ -112,8 +112,10 @@ class Elector:
         try:
             while True:
                 announced = await self._watch(loop.run_in_executor(executor, self._attempt), announced, on_change)
-                factor = 1.0 if announced else random.uniform(1.0, JITTER)
-                pause = asyncio.ensure_future(asyncio.sleep(self.timings.retry_period * factor))
+                delay = next_try_in(
+                    self.observed, self.identity, self.clock(), self.timings, announced, random.random()
+                )
+                pause = asyncio.ensure_future(asyncio.sleep(delay))
                 announced = await self._watch(pause, announced, on_change)
         finally:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -286,9 +286,18 @@ class Reconciler:
                 body = builders.replication_job(wf, spec, partition, action.attempt, action.winner, self.settings)
             else:
                 body = builders.partitioner_job(wf, spec, result.status.redrive.count + 1, self.settings)
+            role = body["metadata"]["labels"][c.LABEL_ROLE]
             async with gate:
                 if await self.api.create_job(body):
-                    metrics.JOBS_CREATED.labels(body["metadata"]["labels"][c.LABEL_ROLE]).inc()
+                    metrics.JOBS_CREATED.labels(role).inc()
+                else:  # deterministic names: a repeated create (a lost response, a hand-over) finds it
+                    metrics.JOBS_ALREADY_EXISTED.labels(role).inc()
+                    log.info(
+                        "%s/%s: Job %s already exists (409): not created again",
+                        wf.namespace,
+                        wf.name,
+                        body["metadata"]["name"],
+                    )
             facts = builders.job_facts(body)
             if facts is not None:  # created now, or found already there: either way, expected
                 self.expectations.expect(wf.uid, facts, time.monotonic())

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from paraflow.k8s.api import KubeApi
 from paraflow.leadership import Elector
 from paraflow.loops import WorkflowLoops
-from paraflow.planning.lease import Conflict, NotLeading, Record, Timings
+from paraflow.planning.lease import Conflict, NotLeading, Record, Timings, next_try_in
 from paraflow.settings import Settings
 
 TIMINGS = Timings(lease_duration=15, renew_deadline=10, retry_period=2)
@@ -274,3 +274,17 @@ def test_every_write_through_the_api_passes_the_fence_first_and_a_refused_one_is
 
     asyncio.run(scenario())
     assert sent == []
+
+
+def test_a_candidate_tries_again_the_moment_the_lease_it_waits_for_runs_out() -> None:
+    lease, clock = FakeLease(), Clock()
+    a, b = elector(lease, "a", clock), elector(lease, "b", clock)
+    a.try_acquire_or_renew()
+    b.try_acquire_or_renew()
+    clock.now += 14.5
+    assert next_try_in(b.observed, "b", clock.now, TIMINGS, leading=False, draw=0.99) == pytest.approx(0.55)
+    clock.now += 0.55
+    assert b.try_acquire_or_renew()
+    assert next_try_in(b.observed, "b", clock.now, TIMINGS, leading=True, draw=0.99) == TIMINGS.retry_period
+    idle = next_try_in(None, "c", clock.now, TIMINGS, leading=False, draw=0.5)
+    assert idle == pytest.approx(TIMINGS.retry_period * 1.1), "jittered, as client-go, when nothing is held"

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, replace
 
 JITTER = 1.2  # a candidate's retry period is stretched by up to this factor, as in client-go
+EXPIRY_MARGIN = 0.05  # a candidate wakes this long after the lease it waits for runs out
 
 
 class Conflict(Exception):
@@ -84,6 +85,19 @@ def claim(current: Record | None, me: str, wall: dt.datetime, timings: Timings) 
 def released(current: Record, wall: dt.datetime) -> Record:
     """The record a leader leaves on a graceful exit: nobody holds it, so a standby takes it at once."""
     return replace(current, holder="", lease_duration_seconds=1, renew_time=wall)
+
+
+def next_try_in(observed: Observed | None, me: str, now: float, timings: Timings, leading: bool, draw: float) -> float:
+    """Seconds until the next attempt. The leader renews every retry period; a candidate tries
+    every (jittered) retry period, but no later than the moment the holder's lease runs out,
+    which takes up to a retry period off every failover. ``draw`` is uniform in [0, 1)."""
+    if leading:
+        return timings.retry_period
+    pause = timings.retry_period * (1 + (JITTER - 1) * draw)
+    if observed is not None and observed.record.holder not in ("", me):
+        expires = observed.changed_at + observed.record.lease_duration_seconds
+        pause = min(pause, max(0.0, expires - now) + EXPIRY_MARGIN)
+    return pause
 
 
 def gate_closes_at(renew_started: float, timings: Timings) -> float:
