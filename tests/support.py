@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from kubernetes import client
+from kubernetes import client, watch
+from urllib3.exceptions import ProtocolError
 
 from paraflow import constants as c
 
@@ -76,15 +80,21 @@ def install_crd(kube: client.ApiClient) -> None:
 def operator_writes(audit_log: Path, since: dt.datetime) -> list[float]:
     """Times (seconds) at which the apiserver received a write from the operator's user agent
     (the local cluster's audit log records every write to the operator's resources)."""
-    times = []
+    return sorted(at for at, _ in operator_writes_by_replica(audit_log, since))
+
+
+def operator_writes_by_replica(audit_log: Path, since: dt.datetime) -> list[tuple[float, str]]:
+    """(time, replica) of each such write: the user agent names the replica that sent it."""
+    found = []
     for line in audit_log.read_text().splitlines():
         entry = json.loads(line)
-        if not entry.get("userAgent", "").startswith(f"{c.USER_AGENT_PRODUCT}/"):
+        agent = entry.get("userAgent", "")
+        if not agent.startswith(f"{c.USER_AGENT_PRODUCT}/"):
             continue
         received = dt.datetime.fromisoformat(entry["requestReceivedTimestamp"].replace("Z", "+00:00"))
         if received >= since:
-            times.append(received.timestamp())
-    return sorted(times)
+            found.append((received.timestamp(), agent.partition("(")[2].rstrip(")")))
+    return sorted(found)
 
 
 def most_in_any_window(times: list[float], window: float) -> int:
@@ -95,3 +105,90 @@ def most_in_any_window(times: list[float], window: float) -> int:
             start += 1
         most = max(most, end - start + 1)
     return most
+
+
+@dataclass(frozen=True)
+class Handover:
+    old: str
+    new: str
+    gap_seconds: float  # from the old holder's last write of the Lease to the new holder's first
+    released: bool  # the old holder freed it (graceful stop) rather than letting it run out
+    at: float  # (epoch seconds) the old holder's last write of the Lease
+
+
+class LeaseWatch:
+    """Records every write of one Lease (when it was seen, epoch seconds, and its holder) from a watch."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.namespace, self.name = namespace, name
+        self.writes: list[tuple[float, str]] = []
+        self.watch = watch.Watch()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        api = client.CoordinationV1Api()
+        selector = f"metadata.name={self.name}"
+        with contextlib.suppress(ProtocolError):  # stop() closes the stream under it
+            for event in self.watch.stream(
+                api.list_namespaced_lease, self.namespace, field_selector=selector, timeout_seconds=3600
+            ):
+                self.writes.append((time.time(), event["object"].spec.holder_identity or ""))
+
+    def handovers(self) -> list[Handover]:
+        found: list[Handover] = []
+        last_holder, last_at, released = "", 0.0, False
+        for at, holder in self.writes:
+            if holder and last_holder and holder != last_holder:
+                found.append(Handover(last_holder, holder, at - last_at, released, last_at))
+            if holder:
+                last_holder, last_at, released = holder, at, False
+            else:
+                last_at, released = at, True
+        return found
+
+    def stop(self) -> None:
+        self.watch.stop()
+
+
+class PartitionJobWatch:
+    """Watches a workflow's partition Jobs: the most ever unfinished at once, and when
+    (monotonic) each Job name first appeared."""
+
+    def __init__(self, namespace: str, workflow_name: str) -> None:
+        self.namespace, self.selector = (
+            namespace,
+            f"{c.LABEL_WORKFLOW}={workflow_name},{c.LABEL_ROLE}={c.ROLE_PARTITION}",
+        )
+        self.unfinished: set[str] = set()
+        self.seen: dict[str, float] = {}
+        self.most_unfinished = 0
+        self.watch = watch.Watch()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        stream = self.watch.stream(
+            client.BatchV1Api().list_namespaced_job, self.namespace, label_selector=self.selector, timeout_seconds=600
+        )
+        with contextlib.suppress(ProtocolError):  # stop() closes the stream under it
+            for event in stream:
+                self._record(event)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        job = event["object"]
+        name = job.metadata.name
+        self.seen.setdefault(name, time.monotonic())
+        done = any(x.status == "True" and x.type in ("Complete", "Failed") for x in (job.status.conditions or []))
+        if done or event["type"] == "DELETED":
+            self.unfinished.discard(name)
+        else:
+            self.unfinished.add(name)
+        self.most_unfinished = max(self.most_unfinished, len(self.unfinished))
+
+    def first_new_after(self, moment: float) -> float | None:
+        later = [t for t in self.seen.values() if t > moment]
+        return min(later) if later else None
+
+    def stop(self) -> None:
+        self.watch.stop()

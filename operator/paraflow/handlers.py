@@ -23,7 +23,7 @@ import kopf
 from kubernetes import client, config
 
 from paraflow import constants as c
-from paraflow import metrics
+from paraflow import health, metrics
 from paraflow.k8s.api import KubeApi
 from paraflow.k8s.builders import job_facts
 from paraflow.k8s.leases import LeaseStore
@@ -50,6 +50,10 @@ async def startup(
     settings.watching.server_timeout = ours.watch_server_timeout_seconds
     settings.watching.client_timeout = ours.watch_client_timeout_seconds
     settings.networking.request_timeout = ours.api_request_timeout_seconds
+    # Named namespaces (no patterns) need no scan for new ones; a Role-only ServiceAccount may
+    # not list namespaces, and kopf retries that 403 for a minute before it serves anything.
+    namespaces = memo.get("namespaces") or []
+    settings.scanning.disabled = bool(namespaces) and not any(set(ns) & set("*?[!") for ns in namespaces)
     settings.persistence.finalizer = f"{c.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -59,10 +63,11 @@ async def startup(
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    elector = _elector(ours) if ours.leader_election else None
+    identity = ours.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    elector = _elector(ours, identity) if ours.leader_election else None
     fence = elector.fence if elector is not None else _always
     api = KubeApi(
-        _api_client(ours.api_threads),
+        _api_client(ours.api_threads, identity),
         ours.api_threads,
         ours.api_write_qps,
         ours.api_write_burst,
@@ -89,6 +94,11 @@ async def startup(
         on_forget=reconciler.forget,
     )
     memo.elector = elector
+    memo.health = None
+    if memo.get("liveness"):  # `paraflow operator --liveness URL`
+        memo.health = await health.serve(
+            memo.liveness, lambda: {"leading": loops.active, "workflows": len(loops.loops)}
+        )
     if elector is None:
         loops.activate()
         return
@@ -114,15 +124,18 @@ async def cleanup(memo: Any, **_: Any) -> None:
     await memo.loops.stop()
     if memo.elector is not None:
         await asyncio.to_thread(memo.elector.release)
+    if memo.health is not None:
+        await memo.health.cleanup()
     memo.api.close()
 
 
-def _api_client(pool_size: int) -> client.ApiClient:
+def _api_client(pool_size: int, identity: str) -> client.ApiClient:
     conf = client.Configuration.get_default_copy()
     conf.connection_pool_maxsize = pool_size
     api_client = client.ApiClient(conf)
-    # Our own user agent: audit logs and apiserver metrics tell the operator's requests apart.
-    api_client.user_agent = f"{c.USER_AGENT_PRODUCT}/{importlib.metadata.version('paraflow')}"
+    # Our own user agent, naming the replica: audit logs and apiserver metrics tell the
+    # operator's requests apart, and which replica sent each one.
+    api_client.user_agent = f"{c.USER_AGENT_PRODUCT}/{importlib.metadata.version('paraflow')} ({identity})"
     return api_client
 
 
@@ -135,10 +148,9 @@ def elector_namespace(ours: Settings) -> str:
         return "default"
 
 
-def _elector(ours: Settings) -> Elector:
+def _elector(ours: Settings, identity: str) -> Elector:
     timings = ours.lease_timings()
-    identity = ours.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-    store = LeaseStore(_api_client(1), elector_namespace(ours), ours.lease_name, timings.renew_deadline / 2)
+    store = LeaseStore(_api_client(1, identity), elector_namespace(ours), ours.lease_name, timings.renew_deadline / 2)
     return Elector(store, identity, timings)
 
 
@@ -164,13 +176,3 @@ async def workflow_event(type: str, uid: str, body: kopf.Body, memo: Any, **_: A
         await loops.forget(uid)
         return
     loops.observe(uid, body)
-
-
-@kopf.on.probe(id="workflows")
-def probe_workflows(memo: Any, **_: Any) -> int:
-    return len(memo.loops.loops)
-
-
-@kopf.on.probe(id="leading")
-def probe_leading(memo: Any, **_: Any) -> bool:
-    return bool(memo.loops.active)

@@ -77,7 +77,7 @@ class WorkflowLoops:
         self.active = False
         for uid, loop in self.loops.items():
             await self._cancel(loop)
-            self.on_forget(uid)
+            self._drop_state(uid)
 
     def _start(self, uid: str, loop: _Loop) -> None:
         if self.active and loop.task is None:
@@ -89,11 +89,14 @@ class WorkflowLoops:
             loop.wake.set()
 
     async def forget(self, uid: str) -> None:
-        metrics.observe(uid, None)
-        self.on_forget(uid)
+        self._drop_state(uid)
         loop = self.loops.pop(uid, None)
         if loop is not None:
             await self._cancel(loop)
+
+    def _drop_state(self, uid: str) -> None:
+        metrics.observe(uid, None)
+        self.on_forget(uid)
 
     @staticmethod
     async def _cancel(loop: _Loop) -> None:

@@ -3,6 +3,7 @@ are right after a restart too; counters count what this process did."""
 
 from __future__ import annotations
 
+import logging
 from typing import get_args
 
 from prometheus_client import Counter, Gauge, start_http_server
@@ -20,6 +21,7 @@ PASSES = Counter("paraflow_reconcile_passes_total", "Reconcile passes run")
 LEADER = Gauge("paraflow_leader", "1 while this replica holds the Lease and runs passes, else 0")
 API_WRITES = Counter("paraflow_api_writes_total", "Writes sent to the apiserver (Events excluded)", ["verb"])
 
+log = logging.getLogger(__name__)
 _statuses: dict[str, WorkflowStatus] = {}
 
 
@@ -48,5 +50,11 @@ def observe(uid: str, status: WorkflowStatus | None) -> None:
 
 
 def serve(port: int) -> None:
-    if port:
+    """Metrics are for watching the operator, never a reason to stop it: a port already taken
+    (two replicas sharing a host network) is logged and the operator runs on without them."""
+    if not port:
+        return
+    try:
         start_http_server(port)
+    except OSError as e:
+        log.error("metrics not served: port %d: %s", port, e)

@@ -497,6 +497,8 @@ class RedriveStatus(_Model):
 # Blocked: the operator cannot go on (a Secret or a bucket missing, MinIO unreachable); see the
 # Blocked condition. The next pass that can go on sets the phase from what it observes.
 Phase = Literal["Pending", "Blocked", "Partitioning", "Running", "Replicating", "Succeeded", "Failed", "Suspended"]
+# A workflow in one of these is done: only a redrive or its TTL acts on it.
+TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
 
 
 class WorkflowStatus(_Model):

@@ -26,7 +26,7 @@ from paraflow.k8s import builders
 from paraflow.k8s.api import KubeApi, SecretMissing
 from paraflow.k8s.builders import WorkflowRef
 from paraflow.k8s.merge import merge_patch
-from paraflow.models import StorageSpec, WorkflowSpec, WorkflowStatus, spec_error
+from paraflow.models import TERMINAL, StorageSpec, WorkflowSpec, WorkflowStatus, spec_error
 from paraflow.planning import indexsets, planner, stalls
 from paraflow.planning.conditions import get_condition, remove_condition, set_condition
 from paraflow.planning.expectations import Expectations
@@ -105,7 +105,7 @@ class Reconciler:
             return await self._idle(wf, spec, before, now)
         try:
             creds = await self._credentials(wf.namespace, spec.storage)
-            if (not jobs and before.phase not in planner.TERMINAL) or recheck:  # nothing started yet: check first
+            if (not jobs and before.phase not in TERMINAL) or recheck:  # nothing started yet: check first
                 await self._preflight(spec, wf, creds)
             plan_read = await self._read_plan(spec, wf, status, jobs, creds)
         except UnsafeSpec as e:
@@ -354,7 +354,7 @@ class Reconciler:
         reason = "SecretNotFound" if isinstance(error, SecretMissing) else "StorageUnavailable"
         message = f"{error}; retrying"
         status.message, status.observed_generation = message, generation
-        if status.phase not in planner.TERMINAL:
+        if status.phase not in TERMINAL:
             status.phase = "Blocked"
         status.conditions = set_condition(status.conditions, c.COND_BLOCKED, "True", reason, message, generation, stamp)
         if status != before:

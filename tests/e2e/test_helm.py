@@ -15,8 +15,8 @@ from kubernetes import client
 from minio import Minio
 
 from tests.operator_process import OperatorProcess
-from tests.support import wait_for
-from tests.workflows import create, events, get, upload_inputs, wait_phase, workflow
+from tests.support import LeaseWatch, wait_for
+from tests.workflows import create, events, get, partition_jobs, upload_inputs, wait_phase, workflow
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "paraflow"
 
@@ -84,6 +84,7 @@ def test_install_test_run_upgrade_uninstall_with_least_privilege(
     operator_session: OperatorProcess,
     custom: client.CustomObjectsApi,
     core: client.CoreV1Api,
+    batch: client.BatchV1Api,
     s3: Minio,
     namespace: str,
     bucket: str,
@@ -119,6 +120,9 @@ def test_install_test_run_upgrade_uninstall_with_least_privilege(
         assert not can_i(sa, "delete", "nodes")
         assert not can_i(sa, "delete", "jobs", "-n", namespace)
         assert not can_i(sa, "create", "pods", "-n", namespace)
+        assert can_i(sa, "update", "leases/pf-paraflow", "-n", relns), "its own Lease, in its own namespace"
+        assert not can_i(sa, "update", "leases/kube-scheduler", "-n", relns), "no other Lease"
+        assert not can_i(sa, "create", "leases", "-n", namespace), "no Lease outside its own namespace"
 
         upload_inputs(s3, bucket, 9)
         create(custom, namespace, workflow("helmrun", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket))
@@ -136,20 +140,44 @@ def test_install_test_run_upgrade_uninstall_with_least_privilege(
             assert log.strip(), "the operator's log is readable through the API, as with kubectl logs"
             assert secret not in log
 
-        run(
-            helm,
-            "upgrade",
-            rel,
-            str(CHART),
-            "-n",
-            relns,
-            "--reuse-values",
-            "--set",
-            "settings.resyncSeconds=7",
-            "--wait",
-            "--timeout",
-            "180s",
-        )
+        operator_names = {p.metadata.name for p in operator_pods}
+        assert len(operator_names) == 2, "a leader and a hot standby"
+        lease = client.CoordinationV1Api().read_namespaced_lease("pf-paraflow", relns)
+        assert lease.spec.holder_identity in operator_names
+
+        # A rolling upgrade in the middle of a run: each old leader frees the Lease as it stops.
+        upload_inputs(s3, bucket, 36, prefix="rolling/")
+        rolling = workflow("rolling", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, maxConcurrency=2)
+        rolling["spec"]["input"]["prefix"] = "rolling/"
+        rolling["spec"]["processor"]["env"] = [{"name": "PARAFLOW_DEMO_SLEEP_SECONDS", "value": "2"}]
+        leases = LeaseWatch(relns, "pf-paraflow")
+        try:
+            create(custom, namespace, rolling)
+            wait_for(lambda: partition_jobs(batch, namespace, "rolling"), 60, "the run to start")
+            run(
+                helm,
+                "upgrade",
+                rel,
+                str(CHART),
+                "-n",
+                relns,
+                "--reuse-values",
+                "--set",
+                "settings.resyncSeconds=7",
+                "--wait",
+                "--timeout",
+                "180s",
+            )
+            done = wait_phase(custom, namespace, "rolling", {"Succeeded", "Failed"}, 300)
+        finally:
+            leases.stop()
+        assert done["status"]["phase"] == "Succeeded", done["status"]
+        handovers = leases.handovers()
+        print("\nrolling upgrade hand-overs:", [(h.new, round(h.gap_seconds, 2), h.released) for h in handovers])
+        assert handovers, "the leader was replaced during the upgrade"
+        assert all(h.released for h in handovers), "every hand-over went through a freed Lease, none waited it out"
+        names = sorted(j.metadata.name for j in partition_jobs(batch, namespace, "rolling"))
+        assert names == sorted(f"rolling-p{i}-a1" for i in range(12)), "one Job per partition, none twice"
         apps = client.AppsV1Api()
         env = {
             e.name: e.value

@@ -7,7 +7,6 @@ The figures (kill to takeover, kill to first write) are printed here and measure
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import socket
@@ -21,13 +20,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from kubernetes import client, watch
+from kubernetes import client
 from minio import Minio
-from urllib3.exceptions import ProtocolError
 
-from paraflow import constants as c
 from tests.operator_process import OperatorProcess
-from tests.support import wait_for
+from tests.support import PartitionJobWatch, wait_for
 from tests.workflows import create, partition_jobs, upload_inputs, wait_phase, workflow
 
 DEMO_SLEEP = {"name": "PARAFLOW_DEMO_SLEEP_SECONDS", "value": "1"}
@@ -58,46 +55,6 @@ def log_time(proc: OperatorProcess, needle: str) -> float:
 
 def conflicts(*procs: OperatorProcess) -> int:
     return sum(p.log.read_text(errors="replace").count("already exists (409)") for p in procs)
-
-
-class JobRecorder:
-    """Watches a workflow's partition Jobs: the most ever unfinished at once, and when
-    (monotonic) each Job name first appeared."""
-
-    def __init__(self, namespace: str, workflow_name: str) -> None:
-        self.namespace, self.selector = namespace, f"{c.LABEL_WORKFLOW}={workflow_name},{c.LABEL_ROLE}=partition"
-        self.unfinished: set[str] = set()
-        self.seen: dict[str, float] = {}
-        self.most_unfinished = 0
-        self.watch = watch.Watch()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        stream = self.watch.stream(
-            client.BatchV1Api().list_namespaced_job, self.namespace, label_selector=self.selector, timeout_seconds=600
-        )
-        with contextlib.suppress(ProtocolError):  # stop() closes the stream under it
-            for event in stream:
-                self._record(event)
-
-    def _record(self, event: dict[str, Any]) -> None:
-        job = event["object"]
-        name = job.metadata.name
-        self.seen.setdefault(name, time.monotonic())
-        done = any(x.status == "True" and x.type in ("Complete", "Failed") for x in (job.status.conditions or []))
-        if done or event["type"] == "DELETED":
-            self.unfinished.discard(name)
-        else:
-            self.unfinished.add(name)
-        self.most_unfinished = max(self.most_unfinished, len(self.unfinished))
-
-    def first_new_after(self, moment: float) -> float | None:
-        later = [t for t in self.seen.values() if t > moment]
-        return min(later) if later else None
-
-    def stop(self) -> None:
-        self.watch.stop()
 
 
 @pytest.fixture
@@ -144,7 +101,7 @@ def test_a_sigkilled_leader_is_replaced_by_the_standby_without_duplicates_or_exc
     upload_inputs(s3, bucket, 60)  # 20 partitions
     body = workflow("ha", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, maxConcurrency=3)
     body["spec"]["processor"]["env"] = [DEMO_SLEEP]
-    recorder = JobRecorder(namespace, "ha")
+    recorder = PartitionJobWatch(namespace, "ha")
     try:
         create(custom, namespace, body)
         wait_for(lambda: len(partition_jobs(batch, namespace, "ha")) >= 5, 120, "the run to be under way")

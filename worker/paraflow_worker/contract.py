@@ -63,6 +63,10 @@ class Env:
     OUTPUT_PREFIX: Final = "PARAFLOW_OUTPUT_PREFIX"
     # Replication Jobs only: a ReplicationTask as JSON, and per-destination credentials.
     REPLICATION: Final = "PARAFLOW_REPLICATION"
+    # Tuning a user may set on a replication Job's pods (processes copying at once).
+    REPLICATION_PROCESSES: Final = "PARAFLOW_REPLICATION_PROCESSES"
+    # The demo processors' simulated work per item, for tests and benchmarks.
+    DEMO_SLEEP: Final = "PARAFLOW_DEMO_SLEEP_SECONDS"
     # Set by the Job controller on every pod of an Indexed Job: the shard number.
     SHARD: Final = "JOB_COMPLETION_INDEX"
 

@@ -469,7 +469,7 @@ def main() -> None:
     source = client_from_env()
     bucket, run = env[Env.RUN_BUCKET], env[Env.RUN_PREFIX]
     replicator = Replicator(source, bucket, run, task, target_clients(task))
-    processes = int(env.get("PARAFLOW_REPLICATION_PROCESSES", "0") or 0) or min(4, os.cpu_count() or 1)
+    processes = int(env.get(contract.Env.REPLICATION_PROCESSES, "0") or 0) or min(4, os.cpu_count() or 1)
     report = replicator.run(replicator.work(), shard, shards, processes)
     put_json(source, bucket, contract.replication_report_key(run, task.label, shard), report)
     for t in report.targets:

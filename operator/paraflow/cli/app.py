@@ -17,13 +17,12 @@ from rich.console import Console
 from paraflow import constants as c
 from paraflow.cli import kube
 from paraflow.cli.render import WatchView, status_table
-from paraflow.models import WorkflowSpec, parse_bytes, spec_error
+from paraflow.models import TERMINAL, WorkflowSpec, parse_bytes, spec_error
 from paraflow.planning import indexsets
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True, soft_wrap=True)  # long s3:// URLs stay on one line, copyable
 out = Console(soft_wrap=True)
-TERMINAL = ("Succeeded", "Failed")
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the workflow")]
 
 
@@ -54,7 +53,10 @@ def operator(
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     asyncio.run(
         kopf.operator(
-            clusterwide=not namespace, namespaces=namespace or (), liveness_endpoint=liveness, standalone=True
+            clusterwide=not namespace,
+            namespaces=namespace or (),
+            standalone=True,
+            memo=kopf.Memo(liveness=liveness, namespaces=namespace or []),
         )
     )
 

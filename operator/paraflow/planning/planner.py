@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from paraflow import constants as c
-from paraflow.models import Phase, ReplicationSpec, ReplicationStatus, WorkflowSpec, WorkflowStatus
+from paraflow.models import TERMINAL, ReplicationSpec, ReplicationStatus, WorkflowSpec, WorkflowStatus
 from paraflow.planning import indexsets
 from paraflow.planning.conditions import get_condition, remove_condition, set_condition
 from paraflow.planning.tracking import Budget, JobFacts, JobState, Progress, fresh_attempts, schedule, track
 
 __all__ = ["JobFacts", "JobState"]
-
-TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import time
 from minio.error import S3Error
 
 from paraflow_worker import sdk
+from paraflow_worker.contract import Env
 
 
 def _injected_failure(shard: sdk.Shard) -> int | None:
@@ -40,7 +41,7 @@ def _injected_failure(shard: sdk.Shard) -> int | None:
 
 def main() -> None:
     with sdk.shard() as shard:
-        time.sleep(float(os.environ.get("PARAFLOW_DEMO_SLEEP_SECONDS", "0") or 0))
+        time.sleep(float(os.environ.get(Env.DEMO_SLEEP, "0") or 0))
         code = _injected_failure(shard)
         if code is not None:
             print(f"partition {shard.partition} attempt {shard.attempt}: injected failure, exit {code}")
