@@ -90,3 +90,75 @@ def test_a_run_never_exceeds_max_concurrency_and_ends_with_each_partition_accoun
         assert result.manifest is None or sorted(p for p, _ in result.manifest) == sorted(p for p, _ in succeeded)
     else:
         assert status.partitions.failed > (run["tolerated"] or 0)
+
+
+@st.composite
+def replicated_runs(draw: st.DrawFn) -> dict[str, object]:
+    total = draw(st.integers(1, 30))
+    return {
+        "total": total,
+        "concurrency": draw(st.integers(1, 8)),
+        "replication_concurrency": draw(st.one_of(st.none(), st.integers(1, 8))),
+        "fails": draw(st.sets(st.integers(0, total - 1), max_size=3)),
+        "finish_order": draw(st.randoms(use_true_random=False)),
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(replicated_runs())
+def test_partitions_and_replications_each_keep_their_own_limit_and_every_winner_is_copied_once(run: dict) -> None:
+    """Per-partition replication: replication Jobs never exceed replication.maxConcurrency (by
+    default maxConcurrency) and partition Jobs never exceed maxConcurrency, whatever finishes when;
+    at the end every winning attempt, and only those, was copied exactly once."""
+    total, rnd = run["total"], run["finish_order"]
+    replication: dict[str, object] = {"destinations": [{"name": "archive", "bucket": "archive"}]}
+    if run["replication_concurrency"] is not None:
+        replication["maxConcurrency"] = run["replication_concurrency"]
+    spec = make_spec(
+        maxConcurrency=run["concurrency"],
+        replication=replication,
+        **{"retry.maxAttempts": 1, "failureTolerance.count": total},
+    )
+    copy_limit = run["replication_concurrency"] or run["concurrency"]
+    partitioner = JobFacts("wf-part-a1", c.ROLE_PARTITIONER, None, 1, JobState.SUCCEEDED, T0)
+    jobs: dict[str, JobFacts] = {}
+    status, now = WorkflowStatus(), T0
+    for _ in range(1000):
+        seen = [partitioner, *jobs.values()]
+        obs = Observed(
+            jobs=seen,
+            generation=1,
+            now=now,
+            uid="u",
+            plan=PlanRead(partition_count=total) if planner.needs_plan(status, [partitioner]) else None,
+            reports={
+                j.name: planner.ReplicationTally(copied=1, bytes=1) for j in planner.needs_reports(spec, status, seen)
+            },
+        )
+        result = planner.plan(spec, status, obs)
+        for action in result.creates:
+            if isinstance(action, CreatePartition):
+                name, role = f"wf-p{action.index}-a{action.attempt}", c.ROLE_PARTITION
+            else:
+                assert jobs[f"wf-p{action.index}-a{action.winner}"].state is JobState.SUCCEEDED, "copies a winner"
+                name, role = f"wf-r{action.index}-a{action.attempt}", c.ROLE_REPLICATION
+            assert name not in jobs, "a Job name is never created twice"
+            jobs[name] = JobFacts(name, role, action.index, action.attempt, JobState.ACTIVE)
+        active = [j for j in jobs.values() if j.state is JobState.ACTIVE]
+        assert sum(j.role == c.ROLE_PARTITION for j in active) <= run["concurrency"]
+        assert sum(j.role == c.ROLE_REPLICATION for j in active) <= copy_limit
+        status = result.status
+        if status.phase in ("Succeeded", "Failed") and not active:
+            break
+        now += dt.timedelta(seconds=3)
+        for job in rnd.sample(active, k=rnd.randint(min(1, len(active)), len(active))):
+            failed = job.role == c.ROLE_PARTITION and job.partition in run["fails"]
+            state = JobState.FAILED if failed else JobState.SUCCEEDED
+            jobs[job.name] = JobFacts(job.name, job.role, job.partition, job.attempt, state, now)
+    else:
+        raise AssertionError("the run did not finish")
+
+    won = sorted(j.partition for j in jobs.values() if j.role == c.ROLE_PARTITION and j.state is JobState.SUCCEEDED)
+    copied = sorted(j.partition for j in jobs.values() if j.role == c.ROLE_REPLICATION)
+    assert copied == won, "every winning partition copied exactly once, no other"
+    assert status.phase == "Succeeded", status.conditions
