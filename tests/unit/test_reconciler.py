@@ -1,0 +1,105 @@
+"""One reconcile pass against a fake of our own KubeApi (its storage calls answered by name): a
+bad spec is rejected, a missing Secret blocks, a create answered 409 is expected and not retried,
+status is written once per pass as a merge patch, and Events follow. No cluster, no MinIO."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from paraflow import metrics
+from paraflow.k8s.api import SecretMissing
+from paraflow.models import WorkflowStatus
+from paraflow.planning.planner import Event, JobState
+from paraflow.reconciler import Reconciler
+from paraflow.settings import Settings
+from tests.unit.builders import T0, spec_dict
+from tests.unit.test_planner import part, partitioned, partitioner
+
+
+class FakeApi:
+    """KubeApi's surface: records writes; Jobs named in ``existing`` answer 409."""
+
+    def __init__(self, secret: bool = True, existing: frozenset[str] = frozenset()) -> None:
+        self.secret, self.existing = secret, existing
+        self.created: list[str] = []
+        self.patches: list[dict[str, Any]] = []
+        self.storage: list[str] = []
+
+    async def read_secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
+        if not self.secret:
+            raise SecretMissing(f'Secret "{name}" not found in namespace "{namespace}"')
+        return {"accessKey": "a", "secretKey": "s"}
+
+    async def offload(self, fn: Callable[..., Any], *args: Any, writes: bool = False) -> Any:
+        self.storage.append(fn.__name__)
+        return None  # preflight passes; the pass below never needs the plan
+
+    async def create_job(self, body: dict[str, Any]) -> bool:
+        name = body["metadata"]["name"]
+        if name in self.existing:
+            return False
+        self.created.append(name)
+        return True
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.patches.append(status)
+
+
+def body(status: WorkflowStatus | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "wf", "namespace": "ns", "uid": "uid-1", "generation": 1},
+        "spec": spec_dict(**spec),
+        "status": status.model_dump(mode="json", exclude_none=True) if status else {},
+    }
+
+
+def run(api: FakeApi, wf: dict[str, Any], jobs: list[Any]) -> list[Event]:
+    events: list[Event] = []
+    reconciler = Reconciler(api, Settings(), emit=lambda _, e: events.append(e), clock=lambda: T0)  # type: ignore[arg-type]
+    asyncio.run(reconciler.reconcile(wf, jobs))
+    return events
+
+
+def test_a_spec_the_schema_let_through_but_the_models_refuse_fails_with_invalid_spec() -> None:
+    api = FakeApi()
+    events = run(api, body(**{"partitioner.builtin.maxBytesPerPartition": "lots"}), [])
+    assert api.created == [] and api.storage == [], "nothing runs, MinIO is not even asked"
+    assert len(api.patches) == 1 and api.patches[0]["phase"] == "Failed"
+    assert [(e.type, e.reason) for e in events] == [("Warning", "InvalidSpec")]
+    assert "maxBytesPerPartition" in events[0].message
+
+
+def test_a_new_workflow_without_its_secret_is_blocked_and_says_which() -> None:
+    api = FakeApi(secret=False)
+    events = run(api, body(), [])
+    assert api.created == []
+    assert api.patches[0]["phase"] == "Blocked"
+    assert [(e.type, e.reason) for e in events] == [("Warning", "SecretNotFound")]
+    assert 'Secret "minio-creds" not found' in events[0].message
+
+
+def test_a_create_answered_409_counts_as_made_and_the_status_is_written_once() -> None:
+    api = FakeApi(existing=frozenset({"wf-p1-a1"}))
+    conflicts = metrics.JOBS_ALREADY_EXISTED.labels("partition")._value.get()
+    status = partitioned(4)
+    events = run(api, body(status, maxConcurrency=3), [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.ACTIVE)])
+    assert api.created == ["wf-p2-a1"], "p1 existed (an earlier pass, another replica): not made again"
+    assert metrics.JOBS_ALREADY_EXISTED.labels("partition")._value.get() == conflicts + 1
+    assert len(api.patches) == 1, "one status write per pass"
+    assert api.patches[0]["partitions"]["running"] == 3, "the existing Job is counted as running"
+    assert events == []
+
+
+def test_a_pass_with_nothing_new_writes_no_status() -> None:
+    status = partitioned(2)
+    jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.ACTIVE), part(1, 1, JobState.ACTIVE)]
+    first = FakeApi()
+    run(first, body(status, maxConcurrency=2), jobs)
+    settled = WorkflowStatus.model_validate(
+        {**status.model_dump(mode="json", by_alias=True, exclude_none=True), **first.patches[0]}
+    )
+    second = FakeApi()
+    run(second, body(settled, maxConcurrency=2), jobs)
+    assert second.patches == [] and second.created == []
