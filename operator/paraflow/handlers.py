@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
+import math
 import socket
 import uuid
 from collections.abc import Mapping
@@ -96,9 +97,7 @@ async def startup(
     memo.elector = elector
     memo.health = None
     if memo.get("liveness"):  # `paraflow operator --liveness URL`
-        memo.health = await health.serve(
-            memo.liveness, lambda: {"leading": loops.active, "workflows": len(loops.loops)}
-        )
+        memo.health = await health.serve(memo.liveness, lambda: _state(memo))
     if elector is None:
         loops.activate()
         return
@@ -110,23 +109,31 @@ async def startup(
         else:
             await loops.deactivate()
 
-    log.info("waiting for the Lease %s/%s as %s", elector_namespace(ours), ours.lease_name, elector.identity)
+    log.info("waiting for the Lease %s/%s as %s", _lease_namespace(ours), ours.lease_name, elector.identity)
     memo.election = asyncio.create_task(elector.run(on_change), name="paraflow-lease")
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
-    """Stop every pass, then free the Lease: a rolling update hands over at the standby's next try."""
+    """Stop every pass and wait for the writes in flight, then free the Lease: a rolling update
+    hands over at the standby's next try."""
     if memo.elector is not None:
         memo.election.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await memo.election
     await memo.loops.stop()
+    await asyncio.to_thread(memo.api.close)
     if memo.elector is not None:
         await asyncio.to_thread(memo.elector.release)
     if memo.health is not None:
         await memo.health.cleanup()
-    memo.api.close()
+
+
+def _state(memo: Any) -> dict[str, Any]:
+    """What /healthz reports; unhealthy once the election task has died (it would never lead)."""
+    election = memo.get("election")
+    electing = election is None or not election.done()
+    return {"healthy": electing, "leading": memo.loops.active, "workflows": len(memo.loops.loops)}
 
 
 def _api_client(pool_size: int, identity: str) -> client.ApiClient:
@@ -139,7 +146,7 @@ def _api_client(pool_size: int, identity: str) -> client.ApiClient:
     return api_client
 
 
-def elector_namespace(ours: Settings) -> str:
+def _lease_namespace(ours: Settings) -> str:
     if ours.lease_namespace:
         return ours.lease_namespace
     try:
@@ -150,12 +157,13 @@ def elector_namespace(ours: Settings) -> str:
 
 def _elector(ours: Settings, identity: str) -> Elector:
     timings = ours.lease_timings()
-    store = LeaseStore(_api_client(1, identity), elector_namespace(ours), ours.lease_name, timings.renew_deadline / 2)
+    store = LeaseStore(_api_client(1, identity), _lease_namespace(ours), ours.lease_name, timings.renew_deadline / 2)
     return Elector(store, identity, timings)
 
 
-def _always() -> None:
+def _always() -> float:
     """No leader election: this process is the only replica and may always write."""
+    return math.inf
 
 
 @kopf.index("batch", "v1", "jobs", labels=JOB_LABELS)

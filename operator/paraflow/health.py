@@ -1,4 +1,5 @@
-"""The liveness and readiness endpoint: ``GET <path>`` answers 200 with this replica's state.
+"""The liveness and readiness endpoint: ``GET <path>`` answers with this replica's state, 200
+while it is healthy and 503 once it is not (``state()["healthy"]``).
 
 Ours rather than kopf's: kopf stops the whole operator when its endpoint cannot bind, and two
 replicas sharing one network (pods run as host processes, or hostNetwork) would then leave only
@@ -24,7 +25,8 @@ async def serve(url: str, state: Callable[[], dict[str, Any]]) -> web.AppRunner 
         raise ValueError(f"--liveness needs a host and a port, e.g. http://0.0.0.0:8080/healthz, not {url!r}")
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response(state())
+        now = state()
+        return web.json_response(now, status=200 if now.get("healthy", True) else 503)
 
     app = web.Application()
     app.router.add_get(parts.path or "/", healthz)

@@ -31,6 +31,15 @@ from paraflow.planning.lease import (
 
 log = logging.getLogger(__name__)
 OnChange = Callable[[bool], Awaitable[None]]
+DELETED = ""  # the version we note for a Lease found deleted under another holder
+
+
+def boot_clock() -> float:
+    """Seconds since boot, counting time suspended (a paused VM resumes with its gate shut),
+    where the platform has such a clock; otherwise the monotonic clock."""
+    if hasattr(time, "CLOCK_BOOTTIME"):
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.monotonic()
 
 
 class LeaseBackend(Protocol):
@@ -45,7 +54,7 @@ class Elector:
         store: LeaseBackend,
         identity: str,
         timings: Timings,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = boot_clock,
         wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.store, self.identity, self.timings = store, identity, timings
@@ -53,54 +62,80 @@ class Elector:
         self.observed: Observed | None = None
         # Start of our last successful write of the Lease, while we hold it (read by writer threads).
         self.renew_started: float | None = None
+        # Not before then: a Lease we had to create may have been deleted under a holder that
+        # can act until its renew deadline, which began before our create.
+        self.acting_from = 0.0
         self._unreachable = False
 
     def leading(self) -> bool:
-        started = self.renew_started
-        return started is not None and self.clock() < gate_closes_at(started, self.timings)
+        return self._gate_left() > 0
 
-    def fence(self) -> None:
-        """Raises unless this replica holds the Lease now: called right before every write."""
-        if not self.leading():
+    def fence(self) -> float:
+        """Raises unless this replica holds the Lease now, else returns the seconds its gate stays
+        open: called right before every write."""
+        left = self._gate_left()
+        if left <= 0:
             raise NotLeading(f"{self.identity} does not hold the Lease: the write is dropped")
+        return left
+
+    def _gate_left(self) -> float:
+        started, now = self.renew_started, self.clock()
+        if started is None or now < self.acting_from:
+            return 0.0
+        return gate_closes_at(started, self.timings) - now
 
     def try_acquire_or_renew(self) -> bool:
         started = self.clock()
         read = self.store.get()
         if read is None:
-            self.observed = None
+            if self.observed is None or self.observed.record.holder in ("", self.identity):
+                self.observed = None
+            elif self.observed.version != DELETED:
+                # Deleted by hand under another holder, who may have renewed after our last look
+                # and may still act: wait out a whole lease from now, as if it had just renewed.
+                self.observed = Observed(self.observed.record, DELETED, self.clock())
+            self.renew_started = None  # ours was deleted: another replica may create it now
         else:
             record, version = read
             if self.observed is None or self.observed.version != version:
                 self.observed = Observed(record, version, self.clock())
             if record.holder != self.identity:
                 self.renew_started = None  # taken over or released: shut the gate now, not at the deadline
-        if not may_hold(self.observed, self.identity, self.clock()):
+        if not may_hold(self.observed, self.identity, self.clock(), self.timings):
             return False
-        current = None if self.observed is None else self.observed.record
+        current = None if read is None else read[0]
         record = claim(current, self.identity, self.wall(), self.timings)
         try:
-            if self.observed is None:
-                version = self.store.create(record)
-            else:
-                version = self.store.replace(record, self.observed.version)
+            version = self.store.create(record) if read is None else self.store.replace(record, read[1])
         except Conflict:
+            self.renew_started = None  # someone wrote it since we read it: whoever it was, not us
             return False
         self.observed = Observed(record, version, self.clock())
+        if read is None:
+            self.acting_from = started + self.timings.renew_deadline
         self.renew_started = started
         return True
 
     def release(self) -> None:
-        """On a graceful exit, after every pass stopped: the gate shuts, then the Lease is freed."""
+        """On a graceful exit, after every pass and write stopped: the gate shuts, then the Lease
+        is freed. A renewal that raced the release is read back and released once more."""
         was_leading, observed = self.leading(), self.observed
         self.renew_started = None
         if not was_leading or observed is None:
             return
-        try:
-            self.store.replace(released(observed.record, self.wall()), observed.version)
-            log.info("released the Lease: a standby takes over at its next try")
-        except Exception as e:  # the standby then waits out the lease instead
-            log.warning("could not release the Lease (%s): a standby takes over when it expires", e)
+        for _ in range(2):
+            try:
+                self.store.replace(released(observed.record, self.wall()), observed.version)
+                log.info("released the Lease: a standby takes over at its next try")
+                return
+            except Conflict:
+                read = self.store.get()
+                if read is None or read[0].holder != self.identity:
+                    return  # no longer ours to release
+                observed = Observed(read[0], read[1], self.clock())
+            except Exception as e:  # the standby then waits out the lease instead
+                log.warning("could not release the Lease (%s): a standby takes over when it expires", e)
+                return
 
     async def run(self, on_change: OnChange) -> None:
         """Try to take or renew the Lease every retry period, forever; ``on_change(leading)``
@@ -123,14 +158,23 @@ class Elector:
     async def _watch(self, pending: asyncio.Future[None], announced: bool, on_change: OnChange) -> bool:
         try:
             while True:
-                started = self.renew_started
-                timeout = max(0.0, gate_closes_at(started, self.timings) - self.clock()) if started else None
-                done, _ = await asyncio.wait({pending}, timeout=timeout if announced else None)
+                # Leading, wake when the gate shuts; not yet acting on a Lease we hold, when it opens.
+                now = self.clock()
+                if announced:
+                    timeout: float | None = self._gate_left()
+                elif self.renew_started is not None and now < self.acting_from:
+                    timeout = self.acting_from - now
+                else:
+                    timeout = None
+                done, _ = await asyncio.wait({pending}, timeout=timeout)
                 leading = self.leading()
                 if leading != announced:
                     log.info("%s the Lease as %s", "holding" if leading else "lost", self.identity)
-                    await on_change(leading)
                     announced = leading
+                    try:
+                        await on_change(leading)
+                    except Exception:  # the election must go on whatever the reaction did
+                        log.exception("reacting to %s the Lease failed", "holding" if leading else "losing")
                 if done:
                     return announced
         finally:

@@ -75,12 +75,12 @@ class WorkflowLoops:
         """This replica no longer leads: stop every pass, keep the bodies, drop per-run caches
         (the next leader may change anything meanwhile)."""
         self.active = False
-        for uid, loop in self.loops.items():
+        for uid, loop in list(self.loops.items()):  # events may add or remove loops meanwhile
             await self._cancel(loop)
             self._drop_state(uid)
 
     def _start(self, uid: str, loop: _Loop) -> None:
-        if self.active and loop.task is None:
+        if self.active and (loop.task is None or loop.task.done()):
             loop.task = asyncio.create_task(self._run(uid, loop), name=f"paraflow-workflow-{uid}")
 
     def wake(self, uid: str) -> None:
@@ -107,6 +107,7 @@ class WorkflowLoops:
                 await task
 
     async def stop(self) -> None:
+        self.active = False  # an event arriving during shutdown starts nothing
         for uid in list(self.loops):
             await self.forget(uid)
 
@@ -122,8 +123,10 @@ class WorkflowLoops:
             except asyncio.CancelledError:
                 raise
             except NotLeading:
-                log.info("pass of %s stopped: this replica lost the Lease", uid)
-                return  # deactivate() cancels this loop next; the new leader takes the workflow
+                # The gate shut mid-pass. Usually deactivate() cancels this loop next; if a late
+                # renewal reopened the gate, the next event runs a pass again.
+                log.info("pass of %s stopped: this replica does not hold the Lease", uid)
+                delay = None
             except Exception as e:
                 metrics.API_ERRORS.labels(type(e).__name__).inc()
                 failures += 1

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kubernetes import client
 
 from paraflow.k8s.api import KubeApi
 from paraflow.leadership import Elector
@@ -31,11 +32,15 @@ class Clock:
         return self.now
 
 
+# What a graceful shutdown leaves: a Lease nobody holds, which the next replica may use at once.
+FREED = Record("", 1, None, None, 0)
+
+
 class FakeLease:
     """A Lease with the apiserver's optimistic concurrency: a write names the version it read."""
 
-    def __init__(self) -> None:
-        self.record: Record | None = None
+    def __init__(self, record: Record | None = FREED) -> None:
+        self.record = record
         self.version = 0
         self.unreachable: set[str] = set()
         self.replies_lost: set[str] = set()  # the write lands, its response never arrives
@@ -100,7 +105,7 @@ def test_the_first_replica_takes_the_lease_and_a_second_waits_a_whole_lease_afte
     assert not a.leading(), "a never renewed: its gate shut at the renew deadline, before b may take it"
     clock.now += 0.2
     assert b.try_acquire_or_renew() and b.leading()
-    assert lease.record is not None and (lease.record.holder, lease.record.transitions) == ("b", 1)
+    assert lease.record is not None and (lease.record.holder, lease.record.transitions) == ("b", 2)
 
 
 def test_a_renewing_leader_keeps_the_lease_and_keeps_its_acquire_time() -> None:
@@ -113,7 +118,7 @@ def test_a_renewing_leader_keeps_the_lease_and_keeps_its_acquire_time() -> None:
         assert a.try_acquire_or_renew()
         assert not b.try_acquire_or_renew()
     assert a.leading() and lease.record is not None
-    assert (lease.record.acquire_time, lease.record.transitions) == (acquired, 0)
+    assert (lease.record.acquire_time, lease.record.transitions) == (acquired, 1)
 
 
 def test_a_leader_that_cannot_renew_stops_writing_at_its_deadline_before_anyone_may_take_over() -> None:
@@ -157,7 +162,9 @@ def test_a_leader_that_sees_another_holder_shuts_its_gate_at_once() -> None:
 Step = tuple[str, int, float]
 steps = st.lists(
     st.tuples(
-        st.sampled_from(["tick"] * 4 + ["pause", "resume", "cut", "lose-replies", "heal", "crash", "release"]),
+        st.sampled_from(
+            ["tick"] * 4 + ["pause", "resume", "cut", "lose-replies", "heal", "crash", "release", "delete"]
+        ),
         st.integers(0, 2),
         st.one_of(st.sampled_from([0.5, 2.0, 5.0, 9.9, 10.0, 10.1, 14.9, 15.0, 15.1]), st.floats(0.1, 20)),
     ),
@@ -171,7 +178,7 @@ def test_no_two_replicas_may_write_at_once_whatever_the_renewals_crashes_pauses_
     schedule: list[Step],
 ) -> None:
     """On a tick time passes and every replica that is not paused tries, the first one drawn first."""
-    lease, clock = FakeLease(), Clock()
+    lease, clock = FakeLease(record=None), Clock()
     replicas = [elector(lease, f"r{i}", clock) for i in range(3)]
     paused: set[int] = set()
     restarts = 0
@@ -193,6 +200,9 @@ def test_no_two_replicas_may_write_at_once_whatever_the_renewals_crashes_pauses_
         elif action == "heal":
             lease.unreachable.discard(replicas[i].identity)
             lease.replies_lost.discard(replicas[i].identity)
+        elif action == "delete":  # `kubectl delete lease` by hand
+            lease.record = None
+            lease.version += 1
         elif action == "crash":
             restarts += 1
             replicas[i] = elector(lease, f"r{i}-{restarts}", clock)
@@ -259,12 +269,12 @@ def test_every_write_through_the_api_passes_the_fence_first_and_a_refused_one_is
     def create_namespaced_job(namespace: str, body: dict[str, Any], **_: Any) -> None:
         sent.append(body["metadata"]["name"])
 
-    def refuse() -> None:
+    def refuse() -> float:
         raise NotLeading("standby")
 
     async def scenario() -> None:
-        api = KubeApi(Any, 1, 100, 10, 5, fence=refuse)  # type: ignore[arg-type]
-        api.batch.create_namespaced_job = create_namespaced_job  # type: ignore[method-assign]
+        api = KubeApi(client.ApiClient(), 1, 100, 10, 5, fence=refuse)
+        api.write_batch.create_namespaced_job = create_namespaced_job  # type: ignore[method-assign]
         with pytest.raises(NotLeading):
             await api.create_job({"metadata": {"name": "j", "namespace": "ns"}})
         with pytest.raises(NotLeading):
@@ -288,3 +298,98 @@ def test_a_candidate_tries_again_the_moment_the_lease_it_waits_for_runs_out() ->
     assert next_try_in(b.observed, "b", clock.now, TIMINGS, leading=True, draw=0.99) == TIMINGS.retry_period
     idle = next_try_in(None, "c", clock.now, TIMINGS, leading=False, draw=0.5)
     assert idle == pytest.approx(TIMINGS.retry_period * 1.1), "jittered, as client-go, when nothing is held"
+
+
+def test_a_lease_deleted_by_hand_is_not_taken_while_its_holder_may_still_act() -> None:
+    lease, clock = FakeLease(), Clock()
+    a, b = elector(lease, "a", clock), elector(lease, "b", clock)
+    a.try_acquire_or_renew()
+    b.try_acquire_or_renew()
+    lease.record = None
+    clock.now += 1
+    assert not b.try_acquire_or_renew(), "b saw a hold it: it waits out that lease first"
+    assert a.try_acquire_or_renew(), "the holder notices and creates it again"
+    assert lease.record is not None and lease.record.holder == "a"
+    assert not a.leading(), "but acts only once any holder it may have replaced has stopped"
+    clock.now += TIMINGS.renew_deadline
+    assert a.try_acquire_or_renew() and a.leading()
+
+
+def test_a_replica_that_must_create_the_lease_acts_only_a_renew_deadline_later() -> None:
+    lease, clock = FakeLease(record=None), Clock()
+    a = elector(lease, "a", clock)
+    assert a.try_acquire_or_renew() and not a.leading()
+    for _ in range(5):
+        clock.now += TIMINGS.retry_period
+        a.try_acquire_or_renew()
+    assert a.leading(), "once the renew deadline of a holder deleted before it has passed"
+
+
+def test_a_release_racing_a_renewal_still_frees_the_lease() -> None:
+    lease, clock = FakeLease(), Clock()
+    a = elector(lease, "a", clock)
+    a.try_acquire_or_renew()
+    lease.version += 1  # a renewal in flight landed after a read the release relies on
+    a.release()
+    assert lease.record is not None and lease.record.holder == ""
+
+
+def test_the_election_goes_on_when_reacting_to_it_fails() -> None:
+    async def scenario() -> int:
+        lease = FakeLease()
+        a = Elector(lease.client("a"), "a", Timings(lease_duration=0.6, renew_deadline=0.4, retry_period=0.1))
+
+        async def broken(leading: bool) -> None:
+            raise RuntimeError("boom")
+
+        task = asyncio.create_task(a.run(broken))
+        await asyncio.sleep(0.5)
+        alive = not task.done()
+        task.cancel()
+        return len(lease.writes) if alive else -1
+
+    assert asyncio.run(scenario()) >= 3, "still renewing after the reaction raised"
+
+
+def test_losing_the_lease_while_workflows_come_and_go_stops_every_pass() -> None:
+    async def scenario() -> list[bool]:
+        async def slow_pass(body: Any, jobs: Any) -> float | None:
+            await asyncio.sleep(10)
+            return None
+
+        loops = WorkflowLoops(slow_pass, lambda uid: [], 0, 1, 1)
+        loops.activate()
+        for uid in ("u1", "u2", "u3"):
+            loops.observe(uid, {"metadata": {"uid": uid}})
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(loops.deactivate())
+        for uid in ("u4", "u5", "u6"):  # events in the middle of it
+            await asyncio.sleep(0)
+            loops.observe(uid, {"metadata": {"uid": uid}})
+        await loops.forget("u2")
+        await stopping
+        return [loop.task is not None and not loop.task.done() for loop in loops.loops.values()]
+
+    assert asyncio.run(scenario()) == [False] * 5
+
+
+def test_a_pass_cut_short_by_the_gate_runs_again_on_the_next_event() -> None:
+    async def scenario() -> int:
+        calls: list[int] = []
+
+        async def gated_pass(body: Any, jobs: Any) -> float | None:
+            calls.append(1)
+            if len(calls) == 1:
+                raise NotLeading("gate shut for a moment")
+            return None
+
+        loops = WorkflowLoops(gated_pass, lambda uid: [], 0, 1, 1)
+        loops.activate()
+        loops.observe("u1", {"metadata": {"uid": "u1"}})
+        await asyncio.sleep(0.05)
+        loops.wake("u1")
+        await asyncio.sleep(0.05)
+        await loops.stop()
+        return len(calls)
+
+    assert asyncio.run(scenario()) == 2

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,12 +65,18 @@ class KubeApi:
         write_qps: float,
         write_burst: int,
         request_timeout: float,
-        fence: Callable[[], None] = lambda: None,
+        fence: Callable[[], float] = lambda: math.inf,
     ) -> None:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="kubeapi")
-        self.batch = client.BatchV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        # Writes never retry inside the client: a retried write could reach the apiserver after
+        # this replica's gate shut (a healed partition). A failed pass is retried by its loop.
+        writer = client.ApiClient(copy.copy(api_client.configuration))
+        writer.configuration.retries = 0
+        writer.user_agent = api_client.user_agent
+        self.write_batch = client.BatchV1Api(writer)
+        self.write_custom = client.CustomObjectsApi(writer)
         self.writes = TokenBucket(write_qps, write_burst)
         # One slot per thread: a call holding a slot starts at once. Writes take their token
         # only once they hold a slot; otherwise writes granted while every thread was busy
@@ -76,42 +84,45 @@ class KubeApi:
         # audit log: 22 writes in one second under a cap allowing 18).
         self.slots = asyncio.Semaphore(threads)
         self.timeout = request_timeout
-        # Raises unless this replica may write now (it holds the Lease); checked on the writing
-        # thread right before the request leaves, after any wait for a token or a thread.
+        # Raises unless this replica may write now (it holds the Lease), else returns how long
+        # it still may; checked on the writing thread right before the request leaves, after
+        # any wait for a token or a thread.
         self.fence = fence
 
     async def _send(self, verb: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """A write, paced by the token bucket. Its response is not used: skipping the client's
         model deserialisation saves most of the CPU a create costs (profiled at 1,000 partitions)."""
+
+        def write() -> None:
+            left = self.fence()
+            API_WRITES.labels(verb).inc()
+            # A request still unanswered when the gate shuts is abandoned, not left to land later.
+            fn(*args, _preload_content=False, _request_timeout=min(self.timeout, left), **kwargs)
+
         async with self.slots:
             await self.writes.acquire()
-            await self._run(self._fenced(fn), *args, _preload_content=False, **kwargs)
-            API_WRITES.labels(verb).inc()
-
-    def _fenced(self, fn: Callable[..., T]) -> Callable[..., T]:
-        def write(*args: Any, **kwargs: Any) -> T:
-            self.fence()
-            return fn(*args, **kwargs)
-
-        return write
+            await asyncio.get_running_loop().run_in_executor(self.pool, write)
 
     async def offload(self, fn: Callable[..., T], *args: Any, writes: bool = False) -> T:
-        """Run a blocking storage call on the client threads; one that writes is fenced too."""
-        call = self._fenced(fn) if writes else fn
-        return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: call(*args))
+        """Run a blocking storage call on the client threads; one that writes is fenced too (its
+        writes are deterministic, the same from any leader, so one landing late changes nothing)."""
+
+        def call() -> T:
+            if writes:
+                self.fence()
+            return fn(*args)
+
+        return await asyncio.get_running_loop().run_in_executor(self.pool, call)
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        async with self.slots:
-            return await self._run(fn, *args, **kwargs)
-
-    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         kwargs.setdefault("_request_timeout", self.timeout)
-        return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*args, **kwargs))
+        async with self.slots:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*args, **kwargs))
 
     async def create_job(self, body: dict[str, Any]) -> bool:
         """True if created, False if a Job of that name already existed (an earlier pass made it)."""
         try:
-            await self._send("create", self.batch.create_namespaced_job, body["metadata"]["namespace"], body)
+            await self._send("create", self.write_batch.create_namespaced_job, body["metadata"]["namespace"], body)
         except ApiException as e:
             if e.status == 409:
                 return False
@@ -148,7 +159,7 @@ class KubeApi:
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self._send(
             "patch",
-            self.custom.patch_namespaced_custom_object_status,
+            self.write_custom.patch_namespaced_custom_object_status,
             c.GROUP,
             c.VERSION,
             namespace,
@@ -161,7 +172,7 @@ class KubeApi:
         try:
             await self._send(
                 "delete",
-                self.custom.delete_namespaced_custom_object,
+                self.write_custom.delete_namespaced_custom_object,
                 c.GROUP,
                 c.VERSION,
                 namespace,
@@ -176,4 +187,5 @@ class KubeApi:
                 raise
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """Waits for requests already sent: a leader frees its Lease only after its last write."""
+        self.pool.shutdown(wait=True, cancel_futures=True)

@@ -23,6 +23,8 @@ class LeaseStore:
         self.api = client.CoordinationV1Api(api_client)
         self.namespace, self.name = namespace, name
         self.timeout = request_timeout
+        # Labels and annotations others put on the Lease, kept across our writes.
+        self.marks: dict[str, Any] = {}
 
     def get(self) -> tuple[Record, str] | None:
         try:
@@ -33,7 +35,9 @@ class LeaseStore:
             if e.status == 404:
                 return None
             raise
-        return _parse(json.loads(response.data))
+        lease = json.loads(response.data)
+        self.marks = {k: v for k, v in lease["metadata"].items() if k in ("labels", "annotations")}
+        return _parse(lease)
 
     def create(self, record: Record) -> str:
         return self._write(self.api.create_namespaced_lease, self.namespace, self._body(record, None))
@@ -52,7 +56,7 @@ class LeaseStore:
         return version
 
     def _body(self, record: Record, version: str | None) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        metadata: dict[str, Any] = {**self.marks, "name": self.name, "namespace": self.namespace}
         if version is not None:
             metadata["resourceVersion"] = version
         spec = {
@@ -82,4 +86,8 @@ def _parse(lease: dict[str, Any]) -> tuple[Record, str]:
 
 
 def _parse_time(value: str | None) -> dt.datetime | None:
-    return None if not value else dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    """Timestamps are for people (decisions use our own clock): one written oddly by hand is dropped."""
+    try:
+        return None if not value else dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

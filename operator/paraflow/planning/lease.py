@@ -63,14 +63,15 @@ class Observed:
     changed_at: float
 
 
-def may_hold(observed: Observed | None, me: str, now: float) -> bool:
-    """May ``me`` write the record now: it is absent, ours, released, or silent for a whole lease."""
+def may_hold(observed: Observed | None, me: str, now: float, timings: Timings) -> bool:
+    """May ``me`` write the record now: it is absent, ours, released, or silent for a whole lease
+    (a record without a duration, written by hand, is given ours)."""
     if observed is None:
         return True
     record = observed.record
     if record.holder in ("", me):
         return True
-    return now >= observed.changed_at + record.lease_duration_seconds
+    return now >= observed.changed_at + (record.lease_duration_seconds or timings.lease_duration)
 
 
 def claim(current: Record | None, me: str, wall: dt.datetime, timings: Timings) -> Record:
@@ -95,7 +96,7 @@ def next_try_in(observed: Observed | None, me: str, now: float, timings: Timings
         return timings.retry_period
     pause = timings.retry_period * (1 + (JITTER - 1) * draw)
     if observed is not None and observed.record.holder not in ("", me):
-        expires = observed.changed_at + observed.record.lease_duration_seconds
+        expires = observed.changed_at + (observed.record.lease_duration_seconds or timings.lease_duration)
         pause = min(pause, max(0.0, expires - now) + EXPIRY_MARGIN)
     return pause
 
