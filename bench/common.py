@@ -52,3 +52,10 @@ def write_results(name: str, doc: dict[str, Any], table: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table)
+
+
+def cluster_versions(**extra: str) -> dict[str, str]:
+    """paraflow's and the cluster's versions (the kubeconfig's), for a result document."""
+    from kubernetes import client  # only the cluster benchmarks need it
+
+    return {"paraflow": "0.1.0", "kubernetes": client.VersionApi().get_code().git_version, **extra}

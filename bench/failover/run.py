@@ -35,7 +35,7 @@ from tests.operator_process import OperatorProcess
 from tests.support import LeaseWatch, PartitionJobWatch, install_crd, operator_writes_by_replica, wait_for
 from tests.workflows import create, wait_phase, workflow
 
-from bench.common import machine, write_results
+from bench.common import cluster_versions, machine, write_results
 from paraflow_worker.storage import make_client
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "paraflow"
@@ -190,8 +190,7 @@ def main() -> None:
         rows += [bench.helm_round() for _ in range(args.helm_rounds)]
     finally:
         bench.close()
-    server = client.VersionApi().get_code().git_version
-    doc = {"machine": machine(), "versions": {"paraflow": "0.1.0", "kubernetes": server}, "rows": rows}
+    doc = {"machine": machine(), "versions": cluster_versions(), "rows": rows}
     write_results("failover", doc, table(doc))
     print(table(doc))
 

@@ -26,7 +26,7 @@ from kubernetes import client, config
 from tests.operator_process import OperatorProcess
 from tests.support import install_crd, most_in_any_window, operator_writes
 
-from bench.common import machine, write_results
+from bench.common import cluster_versions, machine, write_results
 from bench.orchestration.run import kwok_workflow, proc_stats, wait
 from paraflow import constants as c
 from paraflow.settings import Settings
@@ -107,8 +107,7 @@ def main() -> None:
     }
     print(result, flush=True)
     core.delete_namespace(ns)
-    server = client.VersionApi().get_code().git_version
-    doc = {"machine": machine(), "versions": {"paraflow": "0.1.0", "kubernetes": server}, "result": result}
+    doc = {"machine": machine(), "versions": cluster_versions(), "result": result}
     write_results("many-workflows", doc, table(doc))
     print(table(doc))
 

@@ -35,7 +35,7 @@ from tests.operator_process import OperatorProcess
 from tests.support import install_crd
 from tests.unit.builders import make_spec
 
-from bench.common import machine, write_results
+from bench.common import cluster_versions, machine, write_results
 from paraflow import constants as c
 from paraflow.models import WorkflowStatus
 from paraflow.planning import planner
@@ -267,8 +267,7 @@ def main() -> None:
     sim = simulated(args.simulate, 500)
     rows.append({"partitions": args.simulate, "max_concurrency": 500, "simulated": True, **sim})
     print(rows[-1], flush=True)
-    server = client.VersionApi().get_code().git_version
-    versions = {"paraflow": "0.1.0", "kubernetes": server, "kwok": "v0.8.0"}
+    versions = cluster_versions(kwok="v0.8.0")
     write_results("orchestration", {"machine": machine(), "versions": versions, "rows": rows}, table(rows))
     print(table(rows))
 
