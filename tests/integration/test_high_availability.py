@@ -7,6 +7,7 @@ The figures (kill to takeover, kill to first write) are printed here and measure
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -64,7 +65,8 @@ def lease_env(operator_session: OperatorProcess) -> Iterator[dict[str, str]]:
     operator_session.stop()
     name = f"ha-{uuid.uuid4().hex[:6]}"
     yield {"PARAFLOW_LEASE_NAME": name, "PARAFLOW_LEASE_NAMESPACE": LEASE_NAMESPACE}
-    client.CoordinationV1Api().delete_namespaced_lease(name, LEASE_NAMESPACE)
+    with contextlib.suppress(client.ApiException):  # never created if no replica came to lead
+        client.CoordinationV1Api().delete_namespaced_lease(name, LEASE_NAMESPACE)
 
 
 @pytest.fixture
@@ -128,8 +130,13 @@ class Proxy:
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
+        # On the apiserver's own address when it is one of this host's (a local cluster), so the
+        # apiserver's certificate still matches the address its clients dial.
+        try:
+            self.server = socket.create_server((host, 0))
+        except OSError:
+            self.server = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = self.server.getsockname()[:2]
         self.open = True
         self.conns: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -166,15 +173,15 @@ class Proxy:
         self.open = True
 
 
-def kubeconfig_through(proxy_port: int, tmp_path: Path) -> str:
+def kubeconfig_through(proxy: Proxy, tmp_path: Path) -> str:
     """The test's kubeconfig, its server replaced by the proxy (TLS still checked against the
     server's own name)."""
     config: dict[str, Any] = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
     cluster = config["clusters"][0]["cluster"]
     host = urlsplit(cluster["server"]).hostname
     assert host is not None
-    cluster["server"] = f"https://127.0.0.1:{proxy_port}"
-    if not re.fullmatch(r"[\d.]+", host):
+    cluster["server"] = f"https://{proxy.host}:{proxy.port}"
+    if proxy.host != host:
         cluster["tls-server-name"] = host
     out = tmp_path / "through-proxy.kubeconfig"
     out.write_text(yaml.safe_dump(config))
@@ -195,7 +202,7 @@ def test_a_leader_cut_off_from_the_apiserver_stops_acting_before_the_standby_may
     server = urlsplit(client.Configuration.get_default_copy().host)
     assert server.hostname is not None
     proxy = Proxy(server.hostname, server.port or 443)
-    kubeconfig = kubeconfig_through(proxy.port, tmp_path)
+    kubeconfig = kubeconfig_through(proxy, tmp_path)
     start_pair(replicas, lease_env, {"KUBECONFIG": kubeconfig})
     leader, standby = replicas
     upload_inputs(s3, bucket, 45)  # 15 partitions
