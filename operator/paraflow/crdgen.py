@@ -31,6 +31,9 @@ _DROP = {"title", "$defs"}
 
 
 def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if not {k: v for k, v in schema.items() if k not in ("description", "title")}:
+        # Any JSON value (inline items): the apiserver keeps it as given.
+        return {**{k: v for k, v in schema.items() if k == "description"}, "x-kubernetes-preserve-unknown-fields": True}
     if "$ref" in schema:
         target = defs[schema["$ref"].split("/")[-1]]
         merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
@@ -54,6 +57,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out[key] = {name: structural(sub, defs) for name, sub in value.items()}
         elif key == "additionalProperties" and value is False:
             continue  # extra="forbid": a structural schema prunes unknown fields by itself
+        elif key == "additionalProperties" and value is True:
+            out["x-kubernetes-preserve-unknown-fields"] = True  # a free-form object (batchInput)
         elif key in ("items", "additionalProperties") and isinstance(value, dict):
             out[key] = structural(value, defs)
         elif key == "const":

@@ -6,10 +6,11 @@ that need more than one field.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from paraflow import constants as c
@@ -18,6 +19,10 @@ from paraflow_worker import contract
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 # S3 bucket naming rules (lowercase, digits, dots, hyphens; 3-63; starts and ends alphanumeric).
 BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+# Inline items stay small: the workflow object must stay far below etcd's 1.5 MiB, and they reach
+# the partitioner through one env var (Linux caps one at 128 KiB).
+MAX_INLINE_ITEMS = 1000
+MAX_INLINE_BYTES = 64 * 1024
 # Key prefixes: no control characters or backslashes; no leading '/' and no '.'/'..' segments
 # (checked separately: neither Go's nor Rust's regex engine has look-ahead).
 PREFIX_CHARS = r"^[^\x00-\x1f\x7f\\]*$"
@@ -75,25 +80,20 @@ class StorageSpec(_Model):
     region: str | None = Field(default=None, max_length=64, description="S3 region, if the server needs one")
 
 
+PREFIX_RULES: list[JsonValue] = [
+    {"rule": "!self.prefix.startsWith('/')", "message": "prefix must not start with '/'", "fieldPath": ".prefix"},
+    {
+        "rule": f"!self.prefix.matches('{DOT_SEGMENT}')",
+        "message": "prefix must not contain '.' or '..' segments",
+        "fieldPath": ".prefix",
+    },
+]
+
+
 class Location(_Model):
     """A bucket and a key prefix in it."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!self.prefix.startsWith('/')",
-                    "message": "prefix must not start with '/'",
-                    "fieldPath": ".prefix",
-                },
-                {
-                    "rule": f"!self.prefix.matches('{DOT_SEGMENT}')",
-                    "message": "prefix must not contain '.' or '..' segments",
-                    "fieldPath": ".prefix",
-                },
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": PREFIX_RULES})
     bucket: str = Field(min_length=3, max_length=63, pattern=BUCKET, description="Bucket name (S3 naming rules)")
     prefix: str = Field(
         default="",
@@ -110,6 +110,91 @@ class Location(_Model):
         if re.search(DOT_SEGMENT, v):
             raise ValueError("prefix must not contain '.' or '..' segments")
         return v
+
+
+class CsvSpec(_Model):
+    """How CSV records are read (Step Functions' CSVHeaderLocation, CSVHeaders, CSVDelimiter)."""
+
+    header_location: Literal["firstRow", "given"] = Field(
+        default="firstRow", description="firstRow: the first row names the columns; given: headers does"
+    )
+    headers: list[Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=list, max_length=1000, description="Column names, with headerLocation: given"
+    )
+    delimiter: str = Field(default=",", min_length=1, max_length=1, description="One character")
+
+    @model_validator(mode="after")
+    def _headers_given(self) -> CsvSpec:
+        if self.header_location == "given" and not self.headers:
+            raise ValueError("csv.headers must name the columns when csv.headerLocation is given")
+        return self
+
+
+class ReaderSpec(_Model):
+    """Which items the Map runs over (Step Functions' ItemReader): the objects under the prefix,
+    or the records inside them."""
+
+    format: Literal["objects", "jsonl", "json", "csv"] = Field(
+        default="objects",
+        description="objects: one item per object; jsonl: one per line; json: one per element of a top-level "
+        "array; csv: one per row, as a dict of its columns",
+    )
+    key: str = Field(
+        default="",
+        max_length=1024,
+        pattern=PREFIX_CHARS,
+        description="The one object holding the records (a key in the bucket); empty: every object under the prefix",
+    )
+    compression: Literal["auto", "none", "gzip"] = Field(
+        default="auto", description="auto: gzip when the key ends in .gz"
+    )
+    csv: CsvSpec = Field(default_factory=CsvSpec, description="format: csv only")
+    max_items: int = Field(
+        default=0, ge=0, le=100_000_000, description="Read at most this many items (0: all), to try a big input"
+    )
+
+    @model_validator(mode="after")
+    def _key_for_records(self) -> ReaderSpec:
+        if self.format == "objects" and self.key:
+            raise ValueError("reader.key names an object of records: it needs format jsonl, json or csv")
+        return self
+
+
+class InputSpec(Location):
+    """What the Map runs over: objects (or records in them) under a prefix, or items given here."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                *PREFIX_RULES,
+                {
+                    "rule": "has(self.items) != (self.bucket != '')",
+                    "message": "set either input.bucket (read from storage) or input.items (given here), not both",
+                },
+            ]
+        }
+    )
+    bucket: str = Field(
+        default="", max_length=63, pattern=f"^$|{BUCKET}", description="Bucket name; empty with inline items"
+    )
+    reader: ReaderSpec = Field(default_factory=ReaderSpec, description="How items are read from the bucket")
+    items: list[Any] | None = Field(
+        default=None,
+        max_length=MAX_INLINE_ITEMS,
+        description=f"Items given here, any JSON values, for small lists: at most {MAX_INLINE_ITEMS} items and "
+        f"{MAX_INLINE_BYTES // 1024} KiB as JSON (larger inputs belong in a bucket)",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSpec:
+        if (self.items is None) == (self.bucket == ""):
+            raise ValueError("set either input.bucket (read from storage) or input.items (given here), not both")
+        if self.items is not None and len(json.dumps(self.items)) > MAX_INLINE_BYTES:
+            raise ValueError(
+                f"input.items is {len(json.dumps(self.items))} bytes as JSON, more than {MAX_INLINE_BYTES}: "
+                "put the items in an object and read it with input.reader"
+            )
+        return self
 
 
 class EnvVar(_Model):
@@ -175,15 +260,20 @@ class ContainerSpec(_Model):
 
 class BuiltinPartitioner(_Model):
     max_items_per_partition: int = Field(
-        default=1000, ge=1, le=contract.MAX_ITEMS_PER_PARTITION, description="Objects per partition at most"
+        default=1000, ge=1, le=contract.MAX_ITEMS_PER_PARTITION, description="Items per partition at most"
     )
     max_bytes_per_partition: int | str = Field(
         default="1Gi",
         json_schema_extra={"x-kubernetes-int-or-string": True},
-        description="Byte quantity, e.g. 2Gi: a partition closes before it would exceed this",
+        description="Byte quantity, e.g. 2Gi: a partition closes before it would exceed this (objects: their "
+        "sizes; records: their JSON)",
     )
     key_glob: str = Field(
         default="", max_length=256, description="Only keys (relative to the prefix) matching this glob"
+    )
+    batch_input: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON object handed to every shard with its items (Step Functions' BatchInput)",
     )
 
     @field_validator("max_bytes_per_partition")
@@ -415,7 +505,7 @@ class WorkflowSpec(_Model):
         }
     )
     storage: StorageSpec = Field(description="The S3/MinIO server of input and output, and its credentials")
-    input: Location = Field(description="What to process: the objects under this prefix")
+    input: InputSpec = Field(description="What to process: objects under a prefix, records in them, or items here")
     partitioner: PartitionerSpec = Field(description="How the input is split into partitions")
     processor: ProcessorSpec = Field(description="What runs for each partition")
     output: Location = Field(

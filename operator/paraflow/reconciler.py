@@ -186,7 +186,7 @@ class Reconciler:
         """Before anything starts: every bucket there, every destination reachable and not, under
         another endpoint name, the output itself."""
         client = self._storage(creds)
-        buckets = [spec.input.bucket, spec.output.bucket]
+        buckets = [b for b in (spec.input.bucket, spec.output.bucket) if b]  # no input bucket: inline items
         await self.api.offload(runstore.preflight, client, spec.storage.endpoint, buckets)
         if spec.replication is None:
             return

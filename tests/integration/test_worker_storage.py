@@ -12,8 +12,9 @@ import pytest
 from minio import Minio
 
 from paraflow_worker import contract, sdk
-from paraflow_worker.contract import Env, PartitionItems, PlanSummary, ShardResult
-from paraflow_worker.partition import batch, list_items, write_plan
+from paraflow_worker.contract import Env, PartitionItems, PlanSummary, ReaderConfig, ShardResult
+from paraflow_worker.partition import partitions_of, write_plan
+from paraflow_worker.readers import list_items
 from paraflow_worker.storage import get_json
 
 
@@ -28,16 +29,17 @@ def test_the_partitioner_lists_past_one_page_and_writes_a_complete_plan(s3: Mini
     put(s3, bucket, "in/skip.tmp", b"not a log")
     put(s3, bucket, "elsewhere/0.log", b"outside the prefix")
 
-    items = list_items(s3, bucket, "in/", key_glob="*.log")
-    summary = write_plan(s3, bucket, "run/", batch(items, 100, 10_000))
+    summary = write_plan(s3, bucket, "run/", partitions_of(s3, bucket, "in/", "*.log", 100, 10_000, ReaderConfig()))
 
     assert summary == PlanSummary(partition_count=25, item_count=2500, total_bytes=sum(len(k) % 7 + 1 for k in keys))
     plan = get_json(s3, bucket, contract.plan_key("run/"), PlanSummary)
     assert plan.partition_count == 25
     listed = [
-        i.key for p in range(25) for i in get_json(s3, bucket, contract.partition_key("run/", p), PartitionItems).items
+        (i.index, i.key)
+        for p in range(25)
+        for i in get_json(s3, bucket, contract.partition_key("run/", p), PartitionItems).items
     ]
-    assert listed == keys  # deterministic order, each key once
+    assert listed == list(enumerate(keys))  # deterministic order, each key once, numbered
 
 
 def test_the_partitioner_keeps_keys_ending_in_a_slash_with_or_without_content(s3: Minio, bucket: str) -> None:
@@ -78,7 +80,8 @@ def test_the_sdk_reads_its_slice_and_records_what_it_wrote(s3: Minio, bucket: st
     put(s3, bucket, contract.partition_key("run/", 3), PartitionItems(index=3, items=items).model_dump_json().encode())
 
     with sdk.shard() as shard:
-        mine = shard.items()
+        assert shard.kind == "objects"
+        mine = shard.objects()
         contents = []
         for item in mine:
             with shard.open(item) as stream:
@@ -92,6 +95,34 @@ def test_the_sdk_reads_its_slice_and_records_what_it_wrote(s3: Minio, bucket: st
     assert result.outputs[0].sha256 == hashlib.sha256(b"hello").hexdigest()
     assert result.output_prefix == "out/uid-1/p3/a2/"  # what replication strips to name the replica
     assert s3.get_object(bucket, "out/uid-1/p3/a2/result.txt").read() == b"hello"
+
+
+def test_a_record_shard_gets_its_records_and_batch_input_and_its_emitted_results_are_recorded(
+    s3: Minio, bucket: str, shard_env: dict[str, str]
+) -> None:
+    records = [contract.Record(index=10 + i, value={"sku": f"s{i}", "qty": i}) for i in range(5)]
+    doc = PartitionItems(index=3, kind="records", records=records, batch_input={"warehouse": "w1"})
+    put(s3, bucket, contract.partition_key("run/", 3), doc.model_dump_json(by_alias=True).encode())
+
+    with sdk.shard() as shard:
+        assert (shard.kind, shard.batch_input) == ("records", {"warehouse": "w1"})
+        mine = shard.records()
+        for record in mine:
+            shard.emit({"double": record.value["qty"] * 2}, record)
+        shard.emit({"batch": "done"})
+
+    assert [(r.index, r.value["sku"]) for r in mine] == [(11, "s1"), (13, "s3")]  # shard 1 of 2
+    result = get_json(s3, bucket, contract.shard_result_key("run/", 3, 2, 1), ShardResult)
+    assert result.results == "out/uid-1/p3/a2/results-s1.jsonl"
+    assert result.results in [o.key for o in result.outputs], "recorded like any output: replicated, hashed"
+    lines = [json.loads(x) for x in s3.get_object(bucket, result.results).read().splitlines()]
+    assert lines == [
+        {"index": 11, "result": {"double": 2}},
+        {"index": 13, "result": {"double": 6}},
+        {"index": None, "result": {"batch": "done"}},
+    ]
+    with pytest.raises(TypeError, match="maps over records"):
+        shard.objects()
 
 
 def test_the_sdk_refuses_an_output_name_s3_cannot_store_before_uploading_anything(

@@ -22,11 +22,12 @@ and the manifest names exactly one attempt per partition.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+T = TypeVar("T")
 PLAN_VERSION: Final = 1
 MANIFEST_VERSION: Final = 1
 
@@ -55,6 +56,8 @@ class Env:
     MAX_ITEMS: Final = "PARAFLOW_MAX_ITEMS_PER_PARTITION"
     MAX_BYTES: Final = "PARAFLOW_MAX_BYTES_PER_PARTITION"
     KEY_GLOB: Final = "PARAFLOW_KEY_GLOB"
+    # A ReaderConfig as JSON: how items are read out of the input (objects, or records in them).
+    READER: Final = "PARAFLOW_READER"
     # Partition pods only.
     PARTITION: Final = "PARAFLOW_PARTITION"
     ATTEMPT: Final = "PARAFLOW_ATTEMPT"
@@ -81,16 +84,52 @@ class _Strict(BaseModel):
     )
 
 
+class ReaderConfig(_Strict):
+    """How the built-in partitioner reads items (Step Functions' ItemReader and ReaderConfig)."""
+
+    format: Literal["objects", "jsonl", "json", "csv"] = "objects"
+    # One object holding the records (its key); empty: every object under the input prefix.
+    key: str = Field(default="", max_length=1024)
+    compression: Literal["auto", "none", "gzip"] = "auto"  # auto: gzip when the key ends in .gz
+    csv_header: Literal["firstRow", "given"] = "firstRow"
+    csv_columns: list[str] = Field(default_factory=list)
+    csv_delimiter: str = Field(default=",", min_length=1, max_length=1)
+    max_items: int = Field(default=0, ge=0)  # 0: every item
+    # Items given in the workflow itself instead of read from storage.
+    items: list[Any] | None = None
+    # Handed to every shard with its items (Step Functions' ItemBatcher BatchInput).
+    batch_input: dict[str, Any] | None = None
+
+
 class Item(_Strict):
     key: str = Field(min_length=1, max_length=1024)
     size: int = Field(ge=0)
     etag: str = Field(default="", max_length=128)
+    # Position in the whole input, in listing order (Step Functions' $$.Map.Item.Index).
+    index: int | None = Field(default=None, ge=0)
+
+
+class Record(_Strict):
+    """One record of a record input: a parsed JSON value, or a CSV row as a dict."""
+
+    index: int = Field(ge=0)  # position in the whole input ($$.Map.Item.Index)
+    value: Any
 
 
 class PartitionItems(_Strict):
     version: Literal[1] = PLAN_VERSION
     index: int = Field(ge=0, lt=MAX_PARTITIONS)
-    items: list[Item] = Field(max_length=MAX_ITEMS_PER_PARTITION)
+    kind: Literal["objects", "records"] = "objects"
+    items: list[Item] = Field(default_factory=list, max_length=MAX_ITEMS_PER_PARTITION)
+    records: list[Record] = Field(default_factory=list, max_length=MAX_ITEMS_PER_PARTITION)
+    batch_input: dict[str, Any] | None = None
+
+
+class PlanProblem(_Strict):
+    """Why the input cannot be partitioned (a malformed record, a wrong format): final, not retried."""
+
+    reason: str = Field(max_length=64)
+    message: str = Field(max_length=2048)
 
 
 class PlanSummary(_Strict):
@@ -100,6 +139,7 @@ class PlanSummary(_Strict):
     partition_count: int = Field(alias="partitionCount", ge=0, le=MAX_PARTITIONS)
     item_count: int = Field(alias="itemCount", ge=0)
     total_bytes: int = Field(alias="totalBytes", ge=0)
+    problem: PlanProblem | None = None
 
 
 class OutputObject(_Strict):
@@ -123,6 +163,8 @@ class ShardResult(_Strict):
     # Where the attempt wrote: an output's name is its key less this prefix. Empty in records
     # of an SDK older than run-scoped outputs.
     output_prefix: str = Field(default="", max_length=1024)
+    # The key of the shard's emitted results (JSONL, one of ``outputs``), if it emitted any.
+    results: str | None = Field(default=None, max_length=1024)
 
     def prefix(self, workflow_output_prefix: str, workflow_uid: str) -> str:
         """The recorded prefix; for an older SDK's record, the run-scoped layout its env gave it,
@@ -298,6 +340,11 @@ def key_problem(key: str) -> str | None:
     return None
 
 
-def shard_slice(items: list[Item], shard: int, shard_count: int) -> list[Item]:
+def results_name(shard: int) -> str:
+    """The output (under the attempt's prefix) holding one shard's emitted results, as JSONL."""
+    return f"results-s{shard}.jsonl"
+
+
+def shard_slice(items: list[T], shard: int, shard_count: int) -> list[T]:
     """Shard k of n takes every n-th item from k: balanced, and every item in exactly one shard."""
     return items[shard::shard_count]

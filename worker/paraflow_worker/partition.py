@@ -1,31 +1,47 @@
-"""The built-in partitioner: list the input prefix and batch its objects into partitions.
+"""The built-in partitioner: read the input's items and batch them into partitions.
 
-Listing is streamed and each partition is written as soon as it is full, so memory holds one
-partition at a time however many keys the prefix has. ``plan.json`` is written last: its
-presence means every partition object before it exists.
+Items are streamed (``readers``) and each partition is written as soon as it is full, with a
+bounded number of writes and bytes in flight, so memory holds a few partitions however large the
+input. ``plan.json`` is written last: its presence means every partition object before it
+exists. Input that cannot be read ends in a ``plan.json`` that says why (``problem``), with no
+partitions: a final answer, not a crash to retry.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import itertools
+import json
 import os
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from minio import Minio
 
-from paraflow_worker import contract
-from paraflow_worker.contract import Env, Item, PartitionItems, PlanSummary
-from paraflow_worker.storage import client_from_env, put_json
+from paraflow_worker import contract, readers
+from paraflow_worker.contract import Env, Item, PartitionItems, PlanProblem, PlanSummary, ReaderConfig
+from paraflow_worker.readers import InputProblem, RawRecord
+from paraflow_worker.storage import client_from_env, put_bytes, put_json
 
 WRITERS = 16
+MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
 
 
-def batch(items: Iterable[Item], max_items: int, max_bytes: int) -> Iterator[list[Item]]:
+class Sized(Protocol):
+    @property
+    def size(self) -> int: ...
+
+
+S = TypeVar("S", bound=Sized)
+
+
+def batch(items: Iterable[S], max_items: int, max_bytes: int) -> Iterator[list[S]]:
     """Greedy batching in input order. An item bigger than ``max_bytes`` gets a partition alone."""
     if max_items < 1 or max_bytes < 1:
         raise ValueError("max_items and max_bytes must be at least 1")
-    current: list[Item] = []
+    current: list[S] = []
     size = 0
     for item in items:
         if current and (len(current) >= max_items or size + item.size > max_bytes):
@@ -37,52 +53,108 @@ def batch(items: Iterable[Item], max_items: int, max_bytes: int) -> Iterator[lis
         yield current
 
 
-def list_items(client: Minio, bucket: str, prefix: str, key_glob: str = "") -> Iterator[Item]:
-    """Objects under ``prefix`` in S3 listing order (lexicographic, so deterministic).
-
-    A key ending in ``/`` is an object like any other (S3 and MinIO store, list and serve it,
-    with or without content), so it is an item too; only a listing's common prefixes, which
-    have no ETag, are not objects."""
-    for obj in client.list_objects(bucket, prefix=prefix, recursive=True):
-        if obj.object_name is None or (obj.is_dir and obj.etag is None):
-            continue
-        if key_glob and not fnmatch.fnmatchcase(obj.object_name[len(prefix) :], key_glob):
-            continue
-        yield Item(key=obj.object_name, size=obj.size or 0, etag=(obj.etag or "").strip('"'))
+def records_within(found: Iterable[RawRecord], max_bytes: int) -> Iterator[RawRecord]:
+    """Records, refusing one larger than a whole partition may be (a record cannot be split)."""
+    for record in found:
+        if record.size > max_bytes:
+            raise InputProblem(
+                "RecordTooLarge",
+                f"{record.where}: a record of {record.size} bytes, more than maxBytesPerPartition ({max_bytes})",
+            )
+        yield record
 
 
-def write_plan(client: Minio, bucket: str, run: str, batches: Iterable[list[Item]]) -> PlanSummary:
-    count = items = total = 0
+@dataclass(frozen=True)
+class Encoded:
+    """One partition, ready to write: its counts and its document for a given index."""
+
+    items: int
+    size: int
+    render: Callable[[int], bytes]
+
+
+def object_partitions(batches: Iterable[list[Item]], batch_input: dict[str, Any] | None) -> Iterator[Encoded]:
+    for part in batches:
+
+        def render(index: int, part: list[Item] = part) -> bytes:
+            doc = PartitionItems(index=index, items=part, batch_input=batch_input)
+            return doc.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+        yield Encoded(len(part), sum(i.size for i in part), render)
+
+
+def record_partitions(batches: Iterable[list[RawRecord]], batch_input: dict[str, Any] | None) -> Iterator[Encoded]:
+    """Documents assembled from the records' JSON text as read: nothing is parsed again."""
+    extra = "" if batch_input is None else f',"batchInput":{json.dumps(batch_input, ensure_ascii=False)}'
+    for part in batches:
+        body = ",".join(f'{{"index":{r.index},"value":{r.text}}}' for r in part)
+
+        def render(index: int, body: str = body) -> bytes:
+            head = f'{{"version":{contract.PLAN_VERSION},"index":{index},"kind":"records","records":['
+            return f"{head}{body}]{extra}}}".encode()
+
+        yield Encoded(len(part), sum(r.size for r in part), render)
+
+
+def write_plan(client: Minio, bucket: str, run: str, partitions: Iterable[Encoded]) -> PlanSummary:
+    count = items = total = in_flight = 0
     pending: list[Future[None]] = []
     with ThreadPoolExecutor(WRITERS) as pool:
-        for index, part in enumerate(batches):
+        for index, part in enumerate(partitions):
             if index >= contract.MAX_PARTITIONS:
-                raise SystemExit(
-                    f"paraflow-worker partition: more than {contract.MAX_PARTITIONS} partitions; "
-                    "raise maxItemsPerPartition/maxBytesPerPartition"
+                raise InputProblem(
+                    "TooManyPartitions",
+                    f"more than {contract.MAX_PARTITIONS} partitions: raise maxItemsPerPartition/maxBytesPerPartition",
                 )
-            doc = PartitionItems(index=index, items=part)
-            pending.append(pool.submit(put_json, client, bucket, contract.partition_key(run, index), doc))
-            count, items, total = index + 1, items + len(part), total + sum(i.size for i in part)
-            if len(pending) >= 4 * WRITERS:  # bound memory: wait for the oldest writes
-                for f in pending:
-                    f.result()
-                pending.clear()
-        for f in pending:
-            f.result()
+            data = part.render(index)
+            pending.append(pool.submit(put_bytes, client, bucket, contract.partition_key(run, index), data))
+            count, items, total, in_flight = index + 1, items + part.items, total + part.size, in_flight + len(data)
+            if len(pending) >= 4 * WRITERS or in_flight >= MAX_BYTES_IN_FLIGHT:  # bound memory
+                _wait(pending)
+                in_flight = 0
+        _wait(pending)
     summary = PlanSummary(partition_count=count, item_count=items, total_bytes=total)
     put_json(client, bucket, contract.plan_key(run), summary)
     return summary
 
 
+def _wait(pending: list[Future[None]]) -> None:
+    for f in pending:
+        f.result()
+    pending.clear()
+
+
+def partitions_of(
+    client: Minio, bucket: str, prefix: str, key_glob: str, max_items: int, max_bytes: int, reader: ReaderConfig
+) -> Iterator[Encoded]:
+    """The partitions the input makes, lazily: nothing is rendered until it is written."""
+    if reader.format == "objects" and reader.items is None:
+        objects: Iterable[Item] = readers.list_items(client, bucket, prefix, key_glob)
+        if reader.max_items:
+            objects = itertools.islice(objects, reader.max_items)
+        return object_partitions(batch(objects, max_items, max_bytes), reader.batch_input)
+    found = records_within(readers.records(client, bucket, prefix, reader, key_glob), max_bytes)
+    return record_partitions(batch(found, max_items, max_bytes), reader.batch_input)
+
+
 def main() -> None:
     env = os.environ
     client = client_from_env()
+    reader = ReaderConfig.model_validate_json(env.get(Env.READER) or "{}")
     bucket, prefix = env[Env.INPUT_BUCKET], env.get(Env.INPUT_PREFIX, "")
-    items = list_items(client, bucket, prefix, env.get(Env.KEY_GLOB, ""))
-    batches = batch(items, int(env[Env.MAX_ITEMS]), int(env[Env.MAX_BYTES]))
-    summary = write_plan(client, env[Env.RUN_BUCKET], env[Env.RUN_PREFIX], batches)
+    run_bucket, run = env[Env.RUN_BUCKET], env[Env.RUN_PREFIX]
+    partitions = partitions_of(
+        client, bucket, prefix, env.get(Env.KEY_GLOB, ""), int(env[Env.MAX_ITEMS]), int(env[Env.MAX_BYTES]), reader
+    )
+    try:
+        summary = write_plan(client, run_bucket, run, partitions)
+    except InputProblem as problem:
+        refused = PlanProblem(reason=problem.reason, message=problem.message[:2048])
+        empty = PlanSummary(partition_count=0, item_count=0, total_bytes=0, problem=refused)
+        put_json(client, run_bucket, contract.plan_key(run), empty)
+        print(f"plan: the input cannot be partitioned: {problem.reason}: {problem.message}", file=sys.stderr)
+        return
     print(
-        f"plan: {summary.partition_count} partitions, {summary.item_count} items, "
-        f"{summary.total_bytes} bytes from s3://{bucket}/{prefix}"
+        f"plan: {summary.partition_count} partitions, {summary.item_count} items, {summary.total_bytes} bytes "
+        f"from s3://{bucket}/{prefix} ({reader.format})"
     )

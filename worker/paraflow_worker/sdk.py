@@ -4,31 +4,40 @@
 
     with sdk.shard() as shard:                 # reads the env the operator set
         for item in shard.items():             # this shard's slice of the partition
-            with shard.open(item) as stream:   # streamed, never read whole
-                ...
+            if shard.kind == "records":        # input.reader.format jsonl, json, csv, or inline items
+                shard.emit({"total": item.value["qty"] * 2}, item)   # one small JSON result
+            else:                              # objects: sdk.Item(key, size, etag, index)
+                with shard.open(item) as stream:   # streamed, never read whole
+                    ...
         shard.write("summary.json", data)      # under this attempt's own output prefix
 
-Leaving the ``with`` block normally records the shard's result (keys, sizes, sha256) for the
-manifest; an exception records nothing, so the attempt counts as failed and is retried.
+Items know their position in the whole input (``item.index``, Step Functions' $$.Map.Item.Index);
+``shard.batch_input`` is the partitioner's batchInput. Leaving the ``with`` block normally
+records the shard's result (keys, sizes, sha256, and the emitted results as
+``results-s<shard>.jsonl``) for the manifest; an exception records nothing, so the attempt counts
+as failed and is retried.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, cast
+from typing import IO, Any, BinaryIO, Literal, cast
 
 from minio import Minio
 from urllib3 import BaseHTTPResponse
 
 from paraflow_worker import contract
-from paraflow_worker.contract import Env, Item, OutputObject, PartitionItems, ShardResult
+from paraflow_worker.contract import Env, Item, OutputObject, PartitionItems, Record, ShardResult
 from paraflow_worker.storage import HashingReader, client_from_env, get_json, object_tags, put_json
 
 PART_SIZE = 16 * 1024 * 1024
+RESULTS_IN_MEMORY = 8 * 1024 * 1024
 
 
 @dataclass
@@ -46,6 +55,9 @@ class Shard:
     output_prefix: str
     input_prefix: str = ""
     outputs: list[OutputObject] = field(default_factory=list)
+    _partition: PartitionItems | None = None
+    # Emitted results, spooled to disk beyond a few MiB: a shard may emit one per record.
+    _results: tempfile.SpooledTemporaryFile[bytes] | None = None
 
     @classmethod
     def from_env(cls, client: Minio | None = None) -> Shard:
@@ -68,14 +80,43 @@ class Shard:
         except KeyError as err:
             raise SystemExit(f"paraflow sdk: missing env var {err.args[0]}: not in a paraflow pod?") from err
 
-    def items(self) -> list[Item]:
-        doc = get_json(
-            self.client,
-            self.run_bucket,
-            contract.partition_key(self.run_prefix, self.partition),
-            PartitionItems,
-        )
-        return contract.shard_slice(doc.items, self.shard, self.shard_count)
+    def _doc(self) -> PartitionItems:
+        if self._partition is None:
+            key = contract.partition_key(self.run_prefix, self.partition)
+            self._partition = get_json(self.client, self.run_bucket, key, PartitionItems)
+        return self._partition
+
+    @property
+    def kind(self) -> Literal["objects", "records"]:
+        """objects: ``items()`` are Items to ``open``; records: Records with a parsed ``value``."""
+        return self._doc().kind
+
+    @property
+    def batch_input(self) -> dict[str, Any] | None:
+        return self._doc().batch_input
+
+    def items(self) -> list[Item] | list[Record]:
+        """This shard's slice of the partition: Items of an object input, Records of a record input."""
+        return self.records() if self.kind == "records" else self.objects()
+
+    def objects(self) -> list[Item]:
+        """``items()`` of an object input, typed; a record input raises (``kind`` tells which)."""
+        if self.kind != "objects":
+            raise TypeError("this workflow maps over records: use shard.records() or shard.items()")
+        return contract.shard_slice(self._doc().items, self.shard, self.shard_count)
+
+    def records(self) -> list[Record]:
+        """``items()`` of a record input, typed; an object input raises (``kind`` tells which)."""
+        if self.kind != "records":
+            raise TypeError("this workflow maps over objects: use shard.objects() or shard.items()")
+        return contract.shard_slice(self._doc().records, self.shard, self.shard_count)
+
+    def emit(self, result: Any, item: Item | Record | None = None) -> None:
+        """Record one small JSON result, for an item (its index is kept with it) or the batch."""
+        if self._results is None:
+            self._results = tempfile.SpooledTemporaryFile(max_size=RESULTS_IN_MEMORY)  # noqa: SIM115 (closed by commit)
+        line = {"index": None if item is None else item.index, "result": result}
+        self._results.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
 
     @contextmanager
     def open(self, item: Item) -> Iterator[BaseHTTPResponse]:
@@ -129,12 +170,18 @@ class Shard:
         return out
 
     def commit(self) -> None:
+        results = None
+        if self._results is not None:
+            self._results.seek(0)
+            results = self.write(contract.results_name(self.shard), self._results, "application/x-ndjson").key
+            self._results.close()
         result = ShardResult(
             partition=self.partition,
             attempt=self.attempt,
             shard=self.shard,
             outputs=self.outputs,
             output_prefix=self.output_prefix,
+            results=results,
         )
         key = contract.shard_result_key(self.run_prefix, self.partition, self.attempt, self.shard)
         put_json(self.client, self.run_bucket, key, result)

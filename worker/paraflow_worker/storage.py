@@ -82,6 +82,11 @@ def object_tags(values: dict[str, str] | None) -> Tags | None:
 
 def put_json(client: Minio, bucket: str, key: str, doc: BaseModel | dict[str, Any]) -> None:
     data = (doc.model_dump_json(by_alias=True) if isinstance(doc, BaseModel) else json.dumps(doc)).encode()
+    put_bytes(client, bucket, key, data)
+
+
+def put_bytes(client: Minio, bucket: str, key: str, data: bytes) -> None:
+    """A JSON document already serialised."""
     client.put_object(bucket, key, io.BytesIO(data), len(data), content_type="application/json")
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
+from minio import Minio
 from pydantic import ValidationError
 from rich.console import Console
 
@@ -261,28 +264,32 @@ def plan(
 ) -> None:
     """Dry-run the built-in partitioner from here and summarise the partitions it would make.
     Credentials: env PARAFLOW_S3_ACCESS_KEY/SECRET_KEY, else the workflow's Secret."""
-    import os
-
-    from paraflow_worker.partition import batch, list_items
-    from paraflow_worker.storage import make_client
+    from paraflow.k8s.builders import reader_config
+    from paraflow_worker.partition import partitions_of
+    from paraflow_worker.readers import InputProblem
 
     spec = _validate(_load_file(file))
     builtin = spec.partitioner.builtin
     if builtin is None:
         raise typer.BadParameter("plan runs the built-in partitioner only; a container partitioner runs as a Job")
-    access, secret = os.environ.get("PARAFLOW_S3_ACCESS_KEY"), os.environ.get("PARAFLOW_S3_SECRET_KEY")
-    if not access or not secret:
-        kube.load()
-        creds = kube.read_secret(namespace, spec.storage.credentials_secret)
-        access, secret = creds["accessKey"], creds["secretKey"]
-    client = make_client(endpoint or spec.storage.endpoint, access, secret, spec.storage.region)
-    items = list_items(client, spec.input.bucket, spec.input.prefix, builtin.key_glob)
-    sizes: list[tuple[int, int]] = [
-        (len(p), sum(i.size for i in p))
-        for p in batch(items, builtin.max_items_per_partition, parse_bytes(builtin.max_bytes_per_partition))
-    ]
+    client = _storage_client(spec, namespace, endpoint)
+    partitions = partitions_of(
+        client,
+        spec.input.bucket,
+        spec.input.prefix,
+        builtin.key_glob,
+        builtin.max_items_per_partition,
+        parse_bytes(builtin.max_bytes_per_partition),
+        reader_config(spec),
+    )
+    try:
+        sizes = [(p.items, p.size) for p in partitions]
+    except InputProblem as problem:
+        console.print(f"[red]{problem.reason}[/]: {problem.message}")
+        raise typer.Exit(1) from problem
     if not sizes:
-        console.print(f"[red]no input items[/] under s3://{spec.input.bucket}/{spec.input.prefix}")
+        where = f"under s3://{spec.input.bucket}/{spec.input.prefix}" if spec.input.bucket else "in input.items"
+        console.print(f"[red]no input items[/] {where}")
         raise typer.Exit(1)
     total_items, total_bytes = sum(n for n, _ in sizes), sum(b for _, b in sizes)
     out.print(
@@ -292,6 +299,63 @@ def plan(
         f"{spec.processor.shards_per_partition} shard(s) each, at most {spec.max_concurrency} at once",
         highlight=False,
     )
+
+
+def _storage_client(spec: WorkflowSpec, namespace: str, endpoint: str | None) -> Minio:
+    """MinIO as the workflow sees it, with env PARAFLOW_S3_ACCESS_KEY/SECRET_KEY, else its Secret."""
+    from paraflow_worker.storage import make_client
+
+    access, secret = os.environ.get("PARAFLOW_S3_ACCESS_KEY"), os.environ.get("PARAFLOW_S3_SECRET_KEY")
+    if not access or not secret:
+        kube.load()
+        creds = kube.read_secret(namespace, spec.storage.credentials_secret)
+        access, secret = creds["accessKey"], creds["secretKey"]
+    return make_client(endpoint or spec.storage.endpoint, access, secret, spec.storage.region)
+
+
+@app.command()
+def results(
+    name: str,
+    namespace: Namespace = "default",
+    endpoint: Annotated[str | None, typer.Option(help="Override spec.storage.endpoint (e.g. a port-forward)")] = None,
+) -> None:
+    """Stream the results the winning attempts emitted (shard.emit), as JSONL on stdout, in
+    partition and shard order. Credentials as for plan."""
+    from paraflow_worker import contract
+    from paraflow_worker.storage import get_json
+
+    kube.load()
+    doc = kube.get_workflow(name, namespace)
+    spec = _validate(doc)
+    where = (doc.get("status") or {}).get("manifest", "")
+    if not where:
+        phase = (doc.get("status") or {}).get("phase", "Pending")
+        console.print(f"[red]{namespace}/{name} has no result manifest yet[/] (phase {phase})")
+        raise typer.Exit(1)
+    client = _storage_client(spec, namespace, endpoint)
+    bucket, _, key = where.removeprefix("s3://").partition("/")
+    manifest = get_json(client, bucket, key, contract.ResultManifest)
+    for part in sorted(manifest.succeeded, key=lambda p: p.index):
+        shards = client.list_objects(bucket, prefix=part.results_prefix)
+        for record in sorted((o.object_name for o in shards if o.object_name), key=_shard_number):
+            shard = get_json(client, bucket, record, contract.ShardResult)
+            if shard.results is not None:
+                _copy_lines(client, spec.output.bucket, shard.results)
+
+
+def _shard_number(key: str) -> int:
+    return int(key.rsplit("/s", 1)[1].removesuffix(".json"))
+
+
+def _copy_lines(client: Minio, bucket: str, key: str) -> None:
+    response = client.get_object(bucket, key)
+    try:
+        for chunk in response.stream(1 << 20):
+            sys.stdout.buffer.write(chunk)
+    finally:
+        response.close()
+        response.release_conn()
+    sys.stdout.flush()
 
 
 @app.command("check-install")

@@ -157,6 +157,22 @@ def _job(
     }
 
 
+def reader_config(spec: WorkflowSpec) -> contract.ReaderConfig:
+    """What the built-in partitioner is told about reading the input (env PARAFLOW_READER)."""
+    reader, builtin = spec.input.reader, spec.partitioner.builtin
+    return contract.ReaderConfig(
+        format=reader.format,
+        key=reader.key,
+        compression=reader.compression,
+        csv_header=reader.csv.header_location,
+        csv_columns=reader.csv.headers,
+        csv_delimiter=reader.csv.delimiter,
+        max_items=reader.max_items,
+        items=spec.input.items,
+        batch_input=builtin.batch_input if builtin is not None else None,
+    )
+
+
 def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings: Settings) -> dict[str, Any]:
     env = common_env(wf, spec)
     builtin = spec.partitioner.builtin
@@ -165,6 +181,7 @@ def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings:
             {"name": Env.MAX_ITEMS, "value": str(builtin.max_items_per_partition)},
             {"name": Env.MAX_BYTES, "value": str(parse_bytes(builtin.max_bytes_per_partition))},
             {"name": Env.KEY_GLOB, "value": builtin.key_glob},
+            {"name": Env.READER, "value": reader_config(spec).model_dump_json(exclude_defaults=True)},
         ]
         container = _container("partitioner", settings.worker_image, None, env, settings, ["partition"])
     else:

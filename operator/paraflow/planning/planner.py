@@ -234,7 +234,8 @@ def _partition_stage(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> 
             _fail(
                 out,
                 "NoPartitions",
-                f"the partitioner found no input items under s3://{spec.input.bucket}/{spec.input.prefix}",
+                "the partitioner found no input items "
+                + (f"under s3://{spec.input.bucket}/{spec.input.prefix}" if spec.input.bucket else "in input.items"),
                 now,
             )
             return

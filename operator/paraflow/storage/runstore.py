@@ -135,6 +135,8 @@ def read_plan(client: Minio, bucket: str, run: str) -> PlanRead:
         )
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise StorageUnavailable(f"cannot reach MinIO: {_cause(e)}") from e
+    if summary.problem is not None:  # the input itself cannot be partitioned: final
+        return PlanRead(error_reason=summary.problem.reason, error_message=summary.problem.message)
     return PlanRead(partition_count=summary.partition_count)
 
 

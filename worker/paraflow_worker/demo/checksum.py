@@ -47,7 +47,7 @@ def main() -> None:
             print(f"partition {shard.partition} attempt {shard.attempt}: injected failure, exit {code}")
             sys.exit(code)
         lines = []
-        for item in shard.items():
+        for item in shard.objects():
             digest = hashlib.sha256()
             with shard.open(item) as stream:
                 for chunk in stream.stream(1 << 20):

@@ -13,7 +13,7 @@ from paraflow_worker import sdk
 
 def main() -> None:
     with sdk.shard() as shard:
-        items = shard.items()
+        items = shard.objects()
         for item in items:
             with shard.open(item) as stream:
                 shard.write(shard.relative_name(item), cast(IO[bytes], stream))

@@ -73,7 +73,7 @@ class Stats:
 def process() -> None:
     with sdk.shard() as shard:
         stats = Stats()
-        items = shard.items()
+        items = shard.objects()
         for item in items:
             with shard.open(item) as raw, gzip.GzipFile(fileobj=raw) as unzipped:
                 for line in io.TextIOWrapper(unzipped, encoding="utf-8", errors="replace"):

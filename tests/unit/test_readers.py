@@ -1,0 +1,141 @@
+"""Records out of JSONL, JSON-array and CSV objects (plain or gzip) and inline items, against a
+fake of the MinIO client's two reading calls: every record comes back in order with its index in
+the whole input, partitions respect both limits, and each kind of bad input is refused with a
+message naming the object and the line or item at fault."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paraflow_worker.contract import PartitionItems, ReaderConfig
+from paraflow_worker.partition import batch, partitions_of
+from paraflow_worker.readers import InputProblem, records
+
+
+class Body(io.BytesIO):
+    def release_conn(self) -> None:
+        pass
+
+
+class Listed:
+    def __init__(self, key: str, size: int) -> None:
+        self.object_name, self.size, self.etag, self.is_dir = key, size, "e", False
+
+
+class FakeMinio:
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def get_object(self, bucket: str, key: str) -> Body:
+        return Body(self.objects[key])
+
+    def list_objects(self, bucket: str, prefix: str, recursive: bool) -> list[Listed]:
+        return [Listed(k, len(v)) for k, v in sorted(self.objects.items()) if k.startswith(prefix)]
+
+
+def read(objects: dict[str, bytes], **config: Any) -> list[tuple[int, Any]]:
+    found = records(FakeMinio(objects), "in", "", ReaderConfig(**config))  # type: ignore[arg-type]
+    return [(r.index, json.loads(r.text)) for r in found]
+
+
+def problem(objects: dict[str, bytes], **config: Any) -> InputProblem:
+    with pytest.raises(InputProblem) as caught:
+        read(objects, **config)
+    return caught.value
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def jsonl(values: list[Any]) -> bytes:
+    return b"".join(json.dumps(v).encode() + b"\n" for v in values)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(json_values, max_size=6), min_size=1, max_size=4), st.booleans())
+def test_jsonl_and_json_records_come_back_in_order_numbered_across_objects(
+    files: list[list[Any]], zipped: bool
+) -> None:
+    every = [v for values in files for v in values]
+    suffix = ".gz" if zipped else ""
+    pack = gzip.compress if zipped else (lambda b: b)
+    as_lines = {f"f{i}.jsonl{suffix}": pack(jsonl(values)) for i, values in enumerate(files)}
+    as_arrays = {f"f{i}.json{suffix}": pack(json.dumps(values).encode()) for i, values in enumerate(files)}
+    assert read(as_lines, format="jsonl") == list(enumerate(every))
+    assert read(as_arrays, format="json") == list(enumerate(every))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.lists(st.text(max_size=12), min_size=3, max_size=3), max_size=8),
+    st.sampled_from([",", ";", "\t"]),
+)
+def test_csv_rows_become_dicts_of_their_columns_quoted_as_python_reads_them(rows: list[list[str]], sep: str) -> None:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=sep)
+    writer.writerow(["id", "name", "note"])
+    writer.writerows(rows)
+    data = buffer.getvalue().encode()
+    expected = [dict(zip(["id", "name", "note"], row, strict=True)) for row in rows]
+    assert [value for _, value in read({"t.csv": data}, format="csv", csv_delimiter=sep)] == expected
+
+
+def test_given_csv_headers_read_every_row_as_data() -> None:
+    got = read({"t.csv": b"1,a\n2,b\n"}, format="csv", csv_header="given", csv_columns=["n", "s"])
+    assert got == [(0, {"n": "1", "s": "a"}), (1, {"n": "2", "s": "b"})]
+
+
+def test_inline_items_and_max_items() -> None:
+    assert read({}, format="jsonl", items=[1, {"a": "é"}, [2]]) == [(0, 1), (1, {"a": "é"}), (2, [2])]
+    assert read({"a.jsonl": jsonl(list(range(10)))}, format="jsonl", max_items=3) == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_record_partitions_keep_both_limits_and_their_documents_parse_back() -> None:
+    values = [{"n": i, "pad": "x" * (i % 7) * 10} for i in range(50)]
+    client = FakeMinio({"in/r.jsonl": jsonl(values)})
+    parts = list(partitions_of(client, "in", "in/", "", 4, 300, ReaderConfig(format="jsonl", batch_input={"k": 1})))  # type: ignore[arg-type]
+    docs = [PartitionItems.model_validate_json(p.render(i)) for i, p in enumerate(parts)]
+    assert [r.value for d in docs for r in d.records] == values
+    assert [r.index for d in docs for r in d.records] == list(range(50))
+    assert all(len(d.records) <= 4 and d.kind == "records" and d.batch_input == {"k": 1} for d in docs)
+    assert all(p.size <= 300 for p in parts)
+    assert list(batch([], 1, 1)) == []
+
+
+@pytest.mark.parametrize(
+    ("objects", "config", "reason", "says"),
+    [
+        ({"o.jsonl": b'{"a": 1}\n{"a": \n'}, {"format": "jsonl"}, "InvalidRecord", "s3://in/o.jsonl line 2: not JSON"),
+        ({"o.json": b'{"a": [1, 2]}'}, {"format": "json"}, "NotAnArray", "s3://in/o.json is not a JSON array"),
+        ({"o.json": b"[1, 2,"}, {"format": "json"}, "InvalidRecord", "s3://in/o.json: not valid JSON"),
+        ({"o.csv": b"a,b\n1,2\n3\n"}, {"format": "csv"}, "InvalidRecord", "s3://in/o.csv line 3: 1 fields where"),
+        ({"o.jsonl.gz": b'{"a": 1}\n'}, {"format": "jsonl"}, "NotGzip", "s3://in/o.jsonl.gz is not gzip-compressed"),
+        ({"o.jsonl": b"\xff\xfe\n"}, {"format": "jsonl"}, "InvalidRecord", "s3://in/o.jsonl line 1: not UTF-8"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_object_and_where_in_it(
+    objects: dict[str, bytes], config: dict[str, Any], reason: str, says: str
+) -> None:
+    refused = problem(objects, **config)
+    assert refused.reason == reason
+    assert says in refused.message
+
+
+def test_a_record_larger_than_a_whole_partition_is_refused_naming_it() -> None:
+    client = FakeMinio({"in/r.jsonl": jsonl(["small", "x" * 500])})
+    with pytest.raises(InputProblem) as caught:
+        list(partitions_of(client, "in", "in/", "", 10, 100, ReaderConfig(format="jsonl")))  # type: ignore[arg-type]
+    assert caught.value.reason == "RecordTooLarge"
+    assert "s3://in/in/r.jsonl line 2: a record of 502 bytes" in caught.value.message
