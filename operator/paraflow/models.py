@@ -163,17 +163,9 @@ class ReaderSpec(_Model):
 class InputSpec(Location):
     """What the Map runs over: objects (or records in them) under a prefix, or items given here."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                *PREFIX_RULES,
-                {
-                    "rule": "has(self.items) != (self.bucket != '')",
-                    "message": "set either input.bucket (read from storage) or input.items (given here), not both",
-                },
-            ]
-        }
-    )
+    # No CEL rule for "bucket or items": CEL cannot see a field of untyped JSON values, so the
+    # operator refuses such a spec (InvalidSpec), as `paraflow validate` does before submitting.
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": PREFIX_RULES})
     bucket: str = Field(
         default="", max_length=63, pattern=f"^$|{BUCKET}", description="Bucket name; empty with inline items"
     )

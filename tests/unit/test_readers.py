@@ -21,8 +21,23 @@ from paraflow_worker.readers import InputProblem, records
 
 
 class Body(io.BytesIO):
+    """Like urllib3's response: closes itself once read to its end, unless told not to."""
+
+    auto_close = True
+
     def release_conn(self) -> None:
         pass
+
+    def readinto(self, buffer: Any) -> int:
+        if self.closed:
+            raise ValueError("read of closed file")
+        n = super().readinto(buffer)
+        if n == 0 and self.auto_close:
+            self.close()
+        return n
+
+    def readable(self) -> bool:
+        return True
 
 
 class Listed:

@@ -87,6 +87,10 @@ def _records_of(client: Minio, bucket: str, key: str, config: ReaderConfig) -> I
 @contextmanager
 def _open(client: Minio, bucket: str, key: str, compression: str) -> Iterator[IO[bytes]]:
     response = client.get_object(bucket, key)
+    # urllib3 closes a response read to its end, and a reader that then asks for more (gzip
+    # checking its trailer, ijson its last buffer) must get b"", not "read of closed file".
+    # (HTTPResponse has the switch; the BaseHTTPResponse minio declares does not.)
+    response.auto_close = False  # type: ignore[attr-defined]
     try:
         stream = io.BufferedReader(response, 1 << 20)
         if compression == "gzip" or (compression == "auto" and key.endswith(".gz")):
