@@ -23,6 +23,8 @@ BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 # the partitioner through one env var (Linux caps one at 128 KiB).
 MAX_INLINE_ITEMS = 1000
 MAX_INLINE_BYTES = 64 * 1024
+# batchInput goes to the partitioner in the same env var, and into every partition document.
+MAX_BATCH_INPUT_BYTES = 16 * 1024
 # Key prefixes: no control characters or backslashes; no leading '/' and no '.'/'..' segments
 # (checked separately: neither Go's nor Rust's regex engine has look-ahead).
 PREFIX_CHARS = r"^[^\x00-\x1f\x7f\\]*$"
@@ -265,8 +267,17 @@ class BuiltinPartitioner(_Model):
     )
     batch_input: dict[str, Any] | None = Field(
         default=None,
-        description="A JSON object handed to every shard with its items (Step Functions' BatchInput)",
+        description=f"A JSON object handed to every shard with its items (Step Functions' BatchInput), at most "
+        f"{MAX_BATCH_INPUT_BYTES // 1024} KiB as JSON",
     )
+
+    @field_validator("batch_input")
+    @classmethod
+    def _small_batch_input(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        size = len(json.dumps(v)) if v is not None else 0
+        if size > MAX_BATCH_INPUT_BYTES:
+            raise ValueError(f"batchInput is {size} bytes as JSON, more than {MAX_BATCH_INPUT_BYTES}")
+        return v
 
     @field_validator("max_bytes_per_partition")
     @classmethod

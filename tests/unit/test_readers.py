@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from minio.error import S3Error
 
 from paraflow_worker.contract import PartitionItems, ReaderConfig
 from paraflow_worker.partition import batch, partitions_of
@@ -24,6 +25,7 @@ class Body(io.BytesIO):
     """Like urllib3's response: closes itself once read to its end, unless told not to."""
 
     auto_close = True
+    delivered = 0
 
     def release_conn(self) -> None:
         pass
@@ -32,6 +34,7 @@ class Body(io.BytesIO):
         if self.closed:
             raise ValueError("read of closed file")
         n = super().readinto(buffer)
+        self.delivered += n
         if n == 0 and self.auto_close:
             self.close()
         return n
@@ -50,6 +53,8 @@ class FakeMinio:
         self.objects = objects
 
     def get_object(self, bucket: str, key: str) -> Body:
+        if key not in self.objects:
+            raise S3Error(None, "NoSuchKey", "The specified key does not exist.", key, "r", "h")  # type: ignore[arg-type]
         return Body(self.objects[key])
 
     def list_objects(self, bucket: str, prefix: str, recursive: bool) -> list[Listed]:
@@ -134,10 +139,14 @@ def test_record_partitions_keep_both_limits_and_their_documents_parse_back() -> 
     [
         ({"o.jsonl": b'{"a": 1}\n{"a": \n'}, {"format": "jsonl"}, "InvalidRecord", "s3://in/o.jsonl line 2: not JSON"),
         ({"o.json": b'{"a": [1, 2]}'}, {"format": "json"}, "NotAnArray", "s3://in/o.json is not a JSON array"),
-        ({"o.json": b"[1, 2,"}, {"format": "json"}, "InvalidRecord", "s3://in/o.json: not valid JSON"),
+        ({"o.json": b"[1, 2,"}, {"format": "json"}, "InvalidRecord", "s3://in/o.json near item 1: not valid JSON"),
         ({"o.csv": b"a,b\n1,2\n3\n"}, {"format": "csv"}, "InvalidRecord", "s3://in/o.csv line 3: 1 fields where"),
         ({"o.jsonl.gz": b'{"a": 1}\n'}, {"format": "jsonl"}, "NotGzip", "s3://in/o.jsonl.gz is not gzip-compressed"),
-        ({"o.jsonl": b"\xff\xfe\n"}, {"format": "jsonl"}, "InvalidRecord", "s3://in/o.jsonl line 1: not UTF-8"),
+        ({"o.jsonl": b"\xff\xfe\n"}, {"format": "jsonl"}, "InvalidRecord", "s3://in/o.jsonl line 1: not JSON"),
+        ({"o.jsonl": b'"\\ud800"\n'}, {"format": "jsonl"}, "InvalidRecord", "line 1: not JSON"),  # lone surrogate
+        ({"o.jsonl": b'{"a": NaN}\n'}, {"format": "jsonl"}, "InvalidRecord", "line 1: not JSON"),
+        ({"o.csv": b"a,a\n1,2\n"}, {"format": "csv"}, "InvalidRecord", "the header must name each column once"),
+        ({"o.csv": b"a,\n1,2\n"}, {"format": "csv"}, "InvalidRecord", "(an empty name)"),
     ],
 )
 def test_bad_input_is_refused_naming_the_object_and_where_in_it(
@@ -153,4 +162,37 @@ def test_a_record_larger_than_a_whole_partition_is_refused_naming_it() -> None:
     with pytest.raises(InputProblem) as caught:
         list(partitions_of(client, "in", "in/", "", 10, 100, ReaderConfig(format="jsonl")))  # type: ignore[arg-type]
     assert caught.value.reason == "RecordTooLarge"
-    assert "s3://in/in/r.jsonl line 2: a record of 502 bytes" in caught.value.message
+    assert "s3://in/in/r.jsonl line 2: a record over maxBytesPerPartition (100)" in caught.value.message
+
+
+def test_a_huge_line_is_refused_after_reading_no_more_than_one_record_allows() -> None:
+    class Counting(FakeMinio):
+        def get_object(self, bucket: str, key: str) -> Body:
+            self.body = super().get_object(bucket, key)
+            return self.body
+
+    client = Counting({"in/r.jsonl": b'"' + b"x" * 10_000_000 + b'"\n'})
+    with pytest.raises(InputProblem, match="line 1: a record over maxBytesPerPartition"):
+        list(partitions_of(client, "in", "in/", "", 10, 1000, ReaderConfig(format="jsonl")))  # type: ignore[arg-type]
+    assert client.body.delivered < 2 * 1024 * 1024, "stopped within a buffer of the limit, never held the line"
+
+
+def test_a_csv_with_a_byte_order_mark_names_its_first_column_plainly() -> None:
+    assert read({"t.csv": "\ufeffid,name\n1,a\n".encode()}, format="csv") == [(0, {"id": "1", "name": "a"})]
+
+
+def test_folder_markers_and_empty_objects_hold_no_records_and_a_missing_key_is_named() -> None:
+    objects = {"d/": b"", "empty.json": b"", "r.json": b"[1, 2]"}
+    assert read(objects, format="json") == [(0, 1), (1, 2)]
+    missing = problem({}, format="jsonl", key="typo.jsonl")
+    assert missing.reason == "InputNotReadable" and "s3://in/typo.jsonl: NoSuchKey" in missing.message
+
+
+def test_object_partitions_stay_readable_by_an_sdk_from_before_records() -> None:
+    client = FakeMinio({"in/a": b"1", "in/b": b"22"})
+    (part,) = partitions_of(client, "in", "in/", "", 10, 100, ReaderConfig())  # type: ignore[arg-type]
+    assert json.loads(part.render(0)) == {
+        "version": 1,
+        "index": 0,
+        "items": [{"key": "in/a", "size": 1, "etag": "e"}, {"key": "in/b", "size": 2, "etag": "e"}],
+    }

@@ -77,8 +77,12 @@ def object_partitions(batches: Iterable[list[Item]], batch_input: dict[str, Any]
     for part in batches:
 
         def render(index: int, part: list[Item] = part) -> bytes:
+            # Only the fields an older SDK knows (its models refuse unknown ones), so processor
+            # images built before records keep reading object partitions; batchInput is new
+            # and comes only when asked for.
             doc = PartitionItems(index=index, items=part, batch_input=batch_input)
-            return doc.model_dump_json(by_alias=True, exclude_none=True).encode()
+            legacy: dict[str, Any] = {"kind": True, "records": True, "items": {"__all__": {"index"}}}
+            return doc.model_dump_json(by_alias=True, exclude_none=True, exclude=legacy).encode()
 
         yield Encoded(len(part), sum(i.size for i in part), render)
 
@@ -133,7 +137,7 @@ def partitions_of(
         if reader.max_items:
             objects = itertools.islice(objects, reader.max_items)
         return object_partitions(batch(objects, max_items, max_bytes), reader.batch_input)
-    found = records_within(readers.records(client, bucket, prefix, reader, key_glob), max_bytes)
+    found = records_within(readers.records(client, bucket, prefix, reader, key_glob, max_bytes), max_bytes)
     return record_partitions(batch(found, max_items, max_bytes), reader.batch_input)
 
 

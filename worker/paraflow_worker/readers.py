@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import IO, cast
 
 import ijson  # type: ignore[import-untyped]
+import pydantic_core
 from minio import Minio
+from minio.error import S3Error
 
 from paraflow_worker.contract import Item, ReaderConfig
 
@@ -58,35 +60,49 @@ def list_items(client: Minio, bucket: str, prefix: str, key_glob: str = "") -> I
         index += 1
 
 
-def records(client: Minio, bucket: str, prefix: str, config: ReaderConfig, key_glob: str = "") -> Iterator[RawRecord]:
-    """Every record of the input in order, numbered across objects, at most ``max_items``."""
+def records(
+    client: Minio, bucket: str, prefix: str, config: ReaderConfig, key_glob: str = "", max_record_bytes: int = 1 << 30
+) -> Iterator[RawRecord]:
+    """Every record of the input in order, numbered across objects, at most ``max_items``.
+    Empty objects and folder markers (keys ending in ``/``) hold no records and are passed over."""
     if config.items is not None:
         found: Iterator[tuple[str, str]] = (
             (json.dumps(value, ensure_ascii=False), f"spec.input.items[{i}]") for i, value in enumerate(config.items)
         )
     else:
-        keys = [config.key] if config.key else [item.key for item in list_items(client, bucket, prefix, key_glob)]
-        found = itertools.chain.from_iterable(_records_of(client, bucket, key, config) for key in keys)
+        if config.key:
+            keys: Iterable[str] = [config.key]
+        else:
+            listed = list_items(client, bucket, prefix, key_glob)
+            keys = (item.key for item in listed if item.size > 0 and not item.key.endswith("/"))
+        found = itertools.chain.from_iterable(
+            _records_of(client, bucket, key, config, max_record_bytes) for key in keys
+        )
     if config.max_items:
         found = itertools.islice(found, config.max_items)
     for index, (text, where) in enumerate(found):
         yield RawRecord(index, text, len(text) if text.isascii() else len(text.encode()), where)
 
 
-def _records_of(client: Minio, bucket: str, key: str, config: ReaderConfig) -> Iterator[tuple[str, str]]:
+def _records_of(
+    client: Minio, bucket: str, key: str, config: ReaderConfig, max_record_bytes: int
+) -> Iterator[tuple[str, str]]:
     where = f"s3://{bucket}/{key}"
     with _open(client, bucket, key, config.compression) as stream:
         if config.format == "jsonl":
-            yield from _jsonl(stream, where)
+            yield from _jsonl(stream, where, max_record_bytes)
         elif config.format == "json":
             yield from _json_array(stream, where)
         else:
-            yield from _csv(stream, where, config)
+            yield from _csv(stream, where, config, max_record_bytes)
 
 
 @contextmanager
 def _open(client: Minio, bucket: str, key: str, compression: str) -> Iterator[IO[bytes]]:
-    response = client.get_object(bucket, key)
+    try:
+        response = client.get_object(bucket, key)
+    except S3Error as e:  # a mistyped reader.key, a bucket it may not read: no retry will help
+        raise InputProblem("InputNotReadable", f"s3://{bucket}/{key}: {e.code}: {e.message}") from e
     # urllib3 closes a response read to its end, and a reader that then asks for more (gzip
     # checking its trailer, ijson its last buffer) must get b"", not "read of closed file".
     # (HTTPResponse has the switch; the BaseHTTPResponse minio declares does not.)
@@ -101,46 +117,62 @@ def _open(client: Minio, bucket: str, key: str, compression: str) -> Iterator[IO
             yield cast(IO[bytes], gzip.GzipFile(fileobj=stream))
         else:
             yield stream
-    except (OSError, EOFError) as e:  # a truncated or corrupt gzip stream
-        raise InputProblem("NotGzip", f"s3://{bucket}/{key}: cannot decompress: {e}") from e
+    except (OSError, EOFError) as e:  # a truncated or corrupt gzip stream, a dropped connection
+        raise InputProblem("InvalidRecord", f"s3://{bucket}/{key}: cannot read it to its end: {e}") from e
     finally:
         response.close()
         response.release_conn()
 
 
-def _jsonl(stream: Iterable[bytes], where: str) -> Iterator[tuple[str, str]]:
-    for number, raw in enumerate(stream, 1):
+def _jsonl(stream: IO[bytes], where: str, max_record_bytes: int) -> Iterator[tuple[str, str]]:
+    """Lines checked by the parser the SDK reads them with (strict JSON: no NaN, no lone
+    surrogates), never read past one record's limit (a 100 MB line is refused, not held)."""
+    number = 0
+    while raw := stream.readline(max_record_bytes + 2):
+        number += 1
+        if len(raw) > max_record_bytes + 1:
+            raise InputProblem(
+                "RecordTooLarge", f"{where} line {number}: a record over maxBytesPerPartition ({max_record_bytes})"
+            )
         line = raw.strip()
         if not line:
             continue
         try:
+            pydantic_core.from_json(line, allow_inf_nan=False)
             text = line.decode()
-            json.loads(text)
-        except UnicodeDecodeError as e:
-            raise InputProblem("InvalidRecord", f"{where} line {number}: not UTF-8 ({e.reason})") from e
-        except json.JSONDecodeError as e:
-            raise InputProblem("InvalidRecord", f"{where} line {number}: not JSON: {e.msg} (column {e.colno})") from e
+        except ValueError as e:  # UnicodeDecodeError is one too
+            raise InputProblem("InvalidRecord", f"{where} line {number}: not JSON: {e}") from e
         yield text, f"{where} line {number}"
 
 
 def _json_array(stream: IO[bytes], where: str) -> Iterator[tuple[str, str]]:
+    """Elements of a top-level array. Numbers go through floats (ijson's C parser): an integer
+    beyond 64 bits or a decimal needing more than a double's precision is JSONL's job."""
     events = ijson.parse(stream, use_float=True)
+    number = 0
     try:
-        first = next(events, None)
-        if first is None or first[1] != "start_array":
-            kind = "nothing" if first is None else first[1].replace("start_", "an ").replace("map", "object")
+        first = next(events)
+        if first[1] != "start_array":
+            kind = {"start_map": "an object", "string": "a string", "null": "null"}.get(first[1], f"a {first[1]}")
             raise InputProblem("NotAnArray", f"{where} is not a JSON array of records: it holds {kind}")
         for number, value in enumerate(ijson.items(itertools.chain([first], events), "item")):
-            yield json.dumps(value, ensure_ascii=False), f"{where} item {number}"
-    except ijson.JSONError as e:
-        raise InputProblem("InvalidRecord", f"{where}: not valid JSON: {e}") from e
+            yield json.dumps(value, ensure_ascii=False, allow_nan=False), f"{where} item {number}"
+    except (ijson.JSONError, ValueError) as e:  # ValueError: a number JSON cannot carry (1e400)
+        first_line = (str(e).splitlines() or [type(e).__name__])[0]
+        raise InputProblem("InvalidRecord", f"{where} near item {number}: not valid JSON: {first_line}") from e
 
 
-def _csv(stream: IO[bytes], where: str, config: ReaderConfig) -> Iterator[tuple[str, str]]:
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+def _csv(stream: IO[bytes], where: str, config: ReaderConfig, max_record_bytes: int) -> Iterator[tuple[str, str]]:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that is not part of a name.
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    csv.field_size_limit(max(max_record_bytes, 1))
     rows = csv.reader(text, delimiter=config.csv_delimiter)
     try:
         header = list(config.csv_columns) if config.csv_header == "given" else next(rows, [])
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if "" in header or repeated:
+            problem = f"{', '.join(repeated)} repeated" if repeated else "an empty name"
+            raise InputProblem("InvalidRecord", f"{where}: the header must name each column once ({problem})")
         for row in rows:
             if not row:
                 continue
@@ -150,5 +182,8 @@ def _csv(stream: IO[bytes], where: str, config: ReaderConfig) -> Iterator[tuple[
                     f"{where} line {rows.line_num}: {len(row)} fields where the header has {len(header)}",
                 )
             yield json.dumps(dict(zip(header, row, strict=True)), ensure_ascii=False), f"{where} line {rows.line_num}"
-    except (csv.Error, UnicodeDecodeError) as e:
-        raise InputProblem("InvalidRecord", f"{where} line {rows.line_num}: {e}") from e
+    except csv.Error as e:
+        reason = "RecordTooLarge" if "field larger than field limit" in str(e) else "InvalidRecord"
+        raise InputProblem(reason, f"{where} line {rows.line_num + 1}: {e}") from e
+    except UnicodeDecodeError as e:
+        raise InputProblem("InvalidRecord", f"{where} line {rows.line_num + 1}: not UTF-8 ({e.reason})") from e

@@ -3,15 +3,18 @@
     from paraflow_worker import sdk
 
     with sdk.shard() as shard:                 # reads the env the operator set
-        for item in shard.items():             # this shard's slice of the partition
-            if shard.kind == "records":        # input.reader.format jsonl, json, csv, or inline items
-                shard.emit({"total": item.value["qty"] * 2}, item)   # one small JSON result
-            else:                              # objects: sdk.Item(key, size, etag, index)
-                with shard.open(item) as stream:   # streamed, never read whole
-                    ...
+        for item in shard.objects():           # this shard's slice of the partition's objects
+            with shard.open(item) as stream:   # streamed, never read whole
+                ...
         shard.write("summary.json", data)      # under this attempt's own output prefix
 
-Items know their position in the whole input (``item.index``, Step Functions' $$.Map.Item.Index);
+    with sdk.shard() as shard:                 # a record input (input.reader jsonl/json/csv, items)
+        for record in shard.records():         # record.index, record.value (parsed JSON)
+            shard.emit({"total": record.value["qty"] * 2}, record)   # one small JSON result
+
+``shard.kind`` says which the workflow maps over; ``shard.items()`` returns either.
+
+Records know their position in the whole input (``record.index``, Step Functions' $$.Map.Item.Index);
 ``shard.batch_input`` is the partitioner's batchInput. Leaving the ``with`` block normally
 records the shard's result (keys, sizes, sha256, and the emitted results as
 ``results-s<shard>.jsonl``) for the manifest; an exception records nothing, so the attempt counts
@@ -58,6 +61,7 @@ class Shard:
     _partition: PartitionItems | None = None
     # Emitted results, spooled to disk beyond a few MiB: a shard may emit one per record.
     _results: tempfile.SpooledTemporaryFile[bytes] | None = None
+    _committed: bool = False
 
     @classmethod
     def from_env(cls, client: Minio | None = None) -> Shard:
@@ -113,10 +117,13 @@ class Shard:
 
     def emit(self, result: Any, item: Item | Record | None = None) -> None:
         """Record one small JSON result, for an item (its index is kept with it) or the batch."""
+        if self._committed:
+            raise RuntimeError("emit() after the shard was committed: emit inside the `with sdk.shard()` block")
         if self._results is None:
             self._results = tempfile.SpooledTemporaryFile(max_size=RESULTS_IN_MEMORY)  # noqa: SIM115 (closed by commit)
         line = {"index": None if item is None else item.index, "result": result}
-        self._results.write(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+        # allow_nan=False: NaN and Infinity are not JSON, and strict readers of the results refuse them.
+        self._results.write(json.dumps(line, ensure_ascii=False, allow_nan=False).encode() + b"\n")
 
     @contextmanager
     def open(self, item: Item) -> Iterator[BaseHTTPResponse]:
@@ -141,6 +148,8 @@ class Shard:
     ) -> OutputObject:
         """Uploads ``name`` under this attempt's prefix; a stream is uploaded in parts.
         Any name S3 accepts will do; one that cannot be stored is refused before any upload."""
+        if name == contract.results_name(self.shard) and not self._committed:
+            raise ValueError(f"output {name!r} is where this shard's emitted results go: choose another name")
         key = f"{self.output_prefix}{name}"
         problem = contract.key_problem(key)
         if problem is not None:
@@ -170,6 +179,7 @@ class Shard:
         return out
 
     def commit(self) -> None:
+        self._committed = True
         results = None
         if self._results is not None:
             self._results.seek(0)

@@ -318,9 +318,12 @@ def results(
     name: str,
     namespace: Namespace = "default",
     endpoint: Annotated[str | None, typer.Option(help="Override spec.storage.endpoint (e.g. a port-forward)")] = None,
+    partial: Annotated[bool, typer.Option(help="Exit 0 even when some partitions failed")] = False,
 ) -> None:
     """Stream the results the winning attempts emitted (shard.emit), as JSONL on stdout, in
-    partition and shard order. Credentials as for plan."""
+    partition and shard order (each line has its record's "index": sort by it for input order).
+    Failed partitions have no results: they are named on stderr, and the exit code is 1 unless
+    --partial. Credentials as for plan."""
     from paraflow_worker import contract
     from paraflow_worker.storage import get_json
 
@@ -341,6 +344,11 @@ def results(
             shard = get_json(client, bucket, record, contract.ShardResult)
             if shard.results is not None:
                 _copy_lines(client, spec.output.bucket, shard.results)
+    if manifest.failed:
+        listed = indexsets.compress(manifest.failed)
+        console.print(f"[yellow]partitions {listed} failed[/]: their results are missing (paraflow redrive {name})")
+        if not partial:
+            raise typer.Exit(1)
 
 
 def _shard_number(key: str) -> int:
