@@ -131,6 +131,8 @@ def test_record_partitions_keep_both_limits_and_their_documents_parse_back() -> 
     assert [r.index for d in docs for r in d.records] == list(range(50))
     assert all(len(d.records) <= 4 and d.kind == "records" and d.batch_input == {"k": 1} for d in docs)
     assert all(p.size <= 300 for p in parts)
+    overhead = len('{"version":1,"index":99,"kind":"records","records":[]}') + len(',"batchInput":{"k": 1}')
+    assert all(len(p.render(99)) <= 300 + overhead for p in parts), "the limit bounds what is written"
     assert list(batch([], 1, 1)) == []
 
 

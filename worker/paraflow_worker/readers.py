@@ -40,7 +40,7 @@ class InputProblem(Exception):
 class RawRecord:
     index: int  # in the whole input
     text: str  # the value as JSON
-    size: int  # bytes of that JSON
+    size: int  # bytes it takes in a partition document
     where: str  # for messages: the object and line, or the inline item
 
 
@@ -81,7 +81,9 @@ def records(
     if config.max_items:
         found = itertools.islice(found, config.max_items)
     for index, (text, where) in enumerate(found):
-        yield RawRecord(index, text, len(text) if text.isascii() else len(text.encode()), where)
+        # What the record costs in its partition document: its JSON and the wrapper around it.
+        size = (len(text) if text.isascii() else len(text.encode())) + len(f'{{"index":{index},"value":}},')
+        yield RawRecord(index, text, size, where)
 
 
 def _records_of(
