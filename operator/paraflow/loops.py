@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,9 +55,14 @@ class WorkflowLoops:
         self.backoff, self.backoff_max = backoff, backoff_max
         self.loops: dict[str, _Loop] = {}
         self.active = False
+        # The context of the latest kopf handler that observed a workflow: passes need it (kopf
+        # posts Events through context variables it sets for its handlers), also when they are
+        # started by taking the Lease, from the elector's own task.
+        self.context: contextvars.Context | None = None
 
     def observe(self, uid: str, body: Mapping[str, Any]) -> None:
         """The workflow was seen (created, changed, listed at start-up): keep its loop running."""
+        self.context = contextvars.copy_context()
         loop = self.loops.get(uid)
         if loop is None:
             loop = self.loops[uid] = _Loop(body)
@@ -81,7 +87,7 @@ class WorkflowLoops:
 
     def _start(self, uid: str, loop: _Loop) -> None:
         if self.active and (loop.task is None or loop.task.done()):
-            loop.task = asyncio.create_task(self._run(uid, loop), name=f"paraflow-workflow-{uid}")
+            loop.task = asyncio.create_task(self._run(uid, loop), name=f"paraflow-workflow-{uid}", context=self.context)
 
     def wake(self, uid: str) -> None:
         loop = self.loops.get(uid)

@@ -26,7 +26,7 @@ from minio import Minio
 
 from tests.operator_process import OperatorProcess
 from tests.support import PartitionJobWatch, wait_for
-from tests.workflows import create, partition_jobs, upload_inputs, wait_phase, workflow
+from tests.workflows import create, partition_jobs, upload_inputs, wait_event, wait_phase, workflow
 
 DEMO_SLEEP = {"name": "PARAFLOW_DEMO_SLEEP_SECONDS", "value": "1"}
 LEASE_NAMESPACE = "default"
@@ -93,6 +93,7 @@ def test_a_sigkilled_leader_is_replaced_by_the_standby_without_duplicates_or_exc
     lease_env: dict[str, str],
     custom: client.CustomObjectsApi,
     batch: client.BatchV1Api,
+    core: client.CoreV1Api,
     s3: Minio,
     namespace: str,
     bucket: str,
@@ -113,6 +114,8 @@ def test_a_sigkilled_leader_is_replaced_by_the_standby_without_duplicates_or_exc
     finally:
         recorder.stop()
     assert done["status"]["phase"] == "Succeeded", done["status"]
+    # Posted by the new leader, from passes its taking the Lease started (kopf's context).
+    wait_event(core, namespace, "ha", "Normal", "Succeeded")
     took_over = log_time(standby, "holding the Lease") - killed_wall
     first_job = recorder.first_new_after(killed_at)
     assert first_job is not None, "the standby created the remaining partitions"
@@ -193,6 +196,7 @@ def test_a_leader_cut_off_from_the_apiserver_stops_acting_before_the_standby_may
     lease_env: dict[str, str],
     custom: client.CustomObjectsApi,
     batch: client.BatchV1Api,
+    core: client.CoreV1Api,
     s3: Minio,
     namespace: str,
     bucket: str,
@@ -215,6 +219,7 @@ def test_a_leader_cut_off_from_the_apiserver_stops_acting_before_the_standby_may
     proxy.heal()
     done = wait_phase(custom, namespace, "cut", {"Succeeded", "Failed"}, 300)
     assert done["status"]["phase"] == "Succeeded", done["status"]
+    wait_event(core, namespace, "cut", "Normal", "Succeeded")
     stopped = log_time(leader, "lost the Lease")
     started = log_time(standby, "holding the Lease")
     print(f"\ncut-off leader stopped {started - stopped:.1f}s before the standby took over")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 from typing import Any
 
@@ -393,3 +394,36 @@ def test_a_pass_cut_short_by_the_gate_runs_again_on_the_next_event() -> None:
         return len(calls)
 
     assert asyncio.run(scenario()) == 2
+
+
+def test_passes_started_by_taking_the_lease_run_in_the_handlers_context() -> None:
+    """kopf posts Events through context variables set for its handlers; a pass started from the
+    elector's task (a workflow seen before the Lease was taken) must still see them."""
+    handler_var: contextvars.ContextVar[str] = contextvars.ContextVar("handler_var")
+
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+
+        async def run_pass(body: Any, jobs: Any) -> float | None:
+            seen.append(handler_var.get("missing"))
+            return None
+
+        loops = WorkflowLoops(run_pass, lambda uid: [], 0, 1, 1)
+
+        async def kopf_handler() -> None:
+            handler_var.set("kopf")
+            loops.observe("u1", {"metadata": {"uid": "u1"}})
+
+        await asyncio.create_task(kopf_handler())
+        await asyncio.create_task(asyncio.sleep(0), context=contextvars.Context())
+        elector_task = asyncio.create_task(_activate(loops), context=contextvars.Context())
+        await elector_task
+        await asyncio.sleep(0.05)
+        await loops.stop()
+        return seen
+
+    assert asyncio.run(scenario()) == ["kopf"]
+
+
+async def _activate(loops: WorkflowLoops) -> None:
+    loops.activate()
