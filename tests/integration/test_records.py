@@ -41,7 +41,9 @@ def records_workflow(name: str, endpoint: str, bucket: str, reader: dict[str, An
 
 def emitted(namespace: str, name: str) -> list[dict[str, Any]]:
     done = cli("results", name, "-n", namespace)
-    return sorted((json.loads(line) for line in done.stdout.splitlines()), key=lambda r: r["index"])
+    # JSONL lines end at "\n" only: str.splitlines() would also cut at U+0085 or U+2028 inside a string.
+    lines = [line for line in done.stdout.split("\n") if line]
+    return sorted((json.loads(line) for line in lines), key=lambda r: r["index"])
 
 
 def put(s3: Minio, bucket: str, key: str, data: bytes) -> None:
