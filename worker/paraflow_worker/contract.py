@@ -105,9 +105,6 @@ class Item(_Strict):
     key: str = Field(min_length=1, max_length=1024)
     size: int = Field(ge=0)
     etag: str = Field(default="", max_length=128)
-    # Position in the whole input, in listing order: known to the partitioner, not yet written into
-    # object partitions (an older SDK refuses unknown fields); records carry theirs.
-    index: int | None = Field(default=None, ge=0)
 
 
 class Record(_Strict):

@@ -81,8 +81,7 @@ def object_partitions(batches: Iterable[list[Item]], batch_input: dict[str, Any]
             # images built before records keep reading object partitions; batchInput is new
             # and comes only when asked for.
             doc = PartitionItems(index=index, items=part, batch_input=batch_input)
-            legacy: dict[str, Any] = {"kind": True, "records": True, "items": {"__all__": {"index"}}}
-            return doc.model_dump_json(by_alias=True, exclude_none=True, exclude=legacy).encode()
+            return doc.model_dump_json(by_alias=True, exclude_none=True, exclude={"kind", "records"}).encode()
 
         yield Encoded(len(part), sum(i.size for i in part), render)
 

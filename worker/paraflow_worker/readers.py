@@ -50,14 +50,12 @@ def list_items(client: Minio, bucket: str, prefix: str, key_glob: str = "") -> I
     A key ending in ``/`` is an object like any other (S3 and MinIO store, list and serve it,
     with or without content), so it is an item too; only a listing's common prefixes, which
     have no ETag, are not objects."""
-    index = 0
     for obj in client.list_objects(bucket, prefix=prefix, recursive=True):
         if obj.object_name is None or (obj.is_dir and obj.etag is None):
             continue
         if key_glob and not fnmatch.fnmatchcase(obj.object_name[len(prefix) :], key_glob):
             continue
-        yield Item(key=obj.object_name, size=obj.size or 0, etag=(obj.etag or "").strip('"'), index=index)
-        index += 1
+        yield Item(key=obj.object_name, size=obj.size or 0, etag=(obj.etag or "").strip('"'))
 
 
 def records(

@@ -121,7 +121,7 @@ class Shard:
             raise RuntimeError("emit() after the shard was committed: emit inside the `with sdk.shard()` block")
         if self._results is None:
             self._results = tempfile.SpooledTemporaryFile(max_size=RESULTS_IN_MEMORY)  # noqa: SIM115 (closed by commit)
-        line = {"index": None if item is None else item.index, "result": result}
+        line = {"index": item.index if isinstance(item, Record) else None, "result": result}
         # allow_nan=False: NaN and Infinity are not JSON, and strict readers of the results refuse them.
         self._results.write(json.dumps(line, ensure_ascii=False, allow_nan=False).encode() + b"\n")
 
