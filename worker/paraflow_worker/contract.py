@@ -10,10 +10,12 @@ in the output bucket::
     partitions/<index>.json              PartitionItems: the input items of one partition
     results/p<index>/a<attempt>/s<shard>.json  ShardResult: what one shard wrote
     manifest.json                        ResultManifest (written by the operator at the end)
+    results/reduce/a<attempt>.json       ReduceResult: what the reduce step wrote
     identity.json                        a random token: tells at run time whether a replication
                                          destination is this very storage under another name
 
-Outputs of one attempt go under ``<output.prefix><workflow uid>/p<index>/a<attempt>/``. The run's
+Outputs of one attempt go under ``<output.prefix><workflow uid>/p<index>/a<attempt>/``, those of
+the reduce step under ``<output.prefix><workflow uid>/reduce/a<attempt>/``. The run's
 uid scopes them: two workflows sharing an output prefix (two namespaces, a re-created workflow)
 never write the same key, so a manifest can only name bytes its own run wrote. Attempts never
 share a key either, so a zombie pod of a superseded attempt cannot overwrite the winner's output,
@@ -64,6 +66,8 @@ class Env:
     SHARD_COUNT: Final = "PARAFLOW_SHARD_COUNT"
     OUTPUT_BUCKET: Final = "PARAFLOW_OUTPUT_BUCKET"
     OUTPUT_PREFIX: Final = "PARAFLOW_OUTPUT_PREFIX"
+    # The reduce pod only: the key (in the run bucket) of the result manifest it reduces.
+    MANIFEST: Final = "PARAFLOW_MANIFEST"
     # Replication Jobs only: a ReplicationTask as JSON, and per-destination credentials.
     REPLICATION: Final = "PARAFLOW_REPLICATION"
     # Tuning a user may set on a replication Job's pods (processes copying at once).
@@ -175,6 +179,15 @@ class ShardResult(_Strict):
         return f"{workflow_output_prefix}p{self.partition}/a{self.attempt}/"
 
 
+class ReduceResult(_Strict):
+    """What the reduce step wrote: its outputs, replicated with the partitions' by the run-wide copy."""
+
+    version: Literal[1] = MANIFEST_VERSION
+    attempt: int = Field(ge=1)
+    outputs: list[OutputObject]
+    output_prefix: str = Field(max_length=1024)
+
+
 class ManifestPartition(_Strict):
     index: int = Field(ge=0)
     attempt: int = Field(ge=1)
@@ -223,6 +236,8 @@ class ReplicationTask(_Strict):
     output_prefix: str = Field(max_length=900)
     # None: every partition the result manifest names (the run-wide copy of mode afterAll).
     partitions: list[PartitionRef] | None = Field(default=None, max_length=MAX_PARTITIONS)
+    # The reduce step's winning attempt, whose outputs the run-wide copy also carries.
+    reduce_attempt: int | None = Field(default=None, ge=1)
     targets: list[ReplicationTarget] = Field(min_length=1, max_length=8)
     filter_prefix: str = Field(default="", max_length=900)
     filter_tags: dict[str, str] = Field(default_factory=dict)
@@ -264,10 +279,18 @@ def replication_report_key(run: str, label: str, shard: int) -> str:
     return f"{replication_reports_prefix(run, label)}s{shard}.json"
 
 
-def replica_key(target_prefix: str, partition: int, name: str) -> str:
-    """Output ``stats.json`` of partition 3 -> ``<target prefix>p3/stats.json``: replicas carry
-    neither the run nor the attempt, so a destination holds the latest copy of each output."""
-    return f"{target_prefix}p{partition}/{name}"
+REDUCE_FOLDER: Final = "reduce"
+
+
+def partition_folder(partition: int) -> str:
+    return f"p{partition}"
+
+
+def replica_key(target_prefix: str, folder: str, name: str) -> str:
+    """Output ``stats.json`` of partition 3 -> ``<target prefix>p3/stats.json``, of the reduce step
+    ``<target prefix>reduce/stats.json``: replicas carry neither the run nor the attempt, so a
+    destination holds the latest copy of each output."""
+    return f"{target_prefix}{folder}/{name}"
 
 
 # User metadata on every replica (ASCII only: header values cannot carry arbitrary keys).
@@ -297,6 +320,10 @@ def shard_result_key(run: str, partition: int, attempt: int, shard: int) -> str:
     return f"{results_prefix(run, partition, attempt)}s{shard}.json"
 
 
+def reduce_result_key(run: str, attempt: int) -> str:
+    return f"{run}results/{REDUCE_FOLDER}/a{attempt}.json"
+
+
 def manifest_key(run: str) -> str:
     return f"{run}manifest.json"
 
@@ -310,7 +337,11 @@ def run_output_prefix(output_prefix: str, workflow_uid: str) -> str:
 
 
 def attempt_output_prefix(output_prefix: str, workflow_uid: str, partition: int, attempt: int) -> str:
-    return f"{run_output_prefix(output_prefix, workflow_uid)}p{partition}/a{attempt}/"
+    return f"{run_output_prefix(output_prefix, workflow_uid)}{partition_folder(partition)}/a{attempt}/"
+
+
+def reduce_output_prefix(output_prefix: str, workflow_uid: str, attempt: int) -> str:
+    return f"{run_output_prefix(output_prefix, workflow_uid)}{REDUCE_FOLDER}/a{attempt}/"
 
 
 MAX_KEY_BYTES: Final = 1024

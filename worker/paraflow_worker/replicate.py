@@ -51,6 +51,7 @@ from paraflow_worker.contract import (
     Failure,
     OutputObject,
     PartitionRef,
+    ReduceResult,
     ReplicationReport,
     ReplicationTarget,
     ReplicationTask,
@@ -95,7 +96,8 @@ def shard_of(key: str, shards: int) -> int:
 @dataclass
 class Work:
     obj: OutputObject
-    partition: int
+    # Where its replica goes under the target prefix: p<partition>, or reduce.
+    folder: str
     # The output's name within its attempt (its key less the attempt's output prefix).
     name: str
 
@@ -190,7 +192,7 @@ class Replicator:
         self.max_copy_part = MAX_COPY_PART
 
     def work(self) -> list[Work]:
-        """Every selected output of the task's partitions (all shards' share)."""
+        """Every selected output of the task's partitions (all shards' share), and of its reduce step."""
         run = self.run_prefix
         refs = self.task.partitions
         if refs is None:
@@ -200,17 +202,25 @@ class Replicator:
         for ref in refs:
             prefix = contract.results_prefix(run, ref.index, ref.attempt)
             for listed in self.source.list_objects(self.bucket, prefix=prefix, recursive=True):
-                result = get_json(self.source, self.bucket, listed.object_name or "", ShardResult)
+                record = listed.object_name or ""
+                result = get_json(self.source, self.bucket, record, ShardResult)
                 written_under = result.prefix(self.task.output_prefix, self.task.run_uid)
-                for obj in result.outputs:
-                    if not obj.key.startswith(written_under):
-                        raise ValueError(
-                            f"shard record {listed.object_name} names {obj.key!r} outside {written_under!r}"
-                        )
-                    w = Work(obj, ref.index, obj.key[len(written_under) :])
-                    if self._selected(w):
-                        out.append(w)
+                out += self._outputs(record, result.outputs, written_under, contract.partition_folder(ref.index))
+        if self.task.reduce_attempt is not None:
+            record = contract.reduce_result_key(run, self.task.reduce_attempt)
+            reduced = get_json(self.source, self.bucket, record, ReduceResult)
+            out += self._outputs(record, reduced.outputs, reduced.output_prefix, contract.REDUCE_FOLDER)
         return out
+
+    def _outputs(self, record: str, outputs: list[OutputObject], written_under: str, folder: str) -> list[Work]:
+        selected = []
+        for obj in outputs:
+            if not obj.key.startswith(written_under):
+                raise ValueError(f"record {record} names {obj.key!r} outside {written_under!r}")
+            w = Work(obj, folder, obj.key[len(written_under) :])
+            if self._selected(w):
+                selected.append(w)
+        return selected
 
     def _selected(self, w: Work) -> bool:
         if not w.name.startswith(self.task.filter_prefix):
@@ -302,7 +312,7 @@ class Replicator:
         return bool(self.task.workflow) and (replica.workflow, replica.destination) == (self.task.workflow, target.name)
 
     def _dest_key(self, target: ReplicationTarget, w: Work) -> str:
-        return contract.replica_key(target.prefix, w.partition, w.name)
+        return contract.replica_key(target.prefix, w.folder, w.name)
 
     def _one(
         self,

@@ -14,6 +14,13 @@
 
 ``shard.kind`` says which the workflow maps over; ``shard.items()`` returns either.
 
+    with sdk.reduce() as run:                  # the reduce step, once the map is done
+        for out in run.map_outputs():          # every winning attempt's outputs (out.partition, out.name)
+            with run.open(out) as stream: ...
+        for emitted in run.map_results():      # every emitted result (partition, index, result)
+            ...
+        run.write("summary.json", data)        # under the reduce attempt's own prefix
+
 Records know their position in the whole input (``record.index``, Step Functions' $$.Map.Item.Index);
 ``shard.batch_input`` is the partitioner's batchInput. Leaving the ``with`` block normally
 records the shard's result (keys, sizes, sha256, and the emitted results as
@@ -28,7 +35,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, Literal, cast
 
@@ -36,7 +43,16 @@ from minio import Minio
 from urllib3 import BaseHTTPResponse
 
 from paraflow_worker import contract
-from paraflow_worker.contract import Env, Item, OutputObject, PartitionItems, Record, ShardResult
+from paraflow_worker.contract import (
+    Env,
+    Item,
+    OutputObject,
+    PartitionItems,
+    Record,
+    ReduceResult,
+    ResultManifest,
+    ShardResult,
+)
 from paraflow_worker.storage import HashingReader, client_from_env, get_json, object_tags, put_json
 
 PART_SIZE = 16 * 1024 * 1024
@@ -44,8 +60,62 @@ RESULTS_IN_MEMORY = 8 * 1024 * 1024
 
 
 @dataclass
-class Shard:
+class _Outputs:
+    """Writes outputs under one attempt's own prefix and records what it wrote."""
+
     client: Minio
+    output_bucket: str
+    output_prefix: str
+    outputs: list[OutputObject] = field(default_factory=list, kw_only=True)
+
+    def _reserved(self, name: str) -> str | None:
+        """Why ``name`` is not the user's to write, or None."""
+        return None
+
+    def write(
+        self,
+        name: str,
+        data: bytes | IO[bytes],
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> OutputObject:
+        """Uploads ``name`` under this attempt's prefix; a stream is uploaded in parts.
+        Any name S3 accepts will do; one that cannot be stored is refused before any upload."""
+        reserved = self._reserved(name)
+        if reserved is not None:
+            raise ValueError(f"output {name!r} {reserved}: choose another name")
+        key = f"{self.output_prefix}{name}"
+        problem = contract.key_problem(key)
+        if problem is not None:
+            raise ValueError(f"output {name!r} cannot be stored as {key!r}: {problem}")
+        reader = HashingReader(io.BytesIO(data) if isinstance(data, bytes) else data)
+        result = self.client.put_object(
+            self.output_bucket,
+            key,
+            cast(BinaryIO, reader),
+            length=-1,
+            part_size=PART_SIZE,
+            content_type=content_type,
+            metadata=cast(Any, metadata),
+            tags=object_tags(tags),
+        )
+        out = OutputObject(
+            key=key,
+            size=reader.size,
+            sha256=reader.sha256.hexdigest(),
+            etag=(result.etag or "").strip('"'),
+            version_id=result.version_id,
+            content_type=content_type,
+            metadata=dict(metadata or {}),
+            tags=dict(tags or {}),
+        )
+        self.outputs.append(out)
+        return out
+
+
+@dataclass
+class Shard(_Outputs):
     workflow: str
     partition: int
     attempt: int
@@ -54,10 +124,7 @@ class Shard:
     input_bucket: str
     run_bucket: str
     run_prefix: str
-    output_bucket: str
-    output_prefix: str
     input_prefix: str = ""
-    outputs: list[OutputObject] = field(default_factory=list)
     _partition: PartitionItems | None = None
     # Emitted results, spooled to disk beyond a few MiB: a shard may emit one per record.
     _results: tempfile.SpooledTemporaryFile[bytes] | None = None
@@ -125,58 +192,17 @@ class Shard:
         # allow_nan=False: NaN and Infinity are not JSON, and strict readers of the results refuse them.
         self._results.write(json.dumps(line, ensure_ascii=False, allow_nan=False).encode() + b"\n")
 
-    @contextmanager
-    def open(self, item: Item) -> Iterator[BaseHTTPResponse]:
-        response = self.client.get_object(self.input_bucket, item.key)
-        try:
-            yield response
-        finally:
-            response.close()
-            response.release_conn()
+    def open(self, item: Item) -> AbstractContextManager[BaseHTTPResponse]:
+        return _stream(self.client, self.input_bucket, item.key)
 
     def relative_name(self, item: Item) -> str:
         """The item's key within the input prefix: a natural name for the output made from it."""
         return item.key[len(self.input_prefix) :] if item.key.startswith(self.input_prefix) else item.key
 
-    def write(
-        self,
-        name: str,
-        data: bytes | IO[bytes],
-        content_type: str = "application/octet-stream",
-        metadata: dict[str, str] | None = None,
-        tags: dict[str, str] | None = None,
-    ) -> OutputObject:
-        """Uploads ``name`` under this attempt's prefix; a stream is uploaded in parts.
-        Any name S3 accepts will do; one that cannot be stored is refused before any upload."""
+    def _reserved(self, name: str) -> str | None:
         if name == contract.results_name(self.shard) and not self._committed:
-            raise ValueError(f"output {name!r} is where this shard's emitted results go: choose another name")
-        key = f"{self.output_prefix}{name}"
-        problem = contract.key_problem(key)
-        if problem is not None:
-            raise ValueError(f"output {name!r} cannot be stored as {key!r}: {problem}")
-        reader = HashingReader(io.BytesIO(data) if isinstance(data, bytes) else data)
-        result = self.client.put_object(
-            self.output_bucket,
-            key,
-            cast(BinaryIO, reader),
-            length=-1,
-            part_size=PART_SIZE,
-            content_type=content_type,
-            metadata=cast(Any, metadata),
-            tags=object_tags(tags),
-        )
-        out = OutputObject(
-            key=key,
-            size=reader.size,
-            sha256=reader.sha256.hexdigest(),
-            etag=(result.etag or "").strip('"'),
-            version_id=result.version_id,
-            content_type=content_type,
-            metadata=dict(metadata or {}),
-            tags=dict(tags or {}),
-        )
-        self.outputs.append(out)
-        return out
+            return "is where this shard's emitted results go"
+        return None
 
     def commit(self) -> None:
         self._committed = True
@@ -202,3 +228,121 @@ def shard(client: Minio | None = None) -> Iterator[Shard]:
     current = Shard.from_env(client)
     yield current
     current.commit()
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """One result a map shard emitted: its partition, its record's index (None: per batch), the value."""
+
+    partition: int
+    index: int | None
+    result: Any
+
+
+@dataclass(frozen=True)
+class MapOutput:
+    """One output of a winning attempt: its partition, its name within the attempt, its record."""
+
+    partition: int
+    name: str
+    obj: OutputObject
+
+
+@dataclass
+class Reducer(_Outputs):
+    """The reduce step: reads what the map's winning attempts wrote and emitted, writes its own outputs."""
+
+    workflow: str
+    attempt: int
+    run_bucket: str
+    run_prefix: str
+    manifest_key: str
+    _manifest: ResultManifest | None = None
+
+    @classmethod
+    def from_env(cls, client: Minio | None = None) -> Reducer:
+        e = os.environ
+        try:
+            return cls(
+                client=client or client_from_env(),
+                workflow=e[Env.WORKFLOW],
+                attempt=int(e[Env.ATTEMPT]),
+                run_bucket=e[Env.RUN_BUCKET],
+                run_prefix=e[Env.RUN_PREFIX],
+                manifest_key=e[Env.MANIFEST],
+                output_bucket=e[Env.OUTPUT_BUCKET],
+                output_prefix=e[Env.OUTPUT_PREFIX],
+            )
+        except KeyError as err:
+            raise SystemExit(f"paraflow sdk: missing env var {err.args[0]}: not in a paraflow reduce pod?") from err
+
+    @property
+    def manifest(self) -> ResultManifest:
+        """Which attempt won each partition, and which partitions failed (within tolerance)."""
+        if self._manifest is None:
+            self._manifest = get_json(self.client, self.run_bucket, self.manifest_key, ResultManifest)
+        return self._manifest
+
+    def _shard_records(self) -> Iterator[tuple[int, ShardResult]]:
+        for part in sorted(self.manifest.succeeded, key=lambda p: p.index):
+            listed = self.client.list_objects(self.run_bucket, prefix=part.results_prefix, recursive=True)
+            records = [get_json(self.client, self.run_bucket, o.object_name or "", ShardResult) for o in listed]
+            for record in sorted(records, key=lambda r: r.shard):
+                yield part.index, record
+
+    def map_outputs(self) -> Iterator[MapOutput]:
+        """Every output of the winning attempts (emitted results files included), in partition order."""
+        for partition, record in self._shard_records():
+            written_under = record.prefix(self._workflow_output_prefix(), self.manifest.uid)
+            for obj in record.outputs:
+                yield MapOutput(partition, obj.key.removeprefix(written_under), obj)
+
+    def map_results(self) -> Iterator[Emitted]:
+        """Every result the winning attempts emitted, streamed, in partition and shard order."""
+        for partition, record in self._shard_records():
+            if record.results is None:
+                continue
+            with _stream(self.client, self.output_bucket, record.results) as response:
+                for line in _lines(response):
+                    doc = json.loads(line)
+                    yield Emitted(partition, doc["index"], doc["result"])
+
+    def open(self, output: MapOutput | OutputObject) -> AbstractContextManager[BaseHTTPResponse]:
+        obj = output.obj if isinstance(output, MapOutput) else output
+        return _stream(self.client, self.output_bucket, obj.key)
+
+    def _workflow_output_prefix(self) -> str:
+        """The workflow's output.prefix: the reduce's own prefix less ``<uid>/reduce/a<n>/``."""
+        return self.output_prefix.removesuffix(contract.reduce_output_prefix("", self.manifest.uid, self.attempt))
+
+    def commit(self) -> None:
+        result = ReduceResult(attempt=self.attempt, outputs=self.outputs, output_prefix=self.output_prefix)
+        put_json(self.client, self.run_bucket, contract.reduce_result_key(self.run_prefix, self.attempt), result)
+
+
+@contextmanager
+def reduce(client: Minio | None = None) -> Iterator[Reducer]:
+    """The reduce step's counterpart of :func:`shard`: leaving the block normally records its outputs."""
+    current = Reducer.from_env(client)
+    yield current
+    current.commit()
+
+
+@contextmanager
+def _stream(client: Minio, bucket: str, key: str) -> Iterator[BaseHTTPResponse]:
+    response = client.get_object(bucket, key)
+    try:
+        yield response
+    finally:
+        response.close()
+        response.release_conn()
+
+
+def _lines(response: BaseHTTPResponse) -> Iterator[bytes]:
+    """JSONL lines end at b"\\n" only (a JSON string may hold U+2028 or U+0085)."""
+    rest = b""
+    for chunk in response.stream(1 << 20):
+        *complete, rest = (rest + chunk).split(b"\n")
+        yield from (line for line in complete if line)
+    if rest:
+        yield rest
