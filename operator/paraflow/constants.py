@@ -25,6 +25,7 @@ ROLE_PARTITIONER: Final = "partitioner"
 ROLE_PARTITION: Final = "partition"
 ROLE_REPLICATION: Final = "replication"  # one partition's outputs (mode perPartition)
 ROLE_REPLICATION_ALL: Final = "replication-all"  # the whole run's outputs (mode afterAll)
+ROLE_REDUCE: Final = "reduce"  # the optional step after the map
 
 # Setting this annotation to a new value re-runs the failed partitions of a finished workflow.
 ANNOTATION_REDRIVE: Final = f"{GROUP}/redrive"
@@ -36,6 +37,7 @@ COND_FAILED: Final = "Failed"
 COND_SUSPENDED: Final = "Suspended"
 COND_BLOCKED: Final = "Blocked"
 COND_REPLICATED: Final = "Replicated"
+COND_REDUCED: Final = "Reduced"
 COND_REPLICATION_LATE: Final = "ReplicationDeadlineExceeded"
 COND_PODS_BLOCKED: Final = "PodsBlocked"  # a child Job's pods are refused, unschedulable or cannot start
 

@@ -365,6 +365,16 @@ class ProcessorSpec(ContainerSpec):
     )
 
 
+class ReduceSpec(ContainerSpec):
+    """The container that runs once after the map succeeds (within tolerance), with the result
+    manifest's key in PARAFLOW_MANIFEST; retried as spec.retry says; its failure fails the run.
+    It runs with the processor's nodeSelector, tolerations and service account."""
+
+    active_deadline_seconds: int = Field(
+        default=3600, ge=1, le=7 * 24 * 3600, description="An attempt running longer than this fails (and is retried)"
+    )
+
+
 class FailureTolerance(_Model):
     """Like Step Functions' ToleratedFailureCount/Percentage. Unset means none tolerated."""
 
@@ -471,6 +481,12 @@ class ReplicationSpec(_Model):
         return self
 
 
+REDUCE_NEEDS_AFTER_ALL = (
+    "with a reduce step, replication.mode must be afterAll: the run-wide copy carries the reduce's outputs "
+    "with the partitions' (a perPartition copy would leave them out)"
+)
+
+
 class WorkflowSpec(_Model):
     """What to run: the input, how it is split, what runs per partition and how many at once,
     how failures are retried and tolerated, where outputs go and where they are copied."""
@@ -493,6 +509,12 @@ class WorkflowSpec(_Model):
                     "message": "a replication destination must not overlap the output it copies (same server, "
                     "bucket and overlapping prefix)",
                     "fieldPath": ".replication",
+                },
+                {
+                    "rule": "!has(self.reduce) || !has(self.replication) || "
+                    "(has(self.replication.mode) && self.replication.mode == 'afterAll')",
+                    "message": REDUCE_NEEDS_AFTER_ALL,
+                    "fieldPath": ".replication.mode",
                 },
                 {
                     "rule": "!has(oldSelf.partitioner) || self.partitioner == oldSelf.partitioner",
@@ -525,9 +547,14 @@ class WorkflowSpec(_Model):
         default=None, ge=0, le=365 * 86400, description="Delete the workflow (and its Jobs) this long after it finished"
     )
     replication: ReplicationSpec | None = Field(default=None, description="Copy outputs to other buckets or servers")
+    reduce: ReduceSpec | None = Field(
+        default=None, description="A container run once after the map, to combine its outputs and results"
+    )
 
     @model_validator(mode="after")
     def _no_overlap(self) -> WorkflowSpec:
+        if self.reduce is not None and self.replication is not None and self.replication.mode != "afterAll":
+            raise ValueError(REDUCE_NEEDS_AFTER_ALL)
         i, o = self.input, self.output
         if i.bucket == o.bucket and (i.prefix.startswith(o.prefix) or o.prefix.startswith(i.prefix)):
             raise ValueError(
@@ -582,6 +609,12 @@ class ReplicationStatus(_Model):
     start_time: str | None = None
 
 
+class ReduceStatus(_Model):
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = "Pending"
+    attempt: int = Field(default=1, description="The latest attempt (the winning one once Succeeded)")
+    output_prefix: str = Field(default="", description="Where the winning attempt's outputs are")
+
+
 class RedriveStatus(_Model):
     count: int = 0
     last_token: str = Field(default="", max_length=253)
@@ -589,7 +622,9 @@ class RedriveStatus(_Model):
 
 # Blocked: the operator cannot go on (a Secret or a bucket missing, MinIO unreachable); see the
 # Blocked condition. The next pass that can go on sets the phase from what it observes.
-Phase = Literal["Pending", "Blocked", "Partitioning", "Running", "Replicating", "Succeeded", "Failed", "Suspended"]
+Phase = Literal[
+    "Pending", "Blocked", "Partitioning", "Running", "Reducing", "Replicating", "Succeeded", "Failed", "Suspended"
+]
 # A workflow in one of these is done: only a redrive or its TTL acts on it.
 TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
 
@@ -607,6 +642,7 @@ class WorkflowStatus(_Model):
     )
     redrive: RedriveStatus = Field(default_factory=RedriveStatus)
     replication: ReplicationStatus | None = None
+    reduce: ReduceStatus | None = None
     run_prefix: str = Field(default="", description="Where this run's records (plan, results, manifest) live")
     output_prefix: str = Field(default="", description="Where this run's outputs live: <output.prefix><uid>/")
     manifest: str = ""

@@ -32,6 +32,7 @@ from paraflow.planning.conditions import get_condition, remove_condition, set_co
 from paraflow.planning.expectations import Expectations
 from paraflow.planning.planner import (
     CreatePartition,
+    CreateReduce,
     CreateReplication,
     Event,
     JobFacts,
@@ -277,13 +278,19 @@ class Reconciler:
             return
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)
 
-        async def create(action: planner.CreatePartitioner | CreatePartition | CreateReplication) -> None:
+        async def create(
+            action: planner.CreatePartitioner | CreatePartition | CreateReduce | CreateReplication,
+        ) -> None:
             if isinstance(action, CreatePartition):
                 body = builders.partition_job(wf, spec, action.index, action.attempt, self.settings)
+            elif isinstance(action, CreateReduce):
+                body = builders.reduce_job(wf, spec, action.attempt, self.settings)
             elif isinstance(action, CreateReplication):
                 whole_run = spec.replication is not None and spec.replication.mode == "afterAll"
                 partition = None if whole_run else action.index
-                body = builders.replication_job(wf, spec, partition, action.attempt, action.winner, self.settings)
+                body = builders.replication_job(
+                    wf, spec, partition, action.attempt, action.winner, self.settings, action.reduce_attempt
+                )
             else:
                 body = builders.partitioner_job(wf, spec, result.status.redrive.count + 1, self.settings)
             role = body["metadata"]["labels"][c.LABEL_ROLE]

@@ -1,5 +1,5 @@
 """Golden tests of the Jobs the operator creates: a change to any field of a partition,
-partitioner or replication Job shows up here as a diff to review (podFailurePolicy, labels,
+partitioner, reduce or replication Job shows up here as a diff to review (podFailurePolicy, labels,
 ownerReferences, env, security). Regenerate on purpose with PARAFLOW_UPDATE_GOLDEN=1."""
 
 from __future__ import annotations
@@ -41,12 +41,27 @@ def spec() -> Any:
     )
 
 
+def reduce_spec() -> Any:
+    return make_spec(
+        **{
+            "processor.nodeSelector": {"pool": "batch"},
+            "reduce": {"image": "registry.example/summarise:2", "args": ["--top", "10"], "activeDeadlineSeconds": 900},
+            "replication": {
+                "mode": "afterAll",
+                "destinations": [{"name": "archive", "bucket": "archive", "prefix": "logs/"}],
+            },
+        }
+    )
+
+
 def jobs() -> dict[str, dict[str, Any]]:
     s = spec()
     return {
         "partition_job": builders.partition_job(WF, s, 7, 2, SETTINGS),
         "partitioner_job": builders.partitioner_job(WF, s, 1, SETTINGS),
         "replication_job": builders.replication_job(WF, s, 7, 1, 2, SETTINGS),
+        "reduce_job": builders.reduce_job(WF, reduce_spec(), 2, SETTINGS),
+        "replication_job_with_reduce": builders.replication_job(WF, reduce_spec(), None, 1, 0, SETTINGS, 2),
     }
 
 

@@ -200,7 +200,7 @@ def redrive(
     namespace: Namespace = "default",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the operator's answer")] = 60,
 ) -> None:
-    """Re-run what failed in a finished workflow (partitions, replication), or, on a Succeeded
+    """Re-run what failed in a finished workflow (partitions, the reduce step, replication), or, on a Succeeded
     workflow with replication, copy every output again (restores deleted replicas). Waits for
     the operator to take it: exits 1 if the operator refused it, 2 if it did not answer."""
     kube.load()
@@ -349,6 +349,45 @@ def results(
         console.print(f"[yellow]partitions {listed} failed[/]: their results are missing (paraflow redrive {name})")
         if not partial:
             raise typer.Exit(1)
+
+
+@app.command("reduce-output")
+def reduce_output(
+    name: str,
+    output: Annotated[str | None, typer.Argument(help="An output's name, e.g. summary.json; none: list them")] = None,
+    namespace: Namespace = "default",
+    endpoint: Annotated[str | None, typer.Option(help="Override spec.storage.endpoint (e.g. a port-forward)")] = None,
+) -> None:
+    """Print one output of the reduce step's winning attempt to stdout, or list them (name, bytes,
+    key). Credentials as for plan."""
+    from paraflow_worker import contract
+    from paraflow_worker.storage import get_json
+
+    kube.load()
+    doc = kube.get_workflow(name, namespace)
+    spec = _validate(doc)
+    status = doc.get("status") or {}
+    reduced = status.get("reduce") or {}
+    if spec.reduce is None:
+        console.print(f"[red]{namespace}/{name} has no reduce step[/] (spec.reduce)")
+        raise typer.Exit(1)
+    if reduced.get("phase") != "Succeeded":
+        console.print(
+            f"[red]{namespace}/{name}: the reduce step has not succeeded[/] ({reduced.get('phase', 'Pending')})"
+        )
+        raise typer.Exit(1)
+    client = _storage_client(spec, namespace, endpoint)
+    bucket, _, run = str(status.get("runPrefix", "")).removeprefix("s3://").partition("/")
+    record = get_json(client, bucket, contract.reduce_result_key(run, int(reduced["attempt"])), contract.ReduceResult)
+    names = {obj.key.removeprefix(record.output_prefix): obj for obj in record.outputs}
+    if output is None:
+        for each, obj in names.items():
+            out.print(f"{each}\t{obj.size}\ts3://{spec.output.bucket}/{obj.key}", highlight=False)
+        return
+    if output not in names:
+        console.print(f"[red]the reduce step wrote no {output!r}[/]; it wrote: {', '.join(names) or 'nothing'}")
+        raise typer.Exit(1)
+    _copy_lines(client, spec.output.bucket, names[output].key)
 
 
 def _shard_number(key: str) -> int:

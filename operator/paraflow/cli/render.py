@@ -32,6 +32,10 @@ def status_table(obj: dict[str, Any], failures: dict[int, str]) -> Group:
     )
     if st.get("attempts"):
         summary.add_row("retried", ", ".join(f"attempt {a}: {idx}" for a, idx in st["attempts"].items()))
+    reduced = st.get("reduce")
+    if reduced:
+        where = f", outputs under {reduced['outputPrefix']}" if reduced.get("outputPrefix") else ""
+        summary.add_row("reduce", f"{reduced.get('phase', 'Pending')}, attempt {reduced.get('attempt', 1)}{where}")
     rep = st.get("replication")
     if rep:
         summary.add_row(

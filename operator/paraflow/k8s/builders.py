@@ -16,6 +16,7 @@ from paraflow_worker import contract
 from paraflow_worker.contract import Env
 
 PROCESSOR_CONTAINER = "processor"
+REDUCE_CONTAINER = "reduce"
 # The Job controller's reason on a Job failed by a podFailurePolicy FailJob rule.
 REASON_POD_FAILURE_POLICY = "PodFailurePolicy"
 
@@ -253,8 +254,39 @@ def partition_job(
     return _job(wf, names.partition_job(wf.name, partition, attempt), job_labels, job_spec, pod, proc.security_context)
 
 
+def reduce_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings: Settings) -> dict[str, Any]:
+    """One pod, after the map: reads the result manifest, writes under its attempt's own prefix."""
+    reduce = spec.reduce
+    assert reduce is not None  # only planned when spec.reduce is set
+    run = contract.run_prefix(spec.output.prefix, wf.uid)
+    env = [
+        *common_env(wf, spec),
+        {"name": Env.ATTEMPT, "value": str(attempt)},
+        {"name": Env.MANIFEST, "value": contract.manifest_key(run)},
+        {"name": Env.OUTPUT_BUCKET, "value": spec.output.bucket},
+        {"name": Env.OUTPUT_PREFIX, "value": contract.reduce_output_prefix(spec.output.prefix, wf.uid, attempt)},
+    ]
+    job_spec: dict[str, Any] = {
+        # Retries are the operator's, as new attempts with their own prefix: a pod retried inside
+        # the Job would write where a zombie of the first pod may still write.
+        "backoffLimit": 0,
+        "podReplacementPolicy": "Failed",
+        "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+        "activeDeadlineSeconds": reduce.active_deadline_seconds,
+    }
+    pod: dict[str, Any] = {"containers": [_container(REDUCE_CONTAINER, reduce.image, reduce, env, settings)]}
+    _placement(pod, spec)
+    job_labels = labels(wf, c.ROLE_REDUCE, **{c.LABEL_ATTEMPT: str(attempt)})
+    return _job(wf, names.reduce_job(wf.name, attempt), job_labels, job_spec, pod, reduce.security_context)
+
+
 def replication_task(
-    wf: WorkflowRef, spec: WorkflowSpec, partition: int | None, winner: int, label: str
+    wf: WorkflowRef,
+    spec: WorkflowSpec,
+    partition: int | None,
+    winner: int,
+    label: str,
+    reduce_attempt: int | None = None,
 ) -> contract.ReplicationTask:
     rspec = spec.replication
     assert rspec is not None  # only planned when spec.replication is set
@@ -281,6 +313,7 @@ def replication_task(
         run_uid=wf.uid,
         output_prefix=spec.output.prefix,
         partitions=partitions,
+        reduce_attempt=reduce_attempt,
         targets=targets,
         filter_prefix=rspec.filter.prefix,
         filter_tags=dict(rspec.filter.tags),
@@ -291,17 +324,24 @@ def replication_task(
 
 
 def replication_job(
-    wf: WorkflowRef, spec: WorkflowSpec, partition: int | None, attempt: int, winner: int, settings: Settings
+    wf: WorkflowRef,
+    spec: WorkflowSpec,
+    partition: int | None,
+    attempt: int,
+    winner: int,
+    settings: Settings,
+    reduce_attempt: int | None = None,
 ) -> dict[str, Any]:
-    """Copies one partition's winning outputs (``partition``), or the whole run's (None)."""
+    """Copies one partition's winning outputs (``partition``), or the whole run's (None) with the
+    reduce step's (``reduce_attempt``, its winning attempt)."""
     rspec = spec.replication
     assert rspec is not None
     name = names.replication_job(wf.name, partition, attempt)
-    task = replication_task(wf, spec, partition, winner, name)
+    task = replication_task(wf, spec, partition, winner, name, reduce_attempt)
     shards = 1 if partition is not None else rspec.shards
     env = [
         *common_env(wf, spec),
-        {"name": Env.REPLICATION, "value": task.model_dump_json()},
+        {"name": Env.REPLICATION, "value": task.model_dump_json(exclude_none=True)},
         {"name": Env.SHARD_COUNT, "value": str(shards)},
     ]
     for i, d in enumerate(rspec.destinations):
@@ -348,7 +388,7 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
         partition = int(job_labels[c.LABEL_PARTITION]) if has_partition else None
     except (KeyError, ValueError):
         return None
-    if role not in (c.ROLE_PARTITION, c.ROLE_PARTITIONER, c.ROLE_REPLICATION, c.ROLE_REPLICATION_ALL):
+    if role not in (c.ROLE_PARTITION, c.ROLE_PARTITIONER, c.ROLE_REDUCE, c.ROLE_REPLICATION, c.ROLE_REPLICATION_ALL):
         return None
     state, finished, message, retryable = JobState.ACTIVE, None, "", True
     status = job.get("status") or {}

@@ -16,3 +16,7 @@ def partition_job(workflow: str, partition: int, attempt: int) -> str:
 def replication_job(workflow: str, partition: int | None, attempt: int) -> str:
     """Per partition ``<wf>-r<i>-a<n>``; the run-wide copy ``<wf>-repl-a<n>``."""
     return f"{workflow}-repl-a{attempt}" if partition is None else f"{workflow}-r{partition}-a{attempt}"
+
+
+def reduce_job(workflow: str, attempt: int) -> str:
+    return f"{workflow}-reduce-a{attempt}"

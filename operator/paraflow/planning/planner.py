@@ -18,10 +18,27 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from paraflow import constants as c
-from paraflow.models import TERMINAL, ReplicationSpec, ReplicationStatus, WorkflowSpec, WorkflowStatus
+from paraflow.models import (
+    TERMINAL,
+    ReduceStatus,
+    ReplicationSpec,
+    ReplicationStatus,
+    WorkflowSpec,
+    WorkflowStatus,
+)
 from paraflow.planning import indexsets
 from paraflow.planning.conditions import get_condition, remove_condition, set_condition
-from paraflow.planning.tracking import Budget, JobFacts, JobState, Progress, fresh_attempts, schedule, track
+from paraflow.planning.tracking import (
+    Budget,
+    JobFacts,
+    JobState,
+    Progress,
+    attempt_sets,
+    fresh_attempts,
+    schedule,
+    track,
+)
+from paraflow_worker import contract
 
 __all__ = ["JobFacts", "JobState"]
 
@@ -83,6 +100,12 @@ class CreateReplication:
     index: int
     attempt: int
     winner: int  # the partition's winning attempt (perPartition); 0 for afterAll
+    reduce_attempt: int | None = None  # afterAll with a reduce step: its winning attempt
+
+
+@dataclass(frozen=True)
+class CreateReduce:
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -95,7 +118,7 @@ class Event:
 @dataclass
 class Plan:
     status: WorkflowStatus
-    creates: list[CreatePartitioner | CreatePartition | CreateReplication] = field(default_factory=list)
+    creates: list[CreatePartitioner | CreatePartition | CreateReduce | CreateReplication] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     # Set when the workflow just finished: (index, winning attempt) of each succeeded partition.
     manifest: list[tuple[int, int]] | None = None
@@ -192,6 +215,10 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     if failed:
         st.manifest = ""  # re-run partitions change the winners: a new manifest at the end
     what = [f"failed partitions {failed}"] if failed else []
+    reduce_failed = st.reduce is not None and st.reduce.phase == "Failed"
+    if spec.reduce is not None and (failed or reduce_failed):
+        _rerun_reduce(st, obs.jobs, budget)
+        what.append("the reduce step" + (" on the new manifest" if failed else ""))
     if spec.replication is not None and rs is not None:
         whole_run = spec.replication.mode == "afterAll"
         again = indexsets.expand(rs.failed_indexes)
@@ -321,12 +348,13 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     settled = fanned_out or (st.phase == "Failed" and not progress.active)
     if settled and not st.manifest:
         out.manifest = sorted(winners.items())
+    reduced = reduce_stage(out, spec, obs, fanned_out, now)
     replicated = True
     if spec.replication is not None:
-        replicated = replication_stage(out, spec, spec.replication, obs, winners, fanned_out, now)
+        replicated = replication_stage(out, spec, spec.replication, obs, winners, fanned_out and reduced, now)
     if get_condition(st.conditions, c.COND_FAILED) is not None:
         return
-    if fanned_out and replicated:
+    if fanned_out and reduced and replicated:
         msg = f"{len(progress.succeeded)} of {total} partitions succeeded"
         if failed:
             msg += f"; {len(failed)} failed within tolerance ({indexsets.compress(failed)})"
@@ -334,12 +362,80 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
         st.conditions = set_condition(
             st.conditions, c.COND_SUCCEEDED, "True", "AllPartitionsDone", msg, obs.generation, now
         )
+    elif fanned_out and not reduced:
+        st.phase = "Reducing"
     elif fanned_out:
         st.phase = "Replicating"
     elif spec.suspend:
         st.phase = "Suspended"
     else:
         st.phase = "Running"
+
+
+def _reduce_unit(job: JobFacts) -> int | None:
+    return 0 if job.role == c.ROLE_REDUCE else None
+
+
+def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, fanned_out: bool, now: str) -> bool:
+    """Runs the reduce step once, after the map is done and its manifest written (the step reads
+    it); True when there is no reduce step or it succeeded. Failing for good fails the run."""
+    if spec.reduce is None:
+        return True
+    st = out.status
+    rd = st.reduce = (st.reduce or ReduceStatus()).model_copy(deep=True)
+    progress = track(
+        obs.jobs,
+        _reduce_unit,
+        attempt_sets({0: rd.attempt}),
+        "0" if rd.phase == "Succeeded" else "",
+        "0" if rd.phase == "Failed" else "",
+        Budget(spec.retry, st.redrive.count),
+        f"{obs.uid}/reduce",
+        obs.now,
+    )
+    rd.attempt = progress.latest.get(0, rd.attempt)
+    if progress.succeeded:
+        if rd.phase != "Succeeded":
+            rd.phase = "Succeeded"
+            where = contract.reduce_output_prefix(spec.output.prefix, obs.uid, rd.attempt)
+            rd.output_prefix = f"s3://{spec.output.bucket}/{where}"
+            message = f"attempt {rd.attempt} succeeded; its outputs are under {rd.output_prefix}"
+            st.conditions = set_condition(
+                st.conditions, c.COND_REDUCED, "True", "ReduceSucceeded", message, obs.generation, now
+            )
+            out.events.append(Event("Normal", "Reduced", f"reduce step {message}"))
+        return True
+    if progress.failed:
+        if rd.phase != "Failed":
+            rd.phase = "Failed"
+            job = progress.current_job(0)
+            why = f"Job {job.name}: {job.message}" if job is not None else "its Job is gone"
+            if st.phase != "Failed":
+                _fail(
+                    out,
+                    "ReduceFailed",
+                    f"the reduce step failed after its last attempt ({why}); the map's outputs and manifest are "
+                    "kept, and a redrive runs the reduce step again",
+                    now,
+                )
+        return False
+    manifest_written = bool(st.manifest) or out.manifest is not None
+    if fanned_out and manifest_written and st.phase != "Failed" and not spec.suspend:
+        for _, attempt in schedule(progress, [0], out.room(1 - len(progress.active), obs.max_creates)):
+            out.creates.append(CreateReduce(attempt))
+            rd.attempt = attempt
+    starting = any(isinstance(x, CreateReduce) for x in out.creates)
+    rd.phase = "Running" if progress.active or starting else "Pending"
+    _requeue(out, progress)
+    return False
+
+
+def _rerun_reduce(st: WorkflowStatus, jobs: Sequence[JobFacts], budget: Budget) -> None:
+    """The reduce step starts again from a fresh attempt, after the map's new manifest."""
+    previous = st.reduce or ReduceStatus()
+    fresh = fresh_attempts(jobs, _reduce_unit, attempt_sets({0: previous.attempt}), {0}, budget)
+    st.reduce = ReduceStatus(attempt=max((int(a) for a in fresh), default=1))
+    st.conditions = remove_condition(st.conditions, c.COND_REDUCED)
 
 
 def _requeue(out: Plan, progress: Progress) -> None:
@@ -435,16 +531,18 @@ def replication_stage(
     units_wanted: list[int] = ([0] if fanned_out else []) if rspec.mode == "afterAll" else sorted(winners)
     if not st.manifest and rspec.mode == "afterAll":
         units_wanted = []  # the run-wide copy reads the manifest: not before it is written
-    if out.manifest is not None and rspec.mode == "afterAll":
+    if out.manifest is not None and rspec.mode == "afterAll" and fanned_out:
         units_wanted = [0]  # written in this very pass, before any Job is created
     if st.phase != "Failed" and not spec.suspend:
         limit = rspec.max_concurrency or spec.max_concurrency
         slots = out.room(limit - len(progress.active), obs.max_creates)
+        reduced = st.reduce.attempt if st.reduce is not None and st.reduce.phase == "Succeeded" else None
         for unit, attempt in schedule(progress, units_wanted, slots):
             rs.start_time = rs.start_time or now
-            out.creates.append(
-                CreateReplication(unit, attempt, winners.get(unit, 0) if rspec.mode != "afterAll" else 0)
-            )
+            if rspec.mode == "afterAll":
+                out.creates.append(CreateReplication(unit, attempt, 0, reduced))
+            else:
+                out.creates.append(CreateReplication(unit, attempt, winners.get(unit, 0)))
     _requeue(out, progress)
     rs.replicated_indexes = indexsets.compress(progress.succeeded)
     rs.failed_indexes = indexsets.compress(progress.failed)
