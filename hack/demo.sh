@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: on a fresh machine, build and start the local cluster, run the operator, load a
 # day of web-server logs into MinIO, apply the daily-logs workflow, watch it to the end, and
-# print the collated results and where they live.
+# print the summary its reduce step wrote and where everything lives.
 #   hack/demo.sh            (PARAFLOW_DEMO_FILES=2000 log files by default)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -41,9 +41,9 @@ kubectl -n "$NS" get pwf daily-logs
 "$PY/paraflow" status daily-logs -n "$NS"
 manifest=$(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.manifest}')
 
-log "collated results (python -m paraflow_worker.demo.logstats collate $manifest):"
-"$PY/python" -m paraflow_worker.demo.logstats collate "$manifest"
+log "the day's summary, written by the reduce step in the cluster (paraflow reduce-output daily-logs summary.json -n $NS):"
+"$PY/paraflow" reduce-output daily-logs summary.json -n "$NS"
 log "result manifest: $manifest"
 log "per-shard outputs: $(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.outputPrefix}')p<partition>/a<attempt>/ (the manifest names the winners)"
-log "replicas: s3://processed-archive/daily-logs/2026-11-24/p<partition>/ ($(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.replication.objects} objects, {.status.replication.bytes} bytes'))"
+log "replicas: s3://processed-archive/daily-logs/2026-11-24/{p<partition>,reduce}/ ($(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.replication.objects} objects, {.status.replication.bytes} bytes'))"
 log "demo finished in $((SECONDS - started))s; the cluster keeps running (hack/cluster.sh down stops it)"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -31,6 +35,17 @@ def workflow(name: str, endpoint: str, bucket: str, **spec: Any) -> dict[str, An
     }
     body["spec"].update(spec)
     return body
+
+
+def run_generator(script: Path, test_env: dict[str, str], *args: str) -> None:
+    """Runs an example's data generator against the test MinIO, as a user would from a shell."""
+    env = {
+        **os.environ,
+        "PARAFLOW_S3_ACCESS_KEY": test_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
+        "PARAFLOW_S3_SECRET_KEY": test_env["PARAFLOW_TEST_S3_SECRET_KEY"],
+    }
+    endpoint = test_env["PARAFLOW_TEST_S3_ENDPOINT"]
+    subprocess.run([sys.executable, str(script), "--endpoint", endpoint, *args], check=True, env=env)
 
 
 def upload_inputs(s3: Minio, bucket: str, count: int, prefix: str = "input/") -> dict[str, bytes]:

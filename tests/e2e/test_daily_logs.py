@@ -1,12 +1,11 @@
 """The daily-logs example end to end: generated logs in MinIO, the example workflow as shipped,
-its collated aggregates checked against an independent count over the same raw files."""
+the summary its reduce step wrote checked against an independent count over the same raw files,
+and replicated with the partitions' stats."""
 
 from __future__ import annotations
 
 import gzip
-import os
-import subprocess
-import sys
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import yaml
 from kubernetes import client
 from minio import Minio
 
-from paraflow_worker.demo.logstats import collate
+from tests.e2e.test_cli import cli
 from tests.operator_process import OperatorProcess
-from tests.workflows import create, wait_phase
+from tests.workflows import create, run_generator, wait_phase
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "daily-logs"
 
@@ -47,27 +46,7 @@ def test_the_daily_logs_example_aggregates_match_an_independent_count(
     bucket: str,
     test_env: dict[str, str],
 ) -> None:
-    env = {
-        **os.environ,
-        "PARAFLOW_S3_ACCESS_KEY": test_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
-        "PARAFLOW_S3_SECRET_KEY": test_env["PARAFLOW_TEST_S3_SECRET_KEY"],
-    }
-    subprocess.run(
-        [
-            sys.executable,
-            str(EXAMPLE / "generate.py"),
-            "--endpoint",
-            test_env["PARAFLOW_TEST_S3_ENDPOINT"],
-            "--bucket",
-            bucket,
-            "--prefix",
-            "logs/",
-            "--files",
-            "240",
-        ],
-        check=True,
-        env=env,
-    )
+    run_generator(EXAMPLE / "generate.py", test_env, "--bucket", bucket, "--prefix", "logs/", "--files", "240")
     body = yaml.safe_load((EXAMPLE / "workflow.yaml").read_text())
     body["spec"]["storage"]["endpoint"] = test_env["PARAFLOW_TEST_S3_ENDPOINT"]
     body["spec"]["input"] = {"bucket": bucket, "prefix": "logs/"}
@@ -79,14 +58,18 @@ def test_the_daily_logs_example_aggregates_match_an_independent_count(
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert done["status"]["partitions"]["total"] == 5  # 240 files, 50 per partition
 
-    stats, manifest = collate(s3, done["status"]["manifest"])
+    summary = json.loads(cli("reduce-output", "daily-logs", "summary.json", "-n", namespace).stdout)
     requests, total_bytes, status, paths = independent_counts(s3, bucket, "logs/")
-    assert len(manifest.succeeded) == 5
-    assert stats.requests == requests
-    assert stats.bytes == total_bytes
-    assert stats.status == status
-    assert stats.paths == paths
-    assert stats.unparsed > 0  # the generator writes a few garbled lines, and they are counted as such
+    assert summary["partitions"] == 5 and summary["failedPartitions"] == []
+    assert summary["requests"] == requests
+    assert summary["bytes"] == total_bytes
+    assert summary["status"] == dict(status)
+    # The top paths: each with its true count, and none left out that occurs more often.
+    top = summary["paths"]
+    assert len(top) == 10 and all(paths[p] == n for p, n in top.items())
+    assert min(top.values()) >= max(n for p, n in paths.items() if p not in top)
+    assert summary["unparsed"] > 0  # the generator writes a few garbled lines, and they are counted as such
     replicas = sorted(o.object_name or "" for o in s3.list_objects(bucket, prefix="archive/", recursive=True))
-    assert len(replicas) == 10  # 5 partitions x 2 shards' stats files
-    assert done["status"]["replication"]["objects"] == 10
+    assert len(replicas) == 11  # 5 partitions x 2 shards' stats files, and the summary
+    assert "archive/reduce/summary.json" in replicas
+    assert done["status"]["replication"]["objects"] == 11

@@ -88,6 +88,14 @@ ADMISSION_CASES = [
         {"spec.replication": {"destinations": [{"name": "a", "bucket": "b-one"}, {"name": "a", "bucket": "b-two"}]}},
         "destination names must be unique",
     ),
+    (
+        "reduce-with-per-partition-copy",
+        {
+            "spec.reduce": {"image": "x:1"},
+            "spec.replication": {"destinations": [{"name": "a", "bucket": "archive"}]},
+        },
+        "with a reduce step, replication.mode must be afterAll",
+    ),
     ("bad-quantity", {"spec.partitioner.builtin.maxBytesPerPartition": "lots"}, None),
 ]
 

@@ -1,11 +1,11 @@
-"""``python -m paraflow_worker.demo.logstats``: the daily-logs processor, and its collation.
+"""``python -m paraflow_worker.demo.logstats``: the daily-logs processor, and its reduce step.
 
 Process (in a partition pod): stream each gzip'd web-server log of this shard's slice, parse
 Combined Log Format lines, and write ``stats-s<shard>.json`` (requests, bytes, status-code
 counts, path counts, unparsable lines) under the attempt's output prefix.
 
-Collate (anywhere): ``python -m paraflow_worker.demo.logstats collate s3://bucket/.../manifest.json``
-follows the result manifest to every winning shard's stats and merges them.
+Reduce (``... logstats reduce``, in the reduce pod): merge every winning shard's stats into
+``summary.json``: the day's totals, status codes, top paths, and the partitions they cover.
 """
 
 from __future__ import annotations
@@ -15,16 +15,11 @@ import gzip
 import io
 import json
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from minio import Minio
-
 from paraflow_worker import sdk
-from paraflow_worker.contract import ResultManifest, ShardResult
-from paraflow_worker.storage import client_from_env, get_json
 
 LINE = re.compile(r'^(\S+) \S+ \S+ \[[^\]]+\] "(?:[A-Z]+) (\S+)[^"]*" (\d{3}) (\d+|-)')
 TOP_PATHS = 10
@@ -82,45 +77,35 @@ def process() -> None:
         print(f"partition {shard.partition} shard {shard.shard}: {len(items)} files, {stats.requests} requests")
 
 
-def split_url(url: str) -> tuple[str, str]:
-    if not url.startswith("s3://"):
-        raise SystemExit(f"expected s3://bucket/key, got {url!r}")
-    bucket, _, key = url[5:].partition("/")
-    return bucket, key
-
-
-def collate(client: Minio, manifest_url: str) -> tuple[Stats, ResultManifest]:
-    bucket, key = split_url(manifest_url)
-    manifest = get_json(client, bucket, key, ResultManifest)
+def collate(run: sdk.Reducer) -> Stats:
+    """Every winning shard's stats, merged."""
     total = Stats()
-    for entry in manifest.succeeded:
-        for obj in client.list_objects(bucket, prefix=entry.results_prefix, recursive=True):
-            result = get_json(client, bucket, obj.object_name or "", ShardResult)
-            for out in result.outputs:
-                response = client.get_object(bucket, out.key)
-                try:
-                    total.merge(Stats.from_json(json.loads(response.read())))
-                finally:
-                    response.close()
-                    response.release_conn()
-    return total, manifest
+    for output in run.map_outputs():
+        if output.name.startswith("stats-"):
+            with run.open(output) as stream:
+                total.merge(Stats.from_json(json.loads(stream.read())))
+    return total
+
+
+def reduce() -> None:
+    with sdk.reduce() as run:
+        stats = collate(run)
+        summary = stats.to_json()
+        summary["paths"] = dict(stats.paths.most_common(TOP_PATHS))
+        summary["partitions"] = len(run.manifest.succeeded)
+        summary["failedPartitions"] = run.manifest.failed
+        run.write("summary.json", json.dumps(summary, indent=2).encode() + b"\n", content_type="application/json")
+        print(f"{stats.requests} requests over {summary['partitions']} partitions")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="logstats")
-    sub = parser.add_subparsers(dest="command")
-    collate_cmd = sub.add_parser("collate", help="merge the per-shard stats named by a result manifest")
-    collate_cmd.add_argument("manifest", help="s3://bucket/.../manifest.json (env PARAFLOW_S3_* for access)")
+    parser.add_argument("step", nargs="?", choices=["process", "reduce"], default="process")
     args = parser.parse_args(argv)
-    if args.command != "collate":
+    if args.step == "reduce":
+        reduce()
+    else:
         process()
-        return
-    stats, manifest = collate(client_from_env(), args.manifest)
-    summary = stats.to_json()
-    summary["paths"] = dict(stats.paths.most_common(TOP_PATHS))
-    summary["partitions"] = len(manifest.succeeded)
-    json.dump(summary, sys.stdout, indent=2)
-    print()
 
 
 if __name__ == "__main__":

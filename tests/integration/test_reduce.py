@@ -1,0 +1,81 @@
+"""The reduce step on the cluster when it goes wrong: a reduce that fails for good fails the run
+with its reason and keeps the map's manifest, a redrive runs it again as a new attempt, and a
+reduce image that cannot be pulled is named in PodsBlocked and ends at the step's deadline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+from minio import Minio
+
+from paraflow import constants as c
+from tests.e2e.test_cli import cli
+from tests.operator_process import OperatorProcess
+from tests.support import wait_for
+from tests.workflows import WORKER_IMAGE, condition, create, get, upload_inputs, wait_phase, workflow
+
+FAILING = ["python", "-c", "import sys; print('no summary today', file=sys.stderr); sys.exit(4)"]
+
+
+def reduce_workflow(name: str, endpoint: str, bucket: str, reduce: dict[str, Any]) -> dict[str, Any]:
+    return workflow(name, endpoint, bucket, reduce=reduce, retry={"maxAttempts": 1})
+
+
+def assert_map_kept(s3: Minio, done: dict[str, Any]) -> None:
+    bucket, _, key = done["status"]["manifest"].removeprefix("s3://").partition("/")
+    assert s3.stat_object(bucket, key).size, "the map's manifest is kept when the reduce step fails"
+
+
+def test_a_failing_reduce_step_fails_the_run_and_a_redrive_runs_it_again(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    batch: client.BatchV1Api,
+    s3: Minio,
+    namespace: str,
+    bucket: str,
+    test_env: dict[str, str],
+) -> None:
+    upload_inputs(s3, bucket, 5)
+    body = reduce_workflow(
+        "red-fail", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, {"image": WORKER_IMAGE, "command": FAILING}
+    )
+    create(custom, namespace, body)
+    done = wait_phase(custom, namespace, "red-fail", {"Succeeded", "Failed"}, 180)
+    failed = condition(done, c.COND_FAILED)
+    assert failed is not None and failed["reason"] == "ReduceFailed", done["status"]
+    assert "red-fail-reduce-a1" in failed["message"] and "a redrive runs the reduce step again" in failed["message"]
+    assert done["status"]["partitions"]["succeeded"] == 2 and done["status"]["reduce"]["phase"] == "Failed"
+    assert_map_kept(s3, done)
+
+    cli("redrive", "red-fail", "-n", namespace)
+    wait_for(
+        lambda: get(custom, namespace, "red-fail")["status"]["reduce"]["attempt"] == 2 or None, 60, "a second attempt"
+    )
+    again = wait_phase(custom, namespace, "red-fail", {"Failed"}, 180)
+    assert again["status"]["redrive"]["count"] == 1
+    jobs = {j.metadata.name for j in batch.list_namespaced_job(namespace).items}
+    assert {"red-fail-reduce-a1", "red-fail-reduce-a2"} <= jobs
+    assert not any(n.startswith("red-fail-p") and n.endswith("-a2") for n in jobs), "the map is not run again"
+
+
+def test_a_reduce_image_that_cannot_be_pulled_is_named_and_fails_the_run_at_its_deadline(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    s3: Minio,
+    namespace: str,
+    bucket: str,
+    test_env: dict[str, str],
+) -> None:
+    upload_inputs(s3, bucket, 3)
+    missing = {"image": "paraflow/no-such-reducer:0.0.0", "activeDeadlineSeconds": 25}
+    create(custom, namespace, reduce_workflow("red-img", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, missing))
+    blocked = wait_for(lambda: condition(get(custom, namespace, "red-img"), c.COND_PODS_BLOCKED), 120, "PodsBlocked")
+    assert blocked["reason"] in {"ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff"}, blocked
+    assert "red-img-reduce-a1" in blocked["message"]
+    assert get(custom, namespace, "red-img")["status"]["phase"] == "Reducing"
+    done = wait_phase(custom, namespace, "red-img", {"Succeeded", "Failed"}, 120)
+    failed = condition(done, c.COND_FAILED)
+    assert failed is not None and failed["reason"] == "ReduceFailed", done["status"]
+    assert "DeadlineExceeded" in failed["message"]
+    assert_map_kept(s3, done)
