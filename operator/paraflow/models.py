@@ -418,7 +418,9 @@ class ReplicationDestination(Location):
 
 class ReplicationFilter(_Model):
     prefix: str = Field(
-        default="", max_length=900, description="Only outputs whose name (within its partition) starts with this"
+        default="",
+        max_length=900,
+        description="Only outputs whose name (within its partition, or the reduce step) starts with this",
     )
     tags: Annotated[
         dict[str, Annotated[str, Field(max_length=256)]], Field(json_schema_extra={"maxProperties": 10})
@@ -448,7 +450,10 @@ class ReplicationSpec(_Model):
         default="perPartition", description="perPartition starts as each partition succeeds; afterAll waits for all"
     )
     destinations: list[ReplicationDestination] = Field(
-        min_length=1, max_length=8, description="Where outputs are copied to, as <prefix>p<partition>/<name>"
+        min_length=1,
+        max_length=8,
+        description="Where outputs are copied to, as <prefix>p<partition>/<name> (the reduce step's as "
+        "<prefix>reduce/<name>)",
     )
     filter: ReplicationFilter = Field(default_factory=ReplicationFilter, description="Which outputs are copied")
     delete_sync: bool = Field(

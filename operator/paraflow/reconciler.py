@@ -121,6 +121,7 @@ class Reconciler:
 
         try:
             reports = await self._read_reports(spec, wf, status, jobs, creds)
+            reduce_records = await self._read_reduce_record(spec, wf, status, jobs, creds)
         except StorageUnavailable as e:
             return await self._block(body, wf, before, status, generation, stamp, e)
         observed = Observed(
@@ -131,6 +132,7 @@ class Reconciler:
             redrive_token=redrive,
             plan=plan_read,
             reports=reports,
+            reduce_records=reduce_records,
             max_creates=self.settings.max_creates_per_pass,
         )
         result = planner.plan(spec, status, observed)
@@ -263,6 +265,18 @@ class Reconciler:
             )
         )
         return {job.name: tally for job, tally in zip(wanted, tallies, strict=True)}
+
+    async def _read_reduce_record(
+        self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials
+    ) -> dict[int, str]:
+        attempt = planner.needs_reduce_record(spec, status, jobs)
+        if attempt is None:
+            return {}
+        run = contract.run_prefix(spec.output.prefix, wf.uid)
+        problem = await self.api.offload(
+            runstore.reduce_record_problem, self._storage(creds), spec.output.bucket, run, attempt
+        )
+        return {attempt: problem}
 
     async def _write_manifest(self, spec: WorkflowSpec, wf: WorkflowRef, creds: Credentials, result: Plan) -> str:
         client = self._storage(creds)

@@ -5,6 +5,7 @@ run-wide replication that carries its outputs."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +15,15 @@ from paraflow import constants as c
 from paraflow.models import WorkflowStatus
 from paraflow.planning import planner
 from paraflow.planning.conditions import get_condition
-from paraflow.planning.planner import CreatePartition, CreateReduce, CreateReplication, JobFacts, JobState, Plan
+from paraflow.planning.planner import (
+    CreatePartition,
+    CreateReduce,
+    CreateReplication,
+    JobFacts,
+    JobState,
+    Observed,
+    Plan,
+)
 from tests.unit.builders import T0, make_spec
 from tests.unit.test_planner import observe, part, partitioned
 
@@ -31,9 +40,22 @@ def copy_all(attempt: int, state: JobState) -> JobFacts:
     return JobFacts(f"wf-repl-a{attempt}", c.ROLE_REPLICATION_ALL, None, attempt, state, T0)
 
 
+def observe_all(
+    *jobs: JobFacts, now: dt.datetime = T0, redrive: str = "", unrecorded: tuple[int, ...] = ()
+) -> Observed:
+    """What a pass observes, with each succeeded reduce attempt's record read, as the reconciler
+    reads it: there, unless its attempt is in ``unrecorded``."""
+    records = {
+        j.attempt: ("it wrote no record" if j.attempt in unrecorded else "")
+        for j in jobs
+        if j.role == c.ROLE_REDUCE and j.state is JobState.SUCCEEDED
+    }
+    return replace(observe(*jobs, now=now, redrive=redrive), reduce_records=records)
+
+
 def settle(spec: Any, status: WorkflowStatus, *jobs: JobFacts, redrive: str = "") -> Plan:
     """One pass, with the manifest written as the reconciler writes it when asked for."""
-    result = planner.plan(spec, status, observe(*jobs, redrive=redrive))
+    result = planner.plan(spec, status, observe_all(*jobs, redrive=redrive))
     if result.manifest is not None:
         result.status.manifest = "s3://processed/daily/_paraflow/uid-1/manifest.json"
     return result
@@ -82,9 +104,9 @@ def test_a_failed_reduce_attempt_is_retried_after_its_backoff_with_a_new_attempt
     spec = make_spec(reduce=REDUCE, retry={"maxAttempts": 2, "intervalSeconds": 5, "jitter": "none"})
     status, jobs = mapped(spec)
     failed = reducer(1, JobState.FAILED, finished=T0 - dt.timedelta(seconds=1))
-    waiting = planner.plan(spec, status, observe(*jobs, failed))
+    waiting = planner.plan(spec, status, observe_all(*jobs, failed))
     assert waiting.creates == [] and waiting.requeue_after == pytest.approx(4)
-    due = planner.plan(spec, status, observe(*jobs, failed, now=T0 + dt.timedelta(seconds=5)))
+    due = planner.plan(spec, status, observe_all(*jobs, failed, now=T0 + dt.timedelta(seconds=5)))
     assert due.creates == [CreateReduce(2)]
     assert due.status.reduce is not None and due.status.reduce.attempt == 2
 
@@ -167,3 +189,51 @@ def test_a_reduce_step_with_a_per_partition_copy_is_refused_saying_why() -> None
         make_spec(reduce=REDUCE, replication=per_partition)
     with pytest.raises(ValidationError, match=r"replication\.mode must be afterAll"):
         make_spec(reduce=REDUCE, replication={"destinations": AFTER_ALL["destinations"]})
+
+
+def test_a_reduce_success_counts_only_once_its_record_is_read() -> None:
+    spec = make_spec(reduce=REDUCE)
+    status, jobs = mapped(spec)
+    done = reducer(1, JobState.SUCCEEDED)
+    assert planner.needs_reduce_record(spec, status, [*jobs, done]) == 1
+    unread = planner.plan(spec, status, observe(*jobs, done))
+    assert unread.status.phase == "Reducing" and unread.creates == []
+    read = settle(spec, status, *jobs, done)
+    assert read.status.phase == "Succeeded"
+    assert planner.needs_reduce_record(spec, read.status, [*jobs, done]) is None
+
+
+def test_a_reduce_that_succeeds_without_its_record_is_a_failed_attempt_saying_so() -> None:
+    spec = make_spec(reduce=REDUCE, retry={"maxAttempts": 2, "intervalSeconds": 0})
+    status, jobs = mapped(spec)
+    silent = reducer(1, JobState.SUCCEEDED)
+    retried = planner.plan(spec, status, observe_all(*jobs, silent, unrecorded=(1,)))
+    assert retried.creates == [CreateReduce(2)]
+    again = reducer(2, JobState.SUCCEEDED)
+    failed = planner.plan(spec, retried.status, observe_all(*jobs, silent, again, unrecorded=(1, 2)))
+    assert failed.status.phase == "Failed"
+    condition = get_condition(failed.status.conditions, c.COND_FAILED)
+    assert condition is not None and condition.reason == "ReduceFailed"
+    assert "ReduceNotRecorded: the Job succeeded but it wrote no record" in condition.message
+
+
+def test_suspending_after_the_map_holds_the_reduce_step_and_says_so() -> None:
+    spec = make_spec(reduce=REDUCE, suspend=True)
+    jobs = [part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.SUCCEEDED)]
+    held = settle(spec, partitioned(2), *jobs)
+    assert held.status.phase == "Suspended"
+    assert get_condition(held.status.conditions, c.COND_SUSPENDED) is not None
+    running = settle(spec, partitioned(2), *jobs, reducer(1, JobState.ACTIVE))
+    assert running.status.phase == "Reducing"  # what already runs is shown, and finishes
+
+
+def test_a_redrive_that_reruns_the_reduce_step_gives_the_run_wide_copy_a_fresh_round() -> None:
+    spec = make_spec(reduce=REDUCE, replication=AFTER_ALL, retry={"maxAttempts": 1})
+    status, jobs = mapped(spec)
+    jobs.append(reducer(1, JobState.FAILED))
+    failed = settle(spec, status, *jobs)
+    assert failed.status.phase == "Failed"
+    redriven = settle(spec, failed.status, *jobs, redrive="again")
+    assert redriven.creates == [CreateReduce(2)]
+    reduced = settle(spec, redriven.status, *jobs, reducer(2, JobState.SUCCEEDED))
+    assert reduced.creates == [CreateReplication(0, 2, 0, 2)]  # the second round's first attempt

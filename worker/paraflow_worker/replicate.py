@@ -209,7 +209,15 @@ class Replicator:
         if self.task.reduce_attempt is not None:
             record = contract.reduce_result_key(run, self.task.reduce_attempt)
             reduced = get_json(self.source, self.bucket, record, ReduceResult)
-            out += self._outputs(record, reduced.outputs, reduced.output_prefix, contract.REDUCE_FOLDER)
+            # Where the step was told to write, not where its record says it did.
+            expected = contract.reduce_output_prefix(
+                self.task.output_prefix, self.task.run_uid, self.task.reduce_attempt
+            )
+            if (reduced.attempt, reduced.output_prefix) != (self.task.reduce_attempt, expected):
+                raise ValueError(
+                    f"record {record} is not the reduce attempt {self.task.reduce_attempt}'s under {expected!r}"
+                )
+            out += self._outputs(record, reduced.outputs, expected, contract.REDUCE_FOLDER)
         return out
 
     def _outputs(self, record: str, outputs: list[OutputObject], written_under: str, folder: str) -> list[Work]:

@@ -59,14 +59,14 @@ PART_SIZE = 16 * 1024 * 1024
 RESULTS_IN_MEMORY = 8 * 1024 * 1024
 
 
-@dataclass
 class _Outputs:
-    """Writes outputs under one attempt's own prefix and records what it wrote."""
+    """Writes outputs under one attempt's own prefix and records what it wrote (a mixin: the
+    dataclasses using it keep their own field order)."""
 
     client: Minio
     output_bucket: str
     output_prefix: str
-    outputs: list[OutputObject] = field(default_factory=list, kw_only=True)
+    outputs: list[OutputObject]
 
     def _reserved(self, name: str) -> str | None:
         """Why ``name`` is not the user's to write, or None."""
@@ -116,6 +116,7 @@ class _Outputs:
 
 @dataclass
 class Shard(_Outputs):
+    client: Minio
     workflow: str
     partition: int
     attempt: int
@@ -124,7 +125,10 @@ class Shard(_Outputs):
     input_bucket: str
     run_bucket: str
     run_prefix: str
+    output_bucket: str
+    output_prefix: str
     input_prefix: str = ""
+    outputs: list[OutputObject] = field(default_factory=list)
     _partition: PartitionItems | None = None
     # Emitted results, spooled to disk beyond a few MiB: a shard may emit one per record.
     _results: tempfile.SpooledTemporaryFile[bytes] | None = None
@@ -252,11 +256,15 @@ class MapOutput:
 class Reducer(_Outputs):
     """The reduce step: reads what the map's winning attempts wrote and emitted, writes its own outputs."""
 
+    client: Minio
     workflow: str
     attempt: int
     run_bucket: str
     run_prefix: str
     manifest_key: str
+    output_bucket: str
+    output_prefix: str
+    outputs: list[OutputObject] = field(default_factory=list)
     _manifest: ResultManifest | None = None
 
     @classmethod
@@ -340,9 +348,15 @@ def _stream(client: Minio, bucket: str, key: str) -> Iterator[BaseHTTPResponse]:
 
 def _lines(response: BaseHTTPResponse) -> Iterator[bytes]:
     """JSONL lines end at b"\\n" only (a JSON string may hold U+2028 or U+0085)."""
-    rest = b""
+    pending: list[bytes] = []  # pieces of a line that spans chunks, joined once it ends
     for chunk in response.stream(1 << 20):
-        *complete, rest = (rest + chunk).split(b"\n")
+        first, *others = chunk.split(b"\n")
+        if not others:
+            pending.append(first)
+            continue
+        *complete, last = [b"".join([*pending, first]), *others]
+        pending = [last]
         yield from (line for line in complete if line)
-    if rest:
-        yield rest
+    tail = b"".join(pending)
+    if tail:
+        yield tail

@@ -360,6 +360,8 @@ def reduce_output(
 ) -> None:
     """Print one output of the reduce step's winning attempt to stdout, or list them (name, bytes,
     key). Credentials as for plan."""
+    from minio.error import S3Error
+
     from paraflow_worker import contract
     from paraflow_worker.storage import get_json
 
@@ -378,7 +380,12 @@ def reduce_output(
         raise typer.Exit(1)
     client = _storage_client(spec, namespace, endpoint)
     bucket, _, run = str(status.get("runPrefix", "")).removeprefix("s3://").partition("/")
-    record = get_json(client, bucket, contract.reduce_result_key(run, int(reduced["attempt"])), contract.ReduceResult)
+    key = contract.reduce_result_key(run, int(reduced["attempt"]))
+    try:
+        record = get_json(client, bucket, key, contract.ReduceResult)
+    except S3Error as e:
+        console.print(f"[red]cannot read the reduce step's record s3://{bucket}/{key}[/]: {e.code}")
+        raise typer.Exit(1) from e
     names = {obj.key.removeprefix(record.output_prefix): obj for obj in record.outputs}
     if output is None:
         for each, obj in names.items():

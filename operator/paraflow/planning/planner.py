@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from paraflow import constants as c
@@ -62,6 +62,9 @@ class Observed:
     plan: PlanRead | None = None
     # Reports of finished replication Jobs the planner asked for (needs_reports), by Job name.
     reports: Mapping[str, ReplicationTally] | None = None
+    # The record of a succeeded reduce attempt, when asked for (needs_reduce_record): attempt ->
+    # '' when it is there and valid, else why not.
+    reduce_records: Mapping[int, str] | None = None
     # Jobs one pass may create, all kinds together: a workflow raised to 10,000 at once is
     # created over several passes and cannot starve the others (the Job controller caps its
     # pod creates per sync the same way).
@@ -222,10 +225,13 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     if spec.replication is not None and rs is not None:
         whole_run = spec.replication.mode == "afterAll"
         again = indexsets.expand(rs.failed_indexes)
-        if whole_run and (failed or rs.replicated_indexes == "0"):
-            again = {0}  # the run-wide copy reads the new manifest
         if not failed and not replication_failed:
             again |= indexsets.expand(rs.replicated_indexes)  # a Succeeded run: copy everything again
+        if whole_run:
+            # Always from a fresh attempt of the round: the copy reads the manifest and the reduce
+            # step's outputs, which this redrive may change, and gets a whole maxAttempts.
+            again = {0}
+        if whole_run or (not failed and not replication_failed):
             rs.objects = rs.bytes = rs.skipped = rs.deleted = 0
             st.conditions = remove_condition(st.conditions, c.COND_REPLICATED)
         unit_of = _replication_unit(spec.replication.mode)
@@ -362,6 +368,8 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
         st.conditions = set_condition(
             st.conditions, c.COND_SUCCEEDED, "True", "AllPartitionsDone", msg, obs.generation, now
         )
+    elif fanned_out and spec.suspend and not any(j.state is JobState.ACTIVE for j in obs.jobs):
+        st.phase = "Suspended"  # what comes after the map waits too, and nothing runs
     elif fanned_out and not reduced:
         st.phase = "Reducing"
     elif fanned_out:
@@ -376,6 +384,31 @@ def _reduce_unit(job: JobFacts) -> int | None:
     return 0 if job.role == c.ROLE_REDUCE else None
 
 
+def needs_reduce_record(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts]) -> int | None:
+    """The attempt of a succeeded reduce Job whose record must be checked before it counts."""
+    if spec.reduce is None or (status.reduce is not None and status.reduce.phase == "Succeeded"):
+        return None
+    done = [j.attempt for j in jobs if j.role == c.ROLE_REDUCE and j.state is JobState.SUCCEEDED]
+    return max(done, default=None)
+
+
+def _as_recorded(job: JobFacts, records: Mapping[int, str]) -> JobFacts:
+    """A reduce Job that succeeded without a usable record failed: nothing could follow it to
+    its outputs. Not yet checked: still running, as far as the plan goes."""
+    if job.role != c.ROLE_REDUCE or job.state is not JobState.SUCCEEDED:
+        return job
+    problem = records.get(job.attempt)
+    if problem is None:
+        return replace(job, state=JobState.ACTIVE)
+    if problem:
+        message = (
+            f"ReduceNotRecorded: the Job succeeded but {problem}; a reduce step records its outputs by leaving "
+            "`with sdk.reduce()` normally (or writes that record itself, see the contract)"
+        )
+        return replace(job, state=JobState.FAILED, message=message)
+    return job
+
+
 def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, fanned_out: bool, now: str) -> bool:
     """Runs the reduce step once, after the map is done and its manifest written (the step reads
     it); True when there is no reduce step or it succeeded. Failing for good fails the run."""
@@ -384,7 +417,7 @@ def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, fanned_out: bool,
     st = out.status
     rd = st.reduce = (st.reduce or ReduceStatus()).model_copy(deep=True)
     progress = track(
-        obs.jobs,
+        [_as_recorded(j, obs.reduce_records or {}) for j in obs.jobs],
         _reduce_unit,
         attempt_sets({0: rd.attempt}),
         "0" if rd.phase == "Succeeded" else "",
@@ -620,7 +653,7 @@ def _finish(out: Plan, before: WorkflowStatus, obs: Observed, now: str) -> Plan:
             c.COND_SUSPENDED,
             "True",
             "Suspended",
-            "spec.suspend is true: no new partitions start",
+            "spec.suspend is true: no new partition, reduce or replication Job starts",
             obs.generation,
             now,
         )

@@ -163,6 +163,25 @@ def write_manifest(
     return f"s3://{bucket}/{key}"
 
 
+def reduce_record_problem(client: Minio, bucket: str, run: str, attempt: int) -> str:
+    """Why a succeeded reduce attempt's record cannot be used ('' when it can): the run-wide copy
+    and `paraflow reduce-output` follow it to the step's outputs."""
+    key = contract.reduce_result_key(run, attempt)
+    try:
+        record = get_json(client, bucket, key, contract.ReduceResult)
+    except S3Error as e:
+        if e.code == "NoSuchKey":
+            return f"it wrote no record at s3://{bucket}/{key}"
+        raise StorageUnavailable(f"reading s3://{bucket}/{key}: {e.code}: {e.message}") from e
+    except ValidationError as e:
+        return f"s3://{bucket}/{key} is not a valid record: {e.errors()[0]['msg']}"
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise StorageUnavailable(f"cannot reach MinIO: {_cause(e)}") from e
+    if record.attempt != attempt:
+        return f"s3://{bucket}/{key} names attempt {record.attempt}"
+    return ""
+
+
 def read_replication_tally(client: Minio, bucket: str, run: str, label: str) -> ReplicationTally:
     """Sums the reports of one replication Job's pods; a pod that died before reporting says so."""
     copied = size = skipped = failed = deleted = 0
