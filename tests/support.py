@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -192,3 +193,78 @@ class PartitionJobWatch:
 
     def stop(self) -> None:
         self.watch.stop()
+
+
+class Relay:
+    """A TCP relay to ``host:port`` that can be cut (every connection reset, new ones refused, as a
+    process partitioned from the server sees it) or can corrupt what the server sends: with
+    ``flip``, every occurrence of those bytes in what it sends gets one bit flipped."""
+
+    def __init__(self, host: str, port: int, flip: bytes = b"") -> None:
+        self.target = (host, port)
+        self.flip = flip
+        self.flipped = 0
+        # On the server's own address when it is one of this host's (a local cluster), so a TLS
+        # certificate still matches the address its clients dial.
+        try:
+            self.server = socket.create_server((host, 0))
+        except OSError:
+            self.server = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = self.server.getsockname()[:2]
+        self.open = True
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            conn, _ = self.server.accept()
+            if not self.open:
+                conn.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            self.conns += [conn, upstream]
+            threading.Thread(target=self._pipe, args=(conn, upstream, b""), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, conn, self.flip), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, flip: bytes) -> None:
+        # The last len(flip) - 1 bytes wait for the next read (a match may span two reads), and
+        # are sent anyway when nothing more comes for a moment.
+        keep = max(len(flip) - 1, 0)
+        held = b""
+        src.settimeout(0.05 if flip else None)
+        try:
+            while True:
+                try:
+                    data = src.recv(65536)
+                except TimeoutError:
+                    dst.sendall(held)
+                    held = b""
+                    continue
+                if not data:
+                    break
+                data = held + data
+                while flip and flip in data:
+                    at = data.index(flip)
+                    data = data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+                    self.flipped += 1
+                held, data = (data[len(data) - keep :], data[: len(data) - keep]) if keep else (b"", data)
+                dst.sendall(data)
+            dst.sendall(held)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()
+
+    def cut(self) -> None:
+        self.open = False
+        for conn in self.conns:
+            conn.close()
+        self.conns.clear()
+
+    def heal(self) -> None:
+        self.open = True

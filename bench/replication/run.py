@@ -3,10 +3,12 @@ cluster's two MinIO servers, in one run.
 
     hack/cluster.sh up && eval "$(hack/cluster.sh env)" && .venv/bin/python -m bench.replication.run
 
-Data sets: 10,000 objects of 4 KiB and 20 objects of 64 MiB; topologies: same-server (bucket to
-bucket on one MinIO) and cross-server (MinIO to the other MinIO). Every tool copies the same
-source objects into an empty destination; afterwards every replica is read back and hashed
-against its source (``mismatches``). Results: bench/results/replication.{json,md}.
+Data sets: 10,000 x 4 KiB, 20,000 x 8 KiB, 20 x 64 MiB and 8 x 256 MiB; topologies: same-server
+(bucket to bucket on one MinIO) and cross-server (MinIO to the other MinIO). Every tool copies
+the same source objects into an empty destination; afterwards every replica is read back and
+hashed against its source (``mismatches``). Each row also has the CPU seconds of the tool and of
+each MinIO server while it ran (where the time goes), and the ratio to the faster peer with the
+target for its row. Results: bench/results/replication.{json,md}.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import hashlib
 import io
 import os
+import resource
 import shutil
 import subprocess
 import uuid
@@ -41,6 +44,28 @@ RUN = "run/"
 OUT = "out/"
 RUN_UID = "bench"
 PER_PARTITION = 100
+KiB, MiB = 1024, 1024**2
+DATA_SETS = ((10_000, 4 * KiB), (20_000, 8 * KiB), (20, 64 * MiB), (8, 256 * MiB))
+# Issue #17's targets, against the faster of mc and rclone on the same row.
+SMALL_TARGET = {"same-server": 2.0, "cross-server": 1.5}  # objects/s
+LARGE_TARGET = 1.0  # MB/s
+RSS_TARGET_MIB = 200
+
+
+def minio_cpu_seconds() -> list[float]:
+    """CPU seconds so far of each local MinIO server (both on this host), in endpoint order."""
+    found = subprocess.run(["pgrep", "-af", "minio server"], capture_output=True, text=True).stdout.splitlines()
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = []
+    for line in sorted(found, key=lambda x: x.split("--address", 1)[-1]):
+        fields = Path(f"/proc/{line.split()[0]}/stat").read_text().rsplit(")", 1)[1].split()
+        seconds.append((int(fields[11]) + int(fields[12])) / tick)
+    return seconds
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def env_or_die(name: str) -> str:
@@ -77,7 +102,7 @@ def make_source(client: Minio, count: int, size: int) -> tuple[str, dict[str, st
         digests[key] = digest
         return OutputObject(key=key, size=size, sha256=digest)
 
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(16 if size < MiB else 2) as pool:
         objects = list(pool.map(one, range(count)))
     partitions = -(-count // PER_PARTITION)
     for p in range(partitions):
@@ -118,7 +143,10 @@ def mismatches(client: Minio, bucket: str, expected: dict[str, str], rename: Any
         except Exception:
             return 1
         try:
-            return int(hashlib.sha256(response.read()).hexdigest() != digest)
+            hashed = hashlib.sha256()
+            for chunk in response.stream(MiB):
+                hashed.update(chunk)
+            return int(hashed.hexdigest() != digest)
         finally:
             response.close()
             response.release_conn()
@@ -128,14 +156,14 @@ def mismatches(client: Minio, bucket: str, expected: dict[str, str], rename: Any
 
 
 def run_paraflow(
-    src_ep: str, src_bucket: str, dst_ep: str, dst_bucket: str, same: bool, creds: tuple[str, str], concurrency: int
+    src_ep: str, src_bucket: str, dst_ep: str, dst_bucket: str, same: bool, creds: tuple[str, str]
 ) -> tuple[float, float]:
+    """As a replication Job runs it, with the workflow's defaults (concurrency 32, verify checksum)."""
     task = ReplicationTask(
         label="bench",
         output_prefix=OUT,
         partitions=None,
         verify="checksum",
-        concurrency=concurrency,
         targets=[ReplicationTarget(name="dst", bucket=dst_bucket, prefix=OUT, endpoint=dst_ep, server_side=same)],
     )
     access, secret = contract.destination_credential_env(0)
@@ -147,6 +175,7 @@ def run_paraflow(
         contract.Env.RUN_BUCKET: src_bucket,
         contract.Env.RUN_PREFIX: RUN,
         contract.Env.REPLICATION: task.model_dump_json(),
+        **contract.REPLICATION_POD_ENV,  # as its Job runs it
         access: creds[0],
         secret: creds[1],
     }
@@ -208,37 +237,66 @@ def versions(mc: str) -> dict[str, str]:
         return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else "?"
 
     import minio
+    import obstore
 
     return {
         "paraflow": "0.1.0",
         "minio-py": minio.__version__,
+        "obstore": obstore.__version__,
         "mc": first_line([mc, "--version"]),
         "rclone": first_line(["rclone", "version"]),
         "minio-server": os.environ.get("PARAFLOW_MINIO_VERSION", ""),
     }
 
 
+def judge(rows: list[dict[str, Any]]) -> None:
+    """Adds to each paraflow row its ratio to the faster peer on the same data and topology, the
+    target for that row, and whether the row meets it (RSS included)."""
+    for row in rows:
+        if row["tool"] != "paraflow":
+            continue
+        small = row["object_bytes"] < MiB
+        metric = "objects_per_s" if small else "mb_per_s"
+        peers = [
+            r[metric]
+            for r in rows
+            if r["tool"] != "paraflow"
+            and (r["objects"], r["object_bytes"], r["topology"])
+            == (
+                row["objects"],
+                row["object_bytes"],
+                row["topology"],
+            )
+        ]
+        target = SMALL_TARGET[row["topology"]] if small else LARGE_TARGET
+        row["vs_faster_peer"] = round(row[metric] / max(peers), 2)
+        row["target"] = target
+        row["meets_target"] = row["vs_faster_peer"] >= target and row["peak_rss_mib"] <= RSS_TARGET_MIB
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| tool | objects | object size | topology | objects/s | MB/s | peak RSS MiB | mismatches |",
-        "|---|---:|---:|---|---:|---:|---:|---:|",
+        "| tool | objects | object size | topology | objects/s | MB/s | peak RSS MiB | tool CPU s | MinIO CPU s "
+        "(source, target) | mismatches | vs faster peer (target) |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in rows:
-        size = (
-            f"{r['object_bytes'] // 1024} KiB" if r["object_bytes"] < 1024**2 else f"{r['object_bytes'] // 1024**2} MiB"
-        )
+        size = f"{r['object_bytes'] // KiB} KiB" if r["object_bytes"] < MiB else f"{r['object_bytes'] // MiB} MiB"
+        verdict = ""
+        if "vs_faster_peer" in r:
+            verdict = f"{r['vs_faster_peer']:.2f}x ({r['target']:.1f}x) {'met' if r['meets_target'] else 'missed'}"
         lines.append(
             f"| {r['tool']} | {r['objects']} | {size} | {r['topology']} | {r['objects_per_s']:.0f} | "
-            f"{r['mb_per_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['mismatches']} |"
+            f"{r['mb_per_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['tool_cpu_s']:.1f} | "
+            f"{', '.join(f'{x:.1f}' for x in r['minio_cpu_s'])} | {r['mismatches']} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="paraflow vs mc mirror vs rclone sync")
-    parser.add_argument("--small", type=int, default=10_000)
-    parser.add_argument("--large", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--scale", type=float, default=1.0, help="Multiply every object count (a quick look: 0.1)")
+    parser.add_argument("--concurrency", type=int, default=64, help="rclone's --transfers and --checkers")
     args = parser.parse_args()
     ep1, ep2 = env_or_die("PARAFLOW_TEST_S3_ENDPOINT"), env_or_die("PARAFLOW_TEST_S3_ENDPOINT_2")
     creds = (env_or_die("PARAFLOW_TEST_S3_ACCESS_KEY"), env_or_die("PARAFLOW_TEST_S3_SECRET_KEY"))
@@ -252,13 +310,15 @@ def main() -> None:
     clients = {ep1: make_client(ep1, *creds), ep2: make_client(ep2, *creds)}
     config_dir = f"/tmp/paraflow-bench-mc-{uuid.uuid4().hex[:6]}"
     rows = []
-    for count, size in ((args.small, 4096), (args.large, 64 * 1024**2)):
+    for full_count, size in DATA_SETS:
+        count = max(1, round(full_count * args.scale))
         source, digests = make_source(clients[ep1], count, size)
         for topology, dst_ep in (("same-server", ep1), ("cross-server", ep2)):
             for tool in ("paraflow", "mc", "rclone"):
                 dst = fresh_bucket(clients[dst_ep], f"bench-{tool}")
+                servers_before, tool_before = minio_cpu_seconds(), children_cpu_seconds()
                 if tool == "paraflow":
-                    seconds, rss = run_paraflow(ep1, source, dst_ep, dst, dst_ep == ep1, creds, args.concurrency)
+                    seconds, rss = run_paraflow(ep1, source, dst_ep, dst, dst_ep == ep1, creds)
                     # Replicas carry neither the run nor the attempt.
                     rename = lambda k: k.replace(f"{RUN_UID}/", "", 1).replace("/a1/", "/", 1)  # noqa: E731
                 elif tool == "mc":
@@ -267,6 +327,8 @@ def main() -> None:
                 else:
                     seconds, rss = run_rclone(ep1, source, dst_ep, dst, creds, args.concurrency)
                     rename = lambda k: k  # noqa: E731
+                servers = [round(b - a, 1) for a, b in zip(servers_before, minio_cpu_seconds(), strict=True)]
+                tool_cpu = round(children_cpu_seconds() - tool_before, 1)
                 bad = mismatches(clients[dst_ep], dst, digests, rename)
                 rows.append(
                     {
@@ -278,12 +340,15 @@ def main() -> None:
                         "objects_per_s": round(count / seconds, 1),
                         "mb_per_s": round(count * size / seconds / 1e6, 1),
                         "peak_rss_mib": round(rss, 1),
+                        "tool_cpu_s": tool_cpu,
+                        "minio_cpu_s": servers if dst_ep != ep1 else servers[:1],
                         "mismatches": bad,
                     }
                 )
                 print(rows[-1], flush=True)
                 drop_bucket(clients[dst_ep], dst)
         drop_bucket(clients[ep1], source)
+    judge(rows)
     doc = {"machine": machine(), "versions": versions(mc), "rows": rows}
     write_results("replication", doc, table(rows))
     print(table(rows))

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ from kubernetes import client
 from minio import Minio
 
 from tests.operator_process import OperatorProcess
-from tests.support import PartitionJobWatch, wait_for
+from tests.support import PartitionJobWatch, Relay, wait_for
 from tests.workflows import create, partition_jobs, upload_inputs, wait_event, wait_phase, workflow
 
 DEMO_SLEEP = {"name": "PARAFLOW_DEMO_SLEEP_SECONDS", "value": "1"}
@@ -127,56 +125,7 @@ def test_a_sigkilled_leader_is_replaced_by_the_standby_without_duplicates_or_exc
     assert conflicts(leader, standby) == 0, "the standby knew every Job already: no create was even refused"
 
 
-class Proxy:
-    """A TCP relay to the apiserver that can be cut: every connection reset, new ones refused,
-    as a replica partitioned from the control plane sees it."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        # On the apiserver's own address when it is one of this host's (a local cluster), so the
-        # apiserver's certificate still matches the address its clients dial.
-        try:
-            self.server = socket.create_server((host, 0))
-        except OSError:
-            self.server = socket.create_server(("127.0.0.1", 0))
-        self.host, self.port = self.server.getsockname()[:2]
-        self.open = True
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            conn, _ = self.server.accept()
-            if not self.open:
-                conn.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            self.conns += [conn, upstream]
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                s.close()
-
-    def cut(self) -> None:
-        self.open = False
-        for conn in self.conns:
-            conn.close()
-        self.conns.clear()
-
-    def heal(self) -> None:
-        self.open = True
-
-
-def kubeconfig_through(proxy: Proxy, tmp_path: Path) -> str:
+def kubeconfig_through(proxy: Relay, tmp_path: Path) -> str:
     """The test's kubeconfig, its server replaced by the proxy (TLS still checked against the
     server's own name)."""
     config: dict[str, Any] = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
@@ -205,7 +154,7 @@ def test_a_leader_cut_off_from_the_apiserver_stops_acting_before_the_standby_may
 ) -> None:
     server = urlsplit(client.Configuration.get_default_copy().host)
     assert server.hostname is not None
-    proxy = Proxy(server.hostname, server.port or 443)
+    proxy = Relay(server.hostname, server.port or 443)
     kubeconfig = kubeconfig_through(proxy, tmp_path)
     start_pair(replicas, lease_env, {"KUBECONFIG": kubeconfig})
     leader, standby = replicas

@@ -1,5 +1,7 @@
 """The replication engine against two real MinIO servers: same-server and cross-server copies,
-metadata and tags kept, idempotent re-runs, verification, deletes, refused writes, big objects."""
+metadata and tags kept, idempotent re-runs, verification, deletes, refused writes, big objects,
+bytes corrupted in transit. Cross-server copies run on both of its request paths: minio-py's,
+and obstore's fast path (which hands the keys it cannot carry to minio-py's)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ import uuid
 
 import pytest
 from minio import Minio
+from obstore.store import S3Store
 
-from paraflow_worker import contract, sdk
+from paraflow_worker import contract, fastcopy, sdk
 from paraflow_worker.contract import PartitionRef, ReplicationTarget, ReplicationTask
-from paraflow_worker.replicate import Replicator
+from paraflow_worker.replicate import FastStores, Replicator
+from paraflow_worker.storage import make_client
+from tests.support import Relay
 
 OUT = "out/"
 RUN = "run/"
@@ -52,10 +57,34 @@ def task(targets: list[ReplicationTarget], **kw: object) -> ReplicationTask:
     return ReplicationTask.model_validate({**fields, **kw})
 
 
-def replicate(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio]) -> dict[str, dict]:
-    r = Replicator(s3, bucket, RUN, t, clients, sleep=lambda _: None)
+def store_like(client: Minio, bucket: str) -> S3Store:
+    """An obstore store reaching ``bucket`` as ``client`` does: same server, same credentials."""
+    url = client._base_url  # minio-py keeps no public accessor for where and as whom it connects
+    creds = client._provider.retrieve()  # type: ignore[union-attr]
+    endpoint = f"{'https' if url.is_https else 'http'}://{url.host}"
+    return fastcopy.store(endpoint, bucket, creds.access_key, creds.secret_key, None)
+
+
+def replicator(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio], fast: bool) -> Replicator:
+    stores = None
+    if fast:
+        streamed = {
+            x.name: store_like(c, x.bucket) for x, c in zip(t.targets, clients, strict=True) if not x.server_side
+        }
+        stores = FastStores(store_like(s3, bucket), streamed)
+    return Replicator(s3, bucket, RUN, t, clients, sleep=lambda _: None, fast=stores)
+
+
+def replicate(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio], fast: bool) -> dict[str, dict]:
+    r = replicator(s3, bucket, t, clients, fast)
     report = r.run(r.work())
     return {x.name: x.model_dump() for x in report.targets}
+
+
+@pytest.fixture(params=[False, True], ids=["minio-py", "obstore"])
+def fast(request: pytest.FixtureRequest) -> bool:
+    """Which request path cross-server copies take."""
+    return bool(request.param)
 
 
 @pytest.fixture
@@ -69,7 +98,13 @@ def outputs(s3: Minio, bucket: str) -> dict[str, bytes]:
 
 
 def test_copies_same_and_cross_server_keeping_type_metadata_and_tags_and_skips_on_rerun(
-    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes], test_env: dict[str, str]
+    s3: Minio,
+    s3_second: Minio,
+    bucket: str,
+    bucket_second: str,
+    outputs: dict[str, bytes],
+    test_env: dict[str, str],
+    fast: bool,
 ) -> None:
     same_bucket = f"t-{uuid.uuid4().hex[:12]}"
     s3.make_bucket(same_bucket)
@@ -77,7 +112,7 @@ def test_copies_same_and_cross_server_keeping_type_metadata_and_tags_and_skips_o
         ReplicationTarget(name="archive", bucket=same_bucket, prefix="copy/", endpoint="x", server_side=True),
         ReplicationTarget(name="dev", bucket=bucket_second, prefix="", endpoint="y"),
     ]
-    first = replicate(s3, bucket, task(targets), [s3, s3_second])
+    first = replicate(s3, bucket, task(targets), [s3, s3_second], fast)
     assert (first["archive"]["copied"], first["archive"]["bytes"]) == (3, sum(map(len, outputs.values())))
     assert first["dev"]["copied"] == 3
     for client, b, prefix in ((s3, same_bucket, "copy/"), (s3_second, bucket_second, "")):
@@ -91,16 +126,16 @@ def test_copies_same_and_cross_server_keeping_type_metadata_and_tags_and_skips_o
             assert stat.metadata["x-amz-meta-paraflow-sha256"] == hashlib.sha256(data).hexdigest()
             assert dict(client.get_object_tags(b, prefix + k)) == {"team": "logs"}
 
-    again = replicate(s3, bucket, task(targets), [s3, s3_second])
+    again = replicate(s3, bucket, task(targets), [s3, s3_second], fast)
     assert (again["archive"]["copied"], again["archive"]["skipped"]) == (0, 3)
     assert (again["dev"]["copied"], again["dev"]["skipped"]) == (0, 3)
 
 
 def test_full_read_verification_catches_and_repairs_a_corrupted_replica(
-    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes]
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes], fast: bool
 ) -> None:
     targets = [ReplicationTarget(name="dev", bucket=bucket_second, endpoint="y")]
-    replicate(s3, bucket, task(targets), [s3_second])
+    replicate(s3, bucket, task(targets), [s3_second], fast)
     good = outputs["p0/b.csv"]
     bad = b"BETA\n"  # same size, same recorded sha256 metadata: only a full read can tell
     s3_second.put_object(
@@ -110,26 +145,26 @@ def test_full_read_verification_catches_and_repairs_a_corrupted_replica(
         len(bad),
         metadata={"paraflow-sha256": hashlib.sha256(good).hexdigest()},
     )
-    trusting = replicate(s3, bucket, task(targets, verify="checksum"), [s3_second])
+    trusting = replicate(s3, bucket, task(targets, verify="checksum"), [s3_second], fast)
     assert trusting["dev"]["copied"] == 0
-    reading = replicate(s3, bucket, task(targets, verify="fullRead"), [s3_second])
+    reading = replicate(s3, bucket, task(targets, verify="fullRead"), [s3_second], fast)
     assert (reading["dev"]["copied"], reading["dev"]["skipped"]) == (1, 2)
     assert s3_second.get_object(bucket_second, "p0/b.csv").read() == good
 
 
 def test_delete_sync_removes_only_this_workflows_replicas_whose_output_left_the_run_and_lists_each(
-    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes]
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes], fast: bool
 ) -> None:
     targets = [ReplicationTarget(name="dev", bucket=bucket_second, endpoint="y")]
-    replicate(s3, bucket, task(targets), [s3_second])  # p0/a.csv, p0/b.csv, p1/c.csv, marked as ours
+    replicate(s3, bucket, task(targets), [s3_second], fast)  # p0/a.csv, p0/b.csv, p1/c.csv, marked as ours
     foreign = {"p9/old.csv": {}, "p0/z.csv": {"paraflow-workflow": "ns/other", "paraflow-destination": "dev"}}
     for key, meta in foreign.items():  # a user's object, and another workflow's replica
         s3_second.put_object(bucket_second, key, io.BytesIO(b"old"), 3, metadata=meta)
     only_p1 = task(targets, partitions=[PartitionRef(index=1, attempt=1)])
-    kept = replicate(s3, bucket, only_p1, [s3_second])
+    kept = replicate(s3, bucket, only_p1, [s3_second], fast)
     assert kept["dev"]["deleted"] == 0  # no deleteSync: nothing goes
 
-    synced = replicate(s3, bucket, only_p1.model_copy(update={"delete_sync": True}), [s3_second])
+    synced = replicate(s3, bucket, only_p1.model_copy(update={"delete_sync": True}), [s3_second], fast)
 
     assert (synced["dev"]["deleted"], synced["dev"]["deleted_keys"]) == (2, ["p0/a.csv", "p0/b.csv"])
     left = sorted(o.object_name for o in s3_second.list_objects(bucket_second, recursive=True))
@@ -137,14 +172,14 @@ def test_delete_sync_removes_only_this_workflows_replicas_whose_output_left_the_
 
 
 def test_a_destination_that_is_the_output_under_another_endpoint_name_is_refused_untouched(
-    s3: Minio, bucket: str, outputs: dict[str, bytes]
+    s3: Minio, bucket: str, outputs: dict[str, bytes], fast: bool
 ) -> None:
     """The same server reached as another name (an alias, localhost for 127.0.0.1): endpoint
     strings differ, the storage is one. Copying into the output prefix is refused, deleting too."""
     before = sorted(o.object_name for o in s3.list_objects(bucket, recursive=True))
     alias = [ReplicationTarget(name="alias", bucket=bucket, prefix="", endpoint="http://localhost:1")]
 
-    report = replicate(s3, bucket, task(alias, delete_sync=True), [s3])["alias"]
+    report = replicate(s3, bucket, task(alias, delete_sync=True), [s3], fast)["alias"]
 
     assert (report["copied"], report["deleted"], report["failed"]) == (0, 0, 1)
     assert "is the storage holding the output prefix" in report["failures"][0]["reason"]
@@ -154,7 +189,7 @@ def test_a_destination_that_is_the_output_under_another_endpoint_name_is_refused
 
 @pytest.mark.parametrize("server_side", [True, False], ids=["server-side", "streamed"])
 def test_keys_of_any_utf8_and_control_characters_replicate_byte_exact(
-    s3: Minio, bucket: str, server_side: bool
+    s3: Minio, bucket: str, server_side: bool, fast: bool
 ) -> None:
     names = ["ä.csv", "日本/語.txt", "emoji 🎉.bin", "tab\there", "plus+percent%25 q?a&b#c", "a  b/ c"]
     write_outputs(s3, bucket, 0, 2, {n: n.encode() * 3 for n in names})
@@ -162,7 +197,7 @@ def test_keys_of_any_utf8_and_control_characters_replicate_byte_exact(
     s3.make_bucket(target_bucket)
     targets = [ReplicationTarget(name="copy", bucket=target_bucket, endpoint="x", server_side=server_side)]
 
-    report = replicate(s3, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3])["copy"]
+    report = replicate(s3, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3], fast)["copy"]
 
     assert (report["copied"], report["failed"]) == (len(names), 0), report["failures"]
     listed = sorted(o.object_name for o in s3.list_objects(target_bucket, recursive=True))
@@ -174,21 +209,20 @@ def test_keys_of_any_utf8_and_control_characters_replicate_byte_exact(
 
 
 def test_a_target_refusing_writes_records_each_failure_and_a_rerun_after_repair_loses_nothing(
-    s3: Minio, s3_second: Minio, bucket: str, outputs: dict[str, bytes], test_env: dict[str, str]
+    s3: Minio, s3_second: Minio, bucket: str, outputs: dict[str, bytes], test_env: dict[str, str], fast: bool
 ) -> None:
-    from paraflow_worker.storage import make_client
 
     revoked = make_client(test_env["PARAFLOW_TEST_S3_ENDPOINT_2"], test_env["PARAFLOW_TEST_S3_ACCESS_KEY"], "wrong")
     missing = f"t2-{uuid.uuid4().hex[:12]}"
     targets = [ReplicationTarget(name="dev", bucket=missing, endpoint="y")]
-    revoked_report = replicate(s3, bucket, task(targets), [revoked])["dev"]
+    revoked_report = replicate(s3, bucket, task(targets), [revoked], fast)["dev"]
     assert (revoked_report["copied"], revoked_report["failed"]) == (0, 3)  # each failure recorded, with why
     assert all(
         "InvalidAccessKeyId" in f["reason"] or "SignatureDoesNotMatch" in f["reason"]
         for f in revoked_report["failures"]
     )
     s3_second.make_bucket(missing)
-    refusing = Replicator(s3, bucket, RUN, task(targets), [s3_second], sleep=lambda _: None)
+    refusing = replicator(s3, bucket, task(targets), [s3_second], fast)
     # Writes refused mid-run: the target bucket disappears after the listing.
     work = refusing.work()
     refusing._existing = lambda client, target: (s3_second.remove_bucket(missing), {})[1]  # type: ignore[method-assign]
@@ -196,7 +230,7 @@ def test_a_target_refusing_writes_records_each_failure_and_a_rerun_after_repair_
     assert report.failed == 3
     assert all("NoSuchBucket" in f.reason for f in report.failures)
     s3_second.make_bucket(missing)
-    repaired = replicate(s3, bucket, task(targets), [s3_second])
+    repaired = replicate(s3, bucket, task(targets), [s3_second], fast)
     assert repaired["dev"]["copied"] == 3
     assert sorted(o.object_name for o in s3_second.list_objects(missing, recursive=True)) == sorted(outputs)
     for k in outputs:
@@ -205,7 +239,7 @@ def test_a_target_refusing_writes_records_each_failure_and_a_rerun_after_repair_
 
 
 def test_big_objects_stream_across_servers_and_part_copy_on_one_server_keeping_metadata(
-    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, monkeypatch: pytest.MonkeyPatch
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, monkeypatch: pytest.MonkeyPatch, fast: bool
 ) -> None:
     data = os.urandom(21 * 1024 * 1024)
     write_outputs(s3, bucket, 0, 2, {"big.bin": data})
@@ -223,7 +257,7 @@ def test_big_objects_stream_across_servers_and_part_copy_on_one_server_keeping_m
         return real_compose(bucket_name, object_name, sources, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(s3, "compose_object", spy)
-    r = Replicator(s3, bucket, RUN, task(targets, verify="fullRead"), [s3, s3_second], sleep=lambda _: None)
+    r = replicator(s3, bucket, task(targets, verify="fullRead"), [s3, s3_second], fast)
     r.max_copy_part = 8 * 1024 * 1024  # exercise the >5 GiB path's part-copy on a 21 MiB object
     report = {t.name: t for t in r.run(r.work()).targets}
     assert report["same"].copied == report["far"].copied == 1
@@ -234,3 +268,25 @@ def test_big_objects_stream_across_servers_and_part_copy_on_one_server_keeping_m
         assert stat.metadata["x-amz-meta-origin"] == "test"
         assert dict(client.get_object_tags(b, "p0/big.bin")) == {"team": "logs"}
     assert composed == [3]  # one multipart part-copy of three ranges
+
+
+@pytest.mark.parametrize("size", [4096, 3 * 1024 * 1024], ids=["whole", "multipart"])
+def test_a_byte_corrupted_in_transit_is_caught_and_never_becomes_a_replica(
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, test_env: dict[str, str], size: int, fast: bool
+) -> None:
+    marker = b"\x00paraflow-flip-me\x00"
+    data = os.urandom(size // 2) + marker + os.urandom(size - size // 2 - len(marker))
+    write_outputs(s3, bucket, 0, 2, {"x.bin": data})
+    host, port = s3._base_url.host.rsplit(":", 1)  # the relay sits between the copy and its source
+    relay = Relay(host, int(port), flip=marker)
+    creds = (test_env["PARAFLOW_TEST_S3_ACCESS_KEY"], test_env["PARAFLOW_TEST_S3_SECRET_KEY"])
+    through = make_client(relay.endpoint, *creds)
+    targets = [ReplicationTarget(name="far", bucket=bucket_second, endpoint="y")]
+    r = replicator(through, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3_second], fast)
+
+    report = r.run(r.work()).targets[0]
+
+    assert relay.flipped >= 1
+    assert (report.copied, report.failed) == (0, 1)
+    assert "sha256" in report.failures[0].reason, report.failures[0].reason
+    assert list(s3_second.list_objects(bucket_second, recursive=True)) == []

@@ -205,6 +205,11 @@ class ResultManifest(_Strict):
     failed: list[int]
 
 
+# Set on every replication pod: glibc's default of one malloc arena per thread lets the copy
+# threads' freed part buffers pile up (peak RSS about 20 % higher in bench/replication).
+REPLICATION_POD_ENV: Final = {"MALLOC_ARENA_MAX": "2"}
+
+
 def destination_credential_env(index: int) -> tuple[str, str]:
     """Env var names holding destination ``index``'s access and secret key."""
     return f"PARAFLOW_DEST_{index}_ACCESS_KEY", f"PARAFLOW_DEST_{index}_SECRET_KEY"

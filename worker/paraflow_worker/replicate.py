@@ -38,14 +38,16 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import IO, Any, BinaryIO, cast
 
+import obstore
 import urllib3
 from minio import Minio
 from minio.commonconfig import REPLACE, ComposeSource, CopySource, Tags
 from minio.datatypes import parse_copy_object
 from minio.error import S3Error
 from minio.helpers import genheaders
+from obstore.store import S3Store
 
-from paraflow_worker import contract, identity
+from paraflow_worker import contract, fastcopy, identity
 from paraflow_worker.contract import (
     Env,
     Failure,
@@ -70,6 +72,8 @@ STREAM_PART = 16 * MiB
 TRIES = 4
 # Streaming copies hold one part in memory each; at most this many run at once.
 MAX_PARALLEL_STREAMS = 4
+# Large objects copied on the fast path at once (each holds up to PARTS_IN_FLIGHT + 1 parts).
+FAST_STREAMS = 4
 
 
 def copy_parts(size: int, max_part: int = MAX_COPY_PART) -> list[tuple[int, int]]:
@@ -171,6 +175,14 @@ class Counters:
         )
 
 
+@dataclass(frozen=True)
+class FastStores:
+    """obstore stores for cross-server copies: the run bucket's, and each such target's by name."""
+
+    source: S3Store
+    targets: dict[str, S3Store]
+
+
 class Replicator:
     def __init__(
         self,
@@ -180,6 +192,7 @@ class Replicator:
         task: ReplicationTask,
         target_clients: list[Minio],
         sleep: Callable[[float], None] = time.sleep,
+        fast: FastStores | None = None,
     ) -> None:
         self.source = source
         self.bucket = bucket
@@ -187,7 +200,10 @@ class Replicator:
         self.task = task
         self.targets = list(zip(task.targets, target_clients, strict=True))
         self.sleep = sleep
+        self.fast = fast
         self.streams = threading.Semaphore(MAX_PARALLEL_STREAMS)
+        # Large objects on the fast path: each holds up to PARTS_IN_FLIGHT + 1 parts in memory.
+        self.fast_streams = threading.Semaphore(FAST_STREAMS)
         # Above this a server-side copy becomes a multipart part-copy (S3's CopyObject limit).
         self.max_copy_part = MAX_COPY_PART
 
@@ -263,7 +279,9 @@ class Replicator:
                 # A write-only destination may refuse listings: copy everything (nothing can be
                 # skipped), and let each copy succeed or fail on its own.
                 existing, listing_error = {}, f"cannot list the destination: {getattr(e, 'code', '') or e}"
-            if processes > 1 and len(mine) >= 4 * processes:
+            # Forked processes help minio-py, whose requests hold the GIL; the fast path makes its
+            # requests off the GIL, and its runtime must not be forked once started.
+            if processes > 1 and len(mine) >= 4 * processes and self._fast_store(target) is None:
                 chunks = [mine[i::processes] for i in range(processes)]
                 with multiprocessing.get_context("fork").Pool(processes) as pool:
                     parts = pool.starmap(
@@ -345,7 +363,7 @@ class Replicator:
                 self._verify(client, target, key, w.obj)
                 counters.add(copied=1, size=w.obj.size)
                 return
-            except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+            except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError, obstore.exceptions.BaseError) as e:
                 last = f"{type(e).__name__}: {getattr(e, 'code', '') or e}"
         counters.fail(key, f"after {TRIES} tries: {last}")
 
@@ -374,6 +392,15 @@ class Replicator:
             )
             if self.task.verify == "checksum" and obj.etag and "-" not in obj.etag and etag != obj.etag:
                 raise ValueError(f"server-side copy returned ETag {etag}, the source had {obj.etag}")
+        elif (store := self._fast_store(target)) is not None and fastcopy.carries(obj.key, key, meta):
+            assert self.fast is not None
+            if obj.size <= fastcopy.WHOLE_MAX:
+                fastcopy.copy(self.fast.source, store, obj, key, {"Content-Type": obj.content_type, **meta}, obj.tags)
+            else:
+                with self.fast_streams:
+                    fastcopy.copy(
+                        self.fast.source, store, obj, key, {"Content-Type": obj.content_type, **meta}, obj.tags
+                    )
         else:
             with self.streams:
                 response = self.source.get_object(self.bucket, obj.key, version_id=obj.version_id)
@@ -394,7 +421,16 @@ class Replicator:
                     response.close()
                     response.release_conn()
                 if reader.sha256.hexdigest() != obj.sha256:
-                    raise ValueError("the source changed since the run recorded it (sha256 differs)")
+                    # minio-py has written it by now: a replica with other bytes than its
+                    # paraflow-sha256 says would be skipped as a match by every later run.
+                    client.remove_object(target.bucket, key)
+                    raise fastcopy.Corrupted(
+                        "the bytes read differ from the run's record (sha256): the source changed or was "
+                        "corrupted in transit; the replica was removed"
+                    )
+
+    def _fast_store(self, target: ReplicationTarget) -> S3Store | None:
+        return None if self.fast is None else self.fast.targets.get(target.name)
 
     def _verify(self, client: Minio, target: ReplicationTarget, key: str, obj: OutputObject) -> None:
         """``checksum`` is checked during the copy itself (the streamed bytes' sha256, or the
@@ -474,6 +510,22 @@ def target_clients(task: ReplicationTask) -> list[Minio]:
     return clients
 
 
+def fast_stores(task: ReplicationTask, bucket: str) -> FastStores:
+    """obstore stores from the contract's env, for every target that is not copied server-side."""
+    env = os.environ
+    source = fastcopy.store(
+        env[Env.S3_ENDPOINT], bucket, env[Env.S3_ACCESS_KEY], env[Env.S3_SECRET_KEY], env.get(Env.S3_REGION)
+    )
+    targets = {}
+    for i, target in enumerate(task.targets):
+        if not target.server_side:
+            access, secret = contract.destination_credential_env(i)
+            targets[target.name] = fastcopy.store(
+                target.endpoint, target.bucket, env[access], env[secret], target.region
+            )
+    return FastStores(source, targets)
+
+
 def iter_failures(report: ReplicationReport) -> Iterator[str]:
     for target in report.targets:
         for failure in target.failures:
@@ -486,7 +538,7 @@ def main() -> None:
     shard, shards = int(env.get(Env.SHARD, "0")), int(env.get(Env.SHARD_COUNT, "1"))
     source = client_from_env()
     bucket, run = env[Env.RUN_BUCKET], env[Env.RUN_PREFIX]
-    replicator = Replicator(source, bucket, run, task, target_clients(task))
+    replicator = Replicator(source, bucket, run, task, target_clients(task), fast=fast_stores(task, bucket))
     processes = int(env.get(contract.Env.REPLICATION_PROCESSES, "0") or 0) or min(4, os.cpu_count() or 1)
     report = replicator.run(replicator.work(), shard, shards, processes)
     put_json(source, bucket, contract.replication_report_key(run, task.label, shard), report)

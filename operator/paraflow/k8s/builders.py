@@ -343,6 +343,7 @@ def replication_job(
         *common_env(wf, spec),
         {"name": Env.REPLICATION, "value": task.model_dump_json(exclude_none=True)},
         {"name": Env.SHARD_COUNT, "value": str(shards)},
+        *({"name": k, "value": v} for k, v in contract.REPLICATION_POD_ENV.items()),
     ]
     for i, d in enumerate(rspec.destinations):
         secret = (d.storage or spec.storage).credentials_secret
