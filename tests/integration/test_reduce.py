@@ -1,5 +1,6 @@
 """The reduce step on the cluster when it goes wrong: a reduce that fails for good fails the run
-with its reason and keeps the map's manifest, a redrive runs it again as a new attempt, and a
+with its reason and keeps the map's manifest, `paraflow logs --reduce` shows why, a redrive runs
+it again as a new attempt, and a
 reduce image that cannot be pulled is named in PodsBlocked and ends at the step's deadline."""
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def test_a_failing_reduce_step_fails_the_run_and_a_redrive_runs_it_again(
     assert "red-fail-reduce-a1" in failed["message"] and "a redrive runs the reduce step again" in failed["message"]
     assert done["status"]["partitions"]["succeeded"] == 2 and done["status"]["reduce"]["phase"] == "Failed"
     assert_map_kept(s3, done)
+    assert "no summary today" in cli("logs", "red-fail", "--reduce", "-n", namespace).stdout
 
     cli("redrive", "red-fail", "-n", namespace)
     wait_for(

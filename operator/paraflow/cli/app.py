@@ -20,6 +20,7 @@ from rich.console import Console
 from paraflow import constants as c
 from paraflow.cli import kube
 from paraflow.cli.render import WatchView, status_table
+from paraflow.k8s import names
 from paraflow.models import TERMINAL, WorkflowSpec, parse_bytes, spec_error
 from paraflow.planning import indexsets
 
@@ -170,25 +171,37 @@ def status(
 @app.command()
 def logs(
     name: str,
-    partition: Annotated[int, typer.Option("--partition", "-p")],
+    partition: Annotated[int | None, typer.Option("--partition", "-p")] = None,
     namespace: Namespace = "default",
     shard: Annotated[int | None, typer.Option("--shard", "-s")] = None,
     attempt: Annotated[int | None, typer.Option("--attempt", "-a", help="Default: the latest")] = None,
+    reduce: Annotated[bool, typer.Option("--reduce", help="The reduce step's pod instead of a partition's")] = False,
 ) -> None:
-    """The logs of a partition's pods (one shard, or all)."""
+    """The logs of a partition's pods (one shard, or all), or of the reduce step's pod."""
+    if reduce == (partition is not None):
+        raise typer.BadParameter("give either --partition N or --reduce")
     kube.load()
-    if attempt is None:
-        attempts = [
-            int(kube.labels(j)[c.LABEL_ATTEMPT])
-            for j in kube.partition_jobs(name, namespace)
-            if kube.labels(j).get(c.LABEL_PARTITION) == str(partition)
-        ]
-        if not attempts:
-            raise typer.BadParameter(f"partition {partition} of {name} has not started")
-        attempt = max(attempts)
-    found = kube.pod_logs(name, namespace, partition, attempt, shard)
+    if reduce:
+        reduced = (kube.get_workflow(name, namespace).get("status") or {}).get("reduce") or {}
+        if attempt is None and not reduced:
+            raise typer.BadParameter(f"the reduce step of {name} has not started")
+        attempt = attempt or int(reduced.get("attempt", 1))
+        job, what = names.reduce_job(name, attempt), f"the reduce step attempt {attempt}"
+    else:
+        assert partition is not None
+        if attempt is None:
+            attempts = [
+                int(kube.labels(j)[c.LABEL_ATTEMPT])
+                for j in kube.partition_jobs(name, namespace)
+                if kube.labels(j).get(c.LABEL_PARTITION) == str(partition)
+            ]
+            if not attempts:
+                raise typer.BadParameter(f"partition {partition} of {name} has not started")
+            attempt = max(attempts)
+        job, what = names.partition_job(name, partition, attempt), f"partition {partition} attempt {attempt}"
+    found = kube.pod_logs(job, namespace, shard)
     if not found:
-        raise typer.BadParameter(f"no pods for partition {partition} attempt {attempt}")
+        raise typer.BadParameter(f"no pods for {what}")
     for pod, text in found:
         console.print(f"[bold]==> {pod}[/]", highlight=False)
         out.print(text, end="", highlight=False, markup=False)

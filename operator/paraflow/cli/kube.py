@@ -15,7 +15,6 @@ from typing import Any
 from kubernetes import client, config
 
 from paraflow import constants as c
-from paraflow.k8s import names
 
 Doc = dict[str, Any]
 
@@ -91,9 +90,9 @@ def failure_of(job: Doc, namespace: str) -> str:
     return "unknown"
 
 
-def pod_logs(name: str, namespace: str, partition: int, attempt: int, shard: int | None) -> list[tuple[str, str]]:
+def pod_logs(job_name: str, namespace: str, shard: int | None) -> list[tuple[str, str]]:
     core = client.CoreV1Api()
-    selector = f"job-name={names.partition_job(name, partition, attempt)}"
+    selector = f"job-name={job_name}"
     if shard is not None:
         selector += f",batch.kubernetes.io/job-completion-index={shard}"
     pods = sorted(
