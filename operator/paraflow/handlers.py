@@ -78,7 +78,7 @@ async def startup(
 
     def emit(body: Mapping[str, Any], event: Event) -> None:
         fence()
-        kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
+        kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.bounded_message())
 
     reconciler = Reconciler(api, ours, emit=emit)
     metrics.serve(ours.metrics_port)

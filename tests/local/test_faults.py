@@ -198,8 +198,17 @@ def test_a_read_only_destination_fails_replication_clearly_and_a_redrive_complet
     failed = wait_phase(custom, namespace, "rodest", {"Failed", "Succeeded"}, 180)
     assert failed["status"]["phase"] == "Failed"
     assert condition(failed, c.COND_FAILED)["reason"] == "ReplicationFailed"
-    messages = [e.message for e in core.list_namespaced_event(namespace).items if e.reason == "ReplicationFailed"]
-    assert any("AccessDenied" in m for m in messages), messages
+    # Events are posted after the status that says Failed: wait for it, it must come.
+    denied = wait_for(
+        lambda: [
+            e.message
+            for e in core.list_namespaced_event(namespace).items
+            if e.reason == "ReplicationFailed" and "AccessDenied" in e.message
+        ],
+        30,
+        "a ReplicationFailed Event saying AccessDenied",
+    )
+    assert "not copied; first: ro: p" in denied[0], denied
 
     subprocess.run(
         [*mc, "admin", "policy", "attach", "local", "readwrite", "--user", user], check=True, capture_output=True

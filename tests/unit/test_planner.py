@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from paraflow import constants as c
 from paraflow.models import WorkflowStatus
 from paraflow.planning import planner
@@ -199,3 +202,13 @@ def test_status_stays_small_at_100000_partitions_finishing_in_order() -> None:
     size = len(result.status.model_dump_json(by_alias=True, exclude_none=True))
     assert size < 8 * 1024
     assert result.status.partitions.succeeded == 60_000
+
+
+@given(st.text(max_size=3000))
+def test_an_event_message_fits_what_the_apiserver_accepts_and_keeps_its_start(message: str) -> None:
+    bounded = planner.Event("Warning", "ReplicationFailed", message).bounded_message()
+    assert len(bounded.encode()) <= planner.EVENT_MESSAGE_MAX_BYTES
+    if len(message.encode()) <= planner.EVENT_MESSAGE_MAX_BYTES:
+        assert bounded == message
+    else:
+        assert bounded.endswith("…") and message.startswith(bounded[:-1])

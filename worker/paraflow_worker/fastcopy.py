@@ -50,6 +50,17 @@ class Corrupted(ValueError):
     """The bytes read differ from the run's record of the output: nothing was written."""
 
 
+def explain(error: obstore.exceptions.BaseError) -> str:
+    """One line for a report: the S3 error code and HTTP status when the server sent them, and
+    object_store's first sentence (its full text runs to a debug dump of the request)."""
+    text = str(error)
+    code = re.search(r"<Code>([^<]+)</Code>", text)
+    status = re.search(r"status code: (\d{3}[^:\n]*)", text)
+    first = text.split("\n", 1)[0].split(": Error performing", 1)[0]
+    label = code.group(1) if code else type(error).__name__
+    return f"{label}{f' ({status.group(1).strip()})' if status else ''}: {first[:300]}"
+
+
 def carries(source_key: str, key: str, metadata: dict[str, str]) -> bool:
     """True when object_store reads ``source_key`` and writes ``key`` unchanged, with ``metadata``
     as the same headers minio-py would send (plain printable ASCII names and values)."""

@@ -363,7 +363,9 @@ class Replicator:
                 self._verify(client, target, key, w.obj)
                 counters.add(copied=1, size=w.obj.size)
                 return
-            except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError, obstore.exceptions.BaseError) as e:
+            except obstore.exceptions.BaseError as e:
+                last = fastcopy.explain(e)
+            except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
                 last = f"{type(e).__name__}: {getattr(e, 'code', '') or e}"
         counters.fail(key, f"after {TRIES} tries: {last}")
 

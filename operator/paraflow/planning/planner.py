@@ -111,11 +111,22 @@ class CreateReduce:
     attempt: int
 
 
+# The apiserver refuses an Event whose message is longer (in bytes), and the Event is lost.
+EVENT_MESSAGE_MAX_BYTES = 1024
+
+
 @dataclass(frozen=True)
 class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+
+    def bounded_message(self) -> str:
+        """The message cut to what an Event can hold, marked with an ellipsis where it was cut."""
+        data = self.message.encode()
+        if len(data) <= EVENT_MESSAGE_MAX_BYTES:
+            return self.message
+        return data[: EVENT_MESSAGE_MAX_BYTES - 3].decode(errors="ignore") + "…"
 
 
 @dataclass
