@@ -235,6 +235,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", help="powers of ten, at most 1000000")
     parser.add_argument("--concurrency", default="50,500")
     parser.add_argument("--simulate", type=int, default=100_000)
+    parser.add_argument("--name", default="orchestration", help="results file stem (a partial run: another name)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     concurrencies = [int(x) for x in args.concurrency.split(",")]
@@ -275,7 +276,7 @@ def main() -> None:
     rows.append({"partitions": args.simulate, "max_concurrency": 500, "simulated": True, **sim})
     print(rows[-1], flush=True)
     versions = cluster_versions(kwok="v0.8.0")
-    write_results("orchestration", {"machine": machine(), "versions": versions, "rows": rows}, table(rows))
+    write_results(args.name, {"machine": machine(), "versions": versions, "rows": rows}, table(rows))
     print(table(rows))
 
 
