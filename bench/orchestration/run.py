@@ -4,7 +4,9 @@ same pods, in the same run; and 100,000 partitions through the pure planner.
     hack/cluster.sh up && eval "$(hack/cluster.sh env)" && .venv/bin/python -m bench.orchestration.run
 
 For each (partitions, maxConcurrency): a native Indexed Job (completions = partitions,
-parallelism = maxConcurrency, pods on KWOK nodes) is timed from create to Complete; then a
+parallelism = maxConcurrency, pods on KWOK nodes) is timed from create to Complete; the design's
+floor (``floor.py``: a minimal driver keeping maxConcurrency one-pod Jobs active, one per
+partition) likewise; then a
 workflow whose partitioner (a real pod) plans one partition per input object, and whose
 partition Jobs (shards 1) run on KWOK nodes, is timed with a fresh operator process. KWOK
 completes pods at once, so both figures are pure orchestration. Measured: fan-out makespan
@@ -36,6 +38,7 @@ from tests.support import install_crd
 from tests.unit.builders import make_spec
 
 from bench.common import cluster_versions, machine, write_results
+from bench.orchestration import floor
 from paraflow import constants as c
 from paraflow.models import WorkflowStatus
 from paraflow.planning import planner
@@ -210,15 +213,17 @@ def simulated(partitions: int, concurrency: int) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| partitions | maxConcurrency | fan-out makespan s | native Job s | ratio | total s | first pod s | "
-        "writes/partition | operator peak RSS MiB | operator CPU s | status bytes | simulated |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| partitions | maxConcurrency | fan-out makespan s | native Job s | ratio | floor s | vs floor | total s | "
+        "first pod s | writes/partition | operator peak RSS MiB | operator CPU s | status bytes | simulated |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         ratio = f"{r['makespan_s'] / r['baseline_makespan_s']:.2f}" if r.get("baseline_makespan_s") else ""
+        vs_floor = f"{r['makespan_s'] / r['floor_makespan_s']:.2f}" if r.get("floor_makespan_s") else ""
         lines.append(
             f"| {r['partitions']} | {r['max_concurrency']} | {r.get('makespan_s', '')} | "
-            f"{r.get('baseline_makespan_s', '')} | {ratio} | {r.get('total_s', '')} | {r.get('first_pod_s', '')} | "
+            f"{r.get('baseline_makespan_s', '')} | {ratio} | {r.get('floor_makespan_s', '')} | {vs_floor} | "
+            f"{r.get('total_s', '')} | {r.get('first_pod_s', '')} | "
             f"{r.get('writes_per_partition', '')} | {r.get('operator_peak_rss_mib', '')} | "
             f"{r.get('operator_cpu_s', '')} | {r['status_bytes']} | {r['simulated']} |"
         )
@@ -230,6 +235,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", help="powers of ten, at most 1000000")
     parser.add_argument("--concurrency", default="50,500")
     parser.add_argument("--simulate", type=int, default=100_000)
+    parser.add_argument("--name", default="orchestration", help="results file stem (a partial run: another name)")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     concurrencies = [int(x) for x in args.concurrency.split(",")]
@@ -254,10 +260,12 @@ def main() -> None:
                 ns, {"metadata": {"name": "minio-creds"}, "stringData": {"accessKey": creds[0], "secretKey": creds[1]}}
             )
             native = baseline(batch, ns, partitions, concurrency)
+            least = floor.run(batch, ns, partitions, concurrency, KWOK)
             row = {
                 "partitions": partitions,
                 "max_concurrency": concurrency,
                 "baseline_makespan_s": round(native, 1),
+                "floor_makespan_s": round(least, 1),
                 **paraflow_run(custom, core, ns, prefix, bucket, partitions, concurrency, endpoint),
                 "simulated": False,
             }
@@ -268,7 +276,7 @@ def main() -> None:
     rows.append({"partitions": args.simulate, "max_concurrency": 500, "simulated": True, **sim})
     print(rows[-1], flush=True)
     versions = cluster_versions(kwok="v0.8.0")
-    write_results("orchestration", {"machine": machine(), "versions": versions, "rows": rows}, table(rows))
+    write_results(args.name, {"machine": machine(), "versions": versions, "rows": rows}, table(rows))
     print(table(rows))
 
 
