@@ -26,6 +26,7 @@ listing the source. For each target:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -396,13 +397,9 @@ class Replicator:
                 raise ValueError(f"server-side copy returned ETag {etag}, the source had {obj.etag}")
         elif (store := self._fast_store(target)) is not None and fastcopy.carries(obj.key, key, meta):
             assert self.fast is not None
-            if obj.size <= fastcopy.WHOLE_MAX:
+            # Only a streamed object holds parts in memory: only those take a slot.
+            with self.fast_streams if obj.size > fastcopy.WHOLE_MAX else contextlib.nullcontext():
                 fastcopy.copy(self.fast.source, store, obj, key, {"Content-Type": obj.content_type, **meta}, obj.tags)
-            else:
-                with self.fast_streams:
-                    fastcopy.copy(
-                        self.fast.source, store, obj, key, {"Content-Type": obj.content_type, **meta}, obj.tags
-                    )
         else:
             with self.streams:
                 response = self.source.get_object(self.bucket, obj.key, version_id=obj.version_id)
