@@ -1,7 +1,8 @@
-"""The reduce step on the cluster when it goes wrong: a reduce that fails for good fails the run
-with its reason and keeps the map's manifest, `paraflow logs --reduce` shows why, a redrive runs
-it again as a new attempt, and a
-reduce image that cannot be pulled is named in PodsBlocked and ends at the step's deadline."""
+"""The reduce step on the cluster: with odd output names in a namespace enforcing Pod Security
+``restricted``, its outputs replicated byte-exact to another server; and when it goes wrong: a
+reduce that fails for good fails the run with its reason and keeps the map's manifest,
+`paraflow logs --reduce` shows why, a redrive runs it again as a new attempt, and a reduce image
+that cannot be pulled is named in PodsBlocked and ends at the step's deadline."""
 
 from __future__ import annotations
 
@@ -81,3 +82,45 @@ def test_a_reduce_image_that_cannot_be_pulled_is_named_and_fails_the_run_at_its_
     assert failed is not None and failed["reason"] == "ReduceFailed", done["status"]
     assert "DeadlineExceeded" in failed["message"]
     assert_map_kept(s3, done)
+
+
+ODD_NAMES = ["sum mary é.json", "a+b%20c.txt", "dir/trailing/", "日本/語.csv"]
+ODD_REDUCER = [
+    "python",
+    "-c",
+    "from paraflow_worker import sdk\n"
+    "with sdk.reduce() as run:\n"
+    f"    for name in {ODD_NAMES!r}:\n"
+    "        run.write(name, name.encode() * 3)\n",
+]
+
+
+def test_a_reduce_step_with_odd_output_names_in_a_restricted_namespace_replicates_them_exactly(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    s3: Minio,
+    s3_second: Minio,
+    namespace: str,
+    bucket: str,
+    bucket_second: str,
+    test_env: dict[str, str],
+) -> None:
+    core.patch_namespace(namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
+    upload_inputs(s3, bucket, 3)
+    body = reduce_workflow(
+        "red-odd", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, {"image": WORKER_IMAGE, "command": ODD_REDUCER}
+    )
+    second = {"endpoint": test_env["PARAFLOW_TEST_S3_ENDPOINT_2"], "credentialsSecret": "minio-creds"}
+    body["spec"]["replication"] = {
+        "mode": "afterAll",
+        "destinations": [{"name": "far", "bucket": bucket_second, "prefix": "copy/", "storage": second}],
+    }
+    create(custom, namespace, body)
+    done = wait_phase(custom, namespace, "red-odd", {"Succeeded", "Failed"}, 180)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert condition(done, c.COND_PODS_BLOCKED) is None
+    listed = cli("reduce-output", "red-odd", "-n", namespace).stdout
+    assert all(name in listed for name in ODD_NAMES), listed
+    for name in ODD_NAMES:
+        assert s3_second.get_object(bucket_second, f"copy/reduce/{name}").read() == name.encode() * 3
