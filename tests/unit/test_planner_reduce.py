@@ -237,3 +237,15 @@ def test_a_redrive_that_reruns_the_reduce_step_gives_the_run_wide_copy_a_fresh_r
     assert redriven.creates == [CreateReduce(2)]
     reduced = settle(spec, redriven.status, *jobs, reducer(2, JobState.SUCCEEDED))
     assert reduced.creates == [CreateReplication(0, 2, 0, 2)]  # the second round's first attempt
+
+
+def test_an_operator_killed_after_the_manifest_write_starts_the_same_reduce_attempt_on_restart() -> None:
+    spec = make_spec(reduce=REDUCE)
+    jobs = [part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.SUCCEEDED)]
+    before = partitioned(2)
+    first = settle(spec, before, *jobs)  # manifest written, then killed: no Job, no status write
+    again = settle(spec, before, *jobs)
+    assert again.manifest == first.manifest and again.creates == first.creates == [CreateReduce(1)]
+    # Killed after the create but before the status write: the Job is found, not duplicated.
+    found = settle(spec, before, *jobs, reducer(1, JobState.ACTIVE))
+    assert found.creates == [] and found.status.reduce is not None and found.status.reduce.attempt == 1
