@@ -86,6 +86,12 @@ build_crictl() {
     "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
 }
 
+# Argo's workflow-controller, a peer in bench/orchestration only. Its CRDs ship in the same module.
+build_argo() {
+  go_install argo "$ARGO_VERSION" workflow-controller \
+    "github.com/argoproj/argo-workflows/v4/cmd/workflow-controller@$ARGO_VERSION"
+}
+
 # The pod sandbox's "pause" process, compiled from the Kubernetes release's own source: no
 # registry to pull registry.k8s.io/pause from. Static, so it runs in a FROM-scratch image.
 build_pause() {
@@ -103,7 +109,7 @@ for t in "${targets[@]}"; do
   case $t in
     all) build_etcd; build_kwok; build_minio; build_mc; build_helm; build_k8s ;;
     node) build_k8s; build_crictl; build_pause ;;
-    k8s|etcd|kwok|minio|mc|helm|crictl|pause) "build_$t" ;;
-    *) die "unknown target '$t' (all|node|k8s|etcd|kwok|minio|mc|helm|crictl|pause)" ;;
+    k8s|etcd|kwok|minio|mc|helm|crictl|pause|argo) "build_$t" ;;
+    *) die "unknown target '$t' (all|node|k8s|etcd|kwok|minio|mc|helm|crictl|pause|argo)" ;;
   esac
 done

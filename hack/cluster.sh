@@ -117,9 +117,17 @@ write_kubeconfig() { # path user token-file: a kubeconfig for this cluster with 
 kwok_stages() {
   local out=$STATE_DIR/kwok-stages.yaml dir
   dir=$(cd "$STATE_DIR" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  # A standalone kwok exits with "no stages found" unless it is given its stages; "fast" is
-  # node-initialize + heartbeat-with-lease + pod-ready/complete/delete.
-  "$K8S_BIN/kubectl" kustomize "$dir/kustomize/stage/fast" >"$out"
+  # A standalone kwok exits with "no stages found" unless it is given its stages: those of
+  # "fast" (node-initialize + heartbeat-with-lease + pod-ready/complete/delete), with our
+  # pod-complete (hack/kwok/pod-complete.yaml: task lengths, Argo's pods) for theirs.
+  {
+    "$K8S_BIN/kubectl" kustomize "$dir/kustomize/stage/node/fast"
+    echo ---
+    "$K8S_BIN/kubectl" kustomize "$dir/kustomize/stage/node/heartbeat-with-lease"
+    for stage in pod-ready pod-delete; do echo ---; cat "$dir/kustomize/stage/pod/fast/$stage.yaml"; done
+    echo ---
+    cat "$HACK_DIR/kwok/pod-complete.yaml"
+  } >"$out"
   echo "$out"
 }
 

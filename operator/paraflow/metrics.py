@@ -15,6 +15,7 @@ PARTITIONS = Gauge("paraflow_partitions", "Partitions of all workflows by state"
 REPLICATED_OBJECTS = Gauge("paraflow_replicated_objects", "Objects copied by replication, all workflows")
 REPLICATED_BYTES = Gauge("paraflow_replicated_bytes", "Bytes copied by replication, all workflows")
 JOBS_CREATED = Counter("paraflow_jobs_created_total", "Jobs created", ["role"])
+JOBS_DELETED = Counter("paraflow_jobs_deleted_total", "Succeeded partition Jobs deleted (succeededJobs: Delete)")
 JOBS_ALREADY_EXISTED = Counter("paraflow_job_create_conflicts_total", "Job creates answered 409: it existed", ["role"])
 API_ERRORS = Counter("paraflow_reconcile_errors_total", "Reconcile passes that raised", ["kind"])
 PASSES = Counter("paraflow_reconcile_passes_total", "Reconcile passes run")

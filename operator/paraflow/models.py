@@ -363,6 +363,12 @@ class ProcessorSpec(ContainerSpec):
         pattern=DNS_SUBDOMAIN,
         description="ServiceAccount of partition pods (token not mounted)",
     )
+    pod_annotations: Annotated[
+        dict[str, Annotated[str, Field(max_length=4096)]], Field(json_schema_extra={"maxProperties": 32})
+    ] = Field(
+        default_factory=dict,
+        description="Annotations on partition pods, e.g. a service mesh's or a cluster autoscaler's",
+    )
 
 
 class ReduceSpec(ContainerSpec):
@@ -550,6 +556,12 @@ class WorkflowSpec(_Model):
     suspend: bool = Field(default=False, description="Stop starting partitions; running ones finish")
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, le=365 * 86400, description="Delete the workflow (and its Jobs) this long after it finished"
+    )
+    succeeded_jobs: Literal["Retain", "Delete"] = Field(
+        default="Retain",
+        description="Succeeded partition Jobs: Retain keeps them (and their pods' logs) until the workflow is "
+        "deleted; Delete removes each once the workflow's status records its success, so the operator's memory "
+        "and etcd stay flat however many partitions run",
     )
     replication: ReplicationSpec | None = Field(default=None, description="Copy outputs to other buckets or servers")
     reduce: ReduceSpec | None = Field(

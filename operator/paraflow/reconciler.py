@@ -76,6 +76,8 @@ class Reconciler:
         self._clients: dict[Credentials, Minio] = {}
         # Workflow uid -> stalled Job name -> when we last asked why it does not run.
         self._asked: dict[str, dict[str, float]] = {}
+        # Workflow uid -> Jobs deleted that the watch still shows: not deleted again.
+        self._deleted: dict[str, set[str]] = {}
         self.expectations = Expectations()
 
     async def reconcile(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> float | None:
@@ -146,6 +148,7 @@ class Reconciler:
                 return await self._block(body, wf, before, status, generation, stamp, e)
         await self._create_children(wf, spec, result)
         await self._write_status(wf, before, result.status)
+        await self._delete_succeeded(wf, jobs, result.deletes)
         metrics.observe(wf.uid, result.status)
         for event in result.events:
             self.emit(body, event)
@@ -240,6 +243,7 @@ class Reconciler:
         """The workflow is gone: drop what was kept for it."""
         self.expectations.forget(uid)
         self._asked.pop(uid, None)
+        self._deleted.pop(uid, None)
 
     async def _read_plan(
         self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials
@@ -325,6 +329,25 @@ class Reconciler:
 
         await asyncio.gather(*(create(a) for a in result.creates))
         log.info("%s/%s: created %d Job(s)", wf.namespace, wf.name, len(result.creates))
+
+    async def _delete_succeeded(self, wf: WorkflowRef, jobs: Sequence[JobFacts], names: Sequence[str]) -> None:
+        """``succeededJobs: Delete``: removes the Jobs the plan names (their success is in the
+        status already written)."""
+        sent = self._deleted.setdefault(wf.uid, set())
+        sent.intersection_update(j.name for j in jobs)
+        todo = [n for n in names if n not in sent]
+        if not todo:
+            return
+        gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+        async def delete(name: str) -> None:
+            async with gate:
+                await self.api.delete_job(wf.namespace, name)
+            metrics.JOBS_DELETED.inc()
+            sent.add(name)
+
+        await asyncio.gather(*(delete(n) for n in todo))
+        log.info("%s/%s: deleted %d succeeded Job(s)", wf.namespace, wf.name, len(todo))
 
     async def _write_status(self, wf: WorkflowRef, before: WorkflowStatus, after: WorkflowStatus) -> None:
         old = before.model_dump(mode="json", exclude_none=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 
-from kubernetes import client
+from kubernetes import client, watch
 from minio import Minio
 
 from paraflow import constants as c
@@ -171,3 +172,62 @@ def test_sigkilled_operator_resumes_without_losing_or_duplicating_partitions(
     manifest = json.loads(s3.get_object(bucket, f"{run}manifest.json").read())
     assert sorted(p["index"] for p in manifest["succeeded"]) == list(range(16))
     assert get(custom, namespace, "survivor")["status"]["partitions"]["succeeded"] == 16
+
+
+def test_succeeded_jobs_deleted_across_operator_kills_leave_each_partition_run_once(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    batch: client.BatchV1Api,
+    s3: Minio,
+    namespace: str,
+    bucket: str,
+    test_env: dict[str, str],
+) -> None:
+    """succeededJobs: Delete removes each succeeded partition Job once status records it; an
+    operator killed in between finds neither a Job nor a gap, and never runs a partition again."""
+    upload_inputs(s3, bucket, 48)  # 16 partitions
+    body = workflow("tidy", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, maxConcurrency=4, succeededJobs="Delete")
+    body["spec"]["processor"]["env"] = [{"name": "PARAFLOW_DEMO_SLEEP_SECONDS", "value": "1"}]
+    # Every creation of a partition Job, by name: a watch misses none, deleted or not.
+    created: dict[str, set[str]] = {}
+    stream = watch.Watch()
+    selector = f"{c.LABEL_WORKFLOW}=tidy,{c.LABEL_ROLE}={c.ROLE_PARTITION}"
+
+    broken: list[Exception] = []
+    finished = threading.Event()
+
+    def record() -> None:
+        try:
+            for event in stream.stream(
+                batch.list_namespaced_job, namespace, label_selector=selector, timeout_seconds=300
+            ):
+                job = event["object"]
+                created.setdefault(job.metadata.name, set()).add(job.metadata.uid)
+        except Exception as e:  # a watch that broke mid-run could have missed a creation
+            if not finished.is_set():
+                broken.append(e)
+
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    wf = create(custom, namespace, body)
+
+    def succeeded() -> int:
+        return int(get(custom, namespace, "tidy").get("status", {}).get("partitions", {}).get("succeeded", 0))
+
+    for kill_at in (3, 9):
+        wait_for(lambda at=kill_at: succeeded() >= at, 120, f"{kill_at} partitions succeeded")
+        operator.kill()
+        time.sleep(3)  # the cluster goes on while the operator is dead
+        operator.start()
+        operator.wait_started()
+
+    done = wait_phase(custom, namespace, "tidy", {"Succeeded", "Failed"}, 240)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    wait_for(lambda: not partition_jobs(batch, namespace, "tidy"), 60, "every succeeded partition Job deleted")
+    finished.set()
+    stream.stop()
+    assert not broken, f"the watch of Job creations broke: {broken}"
+    assert sorted(created) == sorted(f"tidy-p{i}-a1" for i in range(16))
+    assert all(len(uids) == 1 for uids in created.values()), f"a partition Job was created again: {created}"
+    manifest = json.loads(s3.get_object(bucket, f"output/_paraflow/{wf['metadata']['uid']}/manifest.json").read())
+    assert sorted((p["index"], p["attempt"]) for p in manifest["succeeded"]) == [(i, 1) for i in range(16)]

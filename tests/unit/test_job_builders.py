@@ -36,6 +36,7 @@ def spec() -> Any:
             "processor.shardsPerPartition": 2,
             "processor.nonRetryableExitCodes": [3, 2, 3],
             "processor.activeDeadlineSeconds": 600,
+            "processor.podAnnotations": {"sidecar.istio.io/inject": "false"},
             "replication": {"destinations": [{"name": "archive", "bucket": "archive", "prefix": "logs/"}]},
         }
     )
@@ -45,6 +46,7 @@ def reduce_spec() -> Any:
     return make_spec(
         **{
             "processor.nodeSelector": {"pool": "batch"},
+            "processor.podAnnotations": {"sidecar.istio.io/inject": "false"},
             "reduce": {"image": "registry.example/summarise:2", "args": ["--top", "10"], "activeDeadlineSeconds": 900},
             "replication": {
                 "mode": "afterAll",

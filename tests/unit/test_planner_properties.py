@@ -2,6 +2,8 @@
 
 Each partition attempt's fate (succeed or fail) is drawn up front; each step some active Jobs
 finish, time moves on, and ``maxConcurrency`` may change mid-run, as a user patching it would.
+With ``succeededJobs: Delete`` the Jobs a pass names are deleted, and some status writes are
+lost (a pass whose patch failed, or an operator killed before it), as a cluster would do.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def runs(draw: st.DrawFn) -> dict[str, object]:
         "tolerated": draw(st.one_of(st.none(), st.integers(0, total))),
         "fails": draw(st.sets(st.tuples(st.integers(0, total - 1), st.integers(1, max_attempts)))),
         "finish_order": draw(st.randoms(use_true_random=False)),
+        "delete_succeeded": draw(st.booleans()),
+        "lost_writes": draw(st.sets(st.integers(0, 60), max_size=10)),
     }
 
 
@@ -39,13 +43,14 @@ def test_a_run_never_exceeds_max_concurrency_and_ends_with_each_partition_accoun
     total, max_attempts = run["total"], run["max_attempts"]
     rnd = run["finish_order"]
     spec_kw = {"retry.maxAttempts": max_attempts, "retry.intervalSeconds": 5, "retry.maxDelaySeconds": 20}
+    spec_kw["succeededJobs"] = "Delete" if run["delete_succeeded"] else "Retain"
     if run["tolerated"] is not None:
         spec_kw["failureTolerance.count"] = run["tolerated"]
     concurrency = run["concurrency"]
 
     partitioner = JobFacts("wf-part-a1", c.ROLE_PARTITIONER, None, 1, JobState.SUCCEEDED, T0)
     jobs: dict[tuple[int, int], JobFacts] = {}
-    created_at: dict[tuple[int, int], dt.datetime] = {}
+    ever: dict[tuple[int, int], JobFacts] = {}  # every Job created, deleted or not, as it ended
     status, now = WorkflowStatus(), T0
     for step in range(1000):
         spec = make_spec(maxConcurrency=concurrency[min(step // 10, len(concurrency) - 1)], **spec_kw)
@@ -60,30 +65,49 @@ def test_a_run_never_exceeds_max_concurrency_and_ends_with_each_partition_accoun
         for action in result.creates:
             assert isinstance(action, CreatePartition)
             key = (action.index, action.attempt)
-            assert key not in jobs, "a Job name is never created twice"
-            previous = jobs.get((action.index, action.attempt - 1))
+            assert key not in ever, "a Job name is never created twice"
+            previous = ever.get((action.index, action.attempt - 1))
             if previous is not None:
                 assert previous.state is JobState.FAILED
                 earliest = previous.finished_at + dt.timedelta(  # type: ignore[operator]
                     seconds=delay_seconds(spec.retry, action.attempt - 1, f"u/{action.index}")
                 )
                 assert now >= earliest, "a retry never starts before its backoff elapsed"
-            jobs[key] = JobFacts(f"wf-p{key[0]}-a{key[1]}", c.ROLE_PARTITION, key[0], key[1], JobState.ACTIVE)
-            created_at[key] = now
+            jobs[key] = ever[key] = JobFacts(
+                f"wf-p{key[0]}-a{key[1]}", c.ROLE_PARTITION, key[0], key[1], JobState.ACTIVE
+            )
         active = [k for k, j in jobs.items() if j.state is JobState.ACTIVE]
         assert len(result.creates) == 0 or len(active) <= spec.max_concurrency
+        if not run["delete_succeeded"]:
+            assert not result.deletes, "Retain deletes nothing"
+        if step in run["lost_writes"]:
+            now += dt.timedelta(seconds=1)
+            continue  # the status patch failed: nothing after it in the pass ran either
         status = result.status
+        for key, job in list(jobs.items()):
+            if job.name in result.deletes:
+                assert job.state is JobState.SUCCEEDED, "only a succeeded Job is deleted"
+                del jobs[key]
         if status.phase in ("Succeeded", "Failed") and not active:
             break
         now += dt.timedelta(seconds=3)
         # At least one Job finishes per step, so every run ends; which ones and how many is drawn.
         for key in rnd.sample(active, k=rnd.randint(min(1, len(active)), len(active))):
             state = JobState.FAILED if key in run["fails"] else JobState.SUCCEEDED
-            jobs[key] = JobFacts(jobs[key].name, c.ROLE_PARTITION, key[0], key[1], state, now)
+            jobs[key] = ever[key] = JobFacts(jobs[key].name, c.ROLE_PARTITION, key[0], key[1], state, now)
     else:
         raise AssertionError("the run did not finish")
 
-    succeeded = [k for k, j in jobs.items() if j.state is JobState.SUCCEEDED]
+    if run["delete_succeeded"]:
+        # The passes after the last: every succeeded Job goes, then the workflow settles.
+        obs = Observed(jobs=[partitioner, *jobs.values()], generation=1, now=now, uid="u")
+        gone = planner.plan(spec, status, obs).deletes
+        assert sorted(gone) == sorted(j.name for j in jobs.values() if j.state is JobState.SUCCEEDED)
+        assert not gone or not planner.settled(spec, status, obs.jobs, ""), "not idle while a Job is left to delete"
+        left = [partitioner, *(j for j in jobs.values() if j.name not in gone)]
+        assert not planner.plan(spec, status, Observed(jobs=left, generation=1, now=now, uid="u")).deletes
+
+    succeeded = [k for k, j in ever.items() if j.state is JobState.SUCCEEDED]
     assert len({p for p, _ in succeeded}) == len(succeeded), "no partition succeeds twice"
     if status.phase == "Succeeded":
         assert status.partitions.succeeded + status.partitions.failed == total

@@ -1,12 +1,16 @@
 """One reconcile pass against a fake of our own KubeApi (its storage calls answered by name): a
 bad spec is rejected, a missing Secret blocks, a create answered 409 is expected and not retried,
-status is written once per pass as a merge patch, and Events follow. No cluster, no MinIO."""
+status is written once per pass as a merge patch, and Events follow; succeeded Jobs are deleted
+only after the status recording them is written. No cluster, no MinIO."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from typing import Any
+
+import pytest
+from kubernetes.client import ApiException
 
 from paraflow import metrics
 from paraflow.k8s.api import SecretMissing
@@ -21,11 +25,12 @@ from tests.unit.test_planner import part, partitioned, partitioner
 class FakeApi:
     """KubeApi's surface: records writes; Jobs named in ``existing`` answer 409."""
 
-    def __init__(self, secret: bool = True, existing: frozenset[str] = frozenset()) -> None:
-        self.secret, self.existing = secret, existing
+    def __init__(self, secret: bool = True, existing: frozenset[str] = frozenset(), refuse_patch: bool = False) -> None:
+        self.secret, self.existing, self.refuse_patch = secret, existing, refuse_patch
         self.created: list[str] = []
         self.patches: list[dict[str, Any]] = []
         self.storage: list[str] = []
+        self.writes: list[str] = []  # every write in order: "create <job>", "patch", "delete <job>"
 
     async def read_secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
         if not self.secret:
@@ -41,10 +46,17 @@ class FakeApi:
         if name in self.existing:
             return False
         self.created.append(name)
+        self.writes.append(f"create {name}")
         return True
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        if self.refuse_patch:
+            raise ApiException(status=500, reason="etcdserver: request timed out")
         self.patches.append(status)
+        self.writes.append("patch")
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        self.writes.append(f"delete {name}")
 
 
 def body(status: WorkflowStatus | None = None, **spec: Any) -> dict[str, Any]:
@@ -103,3 +115,26 @@ def test_a_pass_with_nothing_new_writes_no_status() -> None:
     second = FakeApi()
     run(second, body(settled, maxConcurrency=2), jobs)
     assert second.patches == [] and second.created == []
+
+
+def test_a_succeeded_job_is_deleted_only_after_the_status_recording_it_is_written() -> None:
+    api = FakeApi()
+    jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.ACTIVE)]
+    run(api, body(partitioned(3), maxConcurrency=2, succeededJobs="Delete"), jobs)
+    assert api.writes == ["create wf-p2-a1", "patch", "delete wf-p0-a1"]
+    assert api.patches[0]["succeededIndexes"] == "0"
+
+
+def test_a_failed_status_write_deletes_nothing() -> None:
+    api = FakeApi(refuse_patch=True)
+    jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED)]
+    with pytest.raises(ApiException):
+        run(api, body(partitioned(2), succeededJobs="Delete"), jobs)
+    assert not any(w.startswith("delete") for w in api.writes), "the Job is the only record of that success"
+
+
+def test_retain_keeps_succeeded_jobs() -> None:
+    api = FakeApi()
+    jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.SUCCEEDED)]
+    run(api, body(partitioned(2)), jobs)
+    assert api.patches and not any(w.startswith("delete") for w in api.writes)

@@ -35,7 +35,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [get, patch]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create]
+  # delete: succeeded partition Jobs of a workflow with succeededJobs: Delete.
+  verbs: [get, list, watch, create, delete]
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

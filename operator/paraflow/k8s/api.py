@@ -129,6 +129,16 @@ class KubeApi:
             raise
         return True
 
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Deletes a Job and, in the background, its pods; one already gone is no error."""
+        try:
+            await self._send(
+                "delete", self.write_batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
     async def read_secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
         try:
             secret = await self._call(self.core.read_namespaced_secret, name, namespace)

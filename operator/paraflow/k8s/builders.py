@@ -251,7 +251,10 @@ def partition_job(
     job_labels = labels(wf, c.ROLE_PARTITION, **{c.LABEL_PARTITION: str(partition), c.LABEL_ATTEMPT: str(attempt)})
     pod: dict[str, Any] = {"containers": [_container(PROCESSOR_CONTAINER, proc.image, proc, env, settings)]}
     _placement(pod, spec)
-    return _job(wf, names.partition_job(wf.name, partition, attempt), job_labels, job_spec, pod, proc.security_context)
+    body = _job(wf, names.partition_job(wf.name, partition, attempt), job_labels, job_spec, pod, proc.security_context)
+    if proc.pod_annotations:
+        body["spec"]["template"]["metadata"]["annotations"] = dict(proc.pod_annotations)
+    return body
 
 
 def reduce_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings: Settings) -> dict[str, Any]:

@@ -7,7 +7,8 @@ finds the object already there is a no-op).
 
 The durable record of a partition's fate is its Job (kept until the workflow is deleted or its
 TTL expires) and, once written, the range-compressed sets in status. The union of both is used,
-so a Job deleted by hand after its success was recorded does not make the partition run again.
+so a Job deleted by hand after its success was recorded does not make the partition run again;
+with ``succeededJobs: Delete`` the operator deletes them itself, once status records them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from paraflow.planning.tracking import (
     Progress,
     attempt_sets,
     fresh_attempts,
+    latest_attempts,
     schedule,
     track,
 )
@@ -137,6 +139,8 @@ class Plan:
     # Set when the workflow just finished: (index, winning attempt) of each succeeded partition.
     manifest: list[tuple[int, int]] | None = None
     requeue_after: float | None = None
+    # Succeeded partition Jobs to delete (succeededJobs: Delete), by name.
+    deletes: list[str] = field(default_factory=list)
 
     def room(self, slots: int, cap: int) -> int:
         """``slots`` bounded by what the pass may still create; if that bounds it, come back soon."""
@@ -161,7 +165,30 @@ def settled(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts]
         return False
     if any(j.state is JobState.ACTIVE for j in jobs) or needs_reports(spec, status, jobs):
         return False
+    if deletable(spec, status, jobs):
+        return False
     return bool(status.manifest) or get_condition(status.conditions, c.COND_PARTITIONED) is None
+
+
+def deletable(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts]) -> list[str]:
+    """Succeeded partition Jobs that ``succeededJobs: Delete`` may remove: those whose success,
+    with the same attempt as its winner, is in ``status``, once that status is written. Deleted
+    before, a pass that lost the status write would find neither the Job nor the record, and
+    run the partition again."""
+    if spec.succeeded_jobs != "Delete":
+        return []
+    recorded = indexsets.expand(status.succeeded_indexes)
+    if not recorded:
+        return []
+    winners = latest_attempts((), _partition_of, status.attempts)
+    return [
+        j.name
+        for j in jobs
+        if j.role == c.ROLE_PARTITION
+        and j.state is JobState.SUCCEEDED
+        and j.partition in recorded
+        and j.attempt == winners.get(j.partition, 1)
+    ]
 
 
 def expires_in(spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime) -> float | None:
@@ -192,6 +219,9 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
         if get_condition(new.conditions, c.COND_PARTITIONED) is None:
             return _finish(out, status, obs, now)
     _fan_out(out, spec, obs, now)
+    # Written by this pass's status patch, which the reconciler sends before any delete.
+    done = deletable(spec, out.status, obs.jobs)
+    out.deletes = done[: out.room(len(done), obs.max_creates + len(out.creates))]
     return _finish(out, status, obs, now)
 
 
