@@ -29,6 +29,10 @@ MAX_BATCH_INPUT_BYTES = 16 * 1024
 # (checked separately: neither Go's nor Rust's regex engine has look-ahead).
 PREFIX_CHARS = r"^[^\x00-\x1f\x7f\\]*$"
 DOT_SEGMENT = r"(^|/)[.]{1,2}(/|$)"
+# An annotation (or label) key: an optional DNS-subdomain prefix and '/', then a name.
+QUALIFIED_NAME = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 QUANTITY = re.compile(r"^([0-9]+)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
 _UNITS = {
     None: 1,
@@ -369,6 +373,18 @@ class ProcessorSpec(ContainerSpec):
         default_factory=dict,
         description="Annotations on partition pods, e.g. a service mesh's or a cluster autoscaler's",
     )
+
+    @field_validator("pod_annotations")
+    @classmethod
+    def _annotation_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            prefix, _, name = key.rpartition("/")
+            if not QUALIFIED_NAME.match(key) or len(prefix) > 253 or len(name) > 63:
+                raise ValueError(
+                    f"podAnnotations key {key!r} is not an annotation key: an optional DNS subdomain and '/', "
+                    "then up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+                )
+        return v
 
 
 class ReduceSpec(ContainerSpec):

@@ -35,11 +35,22 @@ def test_byte_quantities_parse_like_kubernetes(text: str | int, expected: int) -
         ({"input.prefix": "a/../b"}, "'.' or '..' segments"),
         ({"partitioner.builtin.maxBytesPerPartition": "2 GB"}, "is not a byte quantity"),
         ({"maxConcurrency": 0}, "greater than or equal to 1"),
+        ({"processor.podAnnotations": {"inject sidecar": "no"}}, "is not an annotation key"),
+        ({"processor.podAnnotations": {"Example.com/x": "1"}}, "is not an annotation key"),
+        ({"processor.podAnnotations": {"x/" + "n" * 64: "1"}}, "is not an annotation key"),
+        ({"succeededJobs": "Sometimes"}, "'Retain' or 'Delete'"),
     ],
 )
 def test_invalid_specs_are_rejected_with_the_reason(overrides: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         WorkflowSpec.model_validate(spec_dict(**overrides))
+
+
+@pytest.mark.parametrize(
+    "key", ["sidecar.istio.io/inject", "cluster-autoscaler.kubernetes.io/safe-to-evict", "a", "team_Name.v2"]
+)
+def test_annotation_keys_kubernetes_accepts_are_accepted(key: str) -> None:
+    assert make_spec(**{"processor.podAnnotations": {key: "v"}}).processor.pod_annotations == {key: "v"}
 
 
 def test_the_checked_in_crd_matches_the_models() -> None:

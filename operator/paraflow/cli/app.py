@@ -168,6 +168,17 @@ def status(
     out.print(status_table(obj, failures))
 
 
+def _no_partition_job(wf: dict[str, Any], partition: int) -> str:
+    """Why a partition has no Job: not started, or succeeded and deleted (succeededJobs: Delete)."""
+    status = wf.get("status") or {}
+    if partition in indexsets.expand(status.get("succeededIndexes", "")):
+        return (
+            f"partition {partition} of {wf['metadata']['name']} succeeded and its Job was deleted "
+            "(succeededJobs: Delete), with its pods and their logs; its outputs are in `paraflow results`"
+        )
+    return f"partition {partition} of {wf['metadata']['name']} has not started"
+
+
 @app.command()
 def logs(
     name: str,
@@ -196,7 +207,7 @@ def logs(
                 if kube.labels(j).get(c.LABEL_PARTITION) == str(partition)
             ]
             if not attempts:
-                raise typer.BadParameter(f"partition {partition} of {name} has not started")
+                raise typer.BadParameter(_no_partition_job(kube.get_workflow(name, namespace), partition))
             attempt = max(attempts)
         job, what = names.partition_job(name, partition, attempt), f"partition {partition} attempt {attempt}"
     found = kube.pod_logs(job, namespace, shard)
