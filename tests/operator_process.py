@@ -21,6 +21,8 @@ TEST_SETTINGS = {
     "PARAFLOW_ERROR_BACKOFF_MAX_SECONDS": "5",
     "PARAFLOW_WORKER_IMAGE": "paraflow/worker:0.1.0",
     "PARAFLOW_METRICS_PORT": "0",  # the Helm-installed operator of the chart tests serves 9090
+    # Small: a succeededJobs: Delete test of a few partitions deletes while the run goes on.
+    "PARAFLOW_SUCCEEDED_JOBS_KEPT_WHILE_RUNNING": "4",
 }
 
 

@@ -136,6 +136,7 @@ class Reconciler:
             reports=reports,
             reduce_records=reduce_records,
             max_creates=self.settings.max_creates_per_pass,
+            kept_while_running=self.settings.succeeded_jobs_kept_while_running,
         )
         result = planner.plan(spec, status, observed)
         result.status.conditions = remove_condition(result.status.conditions, c.COND_BLOCKED)

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     stall_checks_per_pass: int = Field(3, ge=0, le=50)
     # Jobs one workflow's pass may create; more wait for the next pass, a second later.
     max_creates_per_pass: int = Field(500, ge=1)
+    # succeededJobs: Delete keeps a running workflow's newest succeeded partition Jobs up to this
+    # many, and deletes all of them once it has finished (as the PodGC controller's threshold
+    # does for pods): deletes cost the control plane as much as a third of the creates, so a run
+    # of up to this many partitions pays none while it runs, and a larger one stays bounded.
+    succeeded_jobs_kept_while_running: int = Field(1000, ge=0)
     # Prometheus metrics on this port; 0 turns them off.
     metrics_port: int = Field(9090, ge=0, le=65535)
     # One active replica, chosen by a coordination.k8s.io/v1 Lease (client-go's defaults): a

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from paraflow import constants as c
 from paraflow.models import WorkflowStatus
-from paraflow.planning import planner
+from paraflow.planning import indexsets, planner
 from paraflow.planning.planner import CreatePartition, JobFacts, JobState, Observed, PlanRead
 from paraflow.planning.retry import delay_seconds
 from tests.unit.builders import T0, make_spec
@@ -33,6 +33,7 @@ def runs(draw: st.DrawFn) -> dict[str, object]:
         "fails": draw(st.sets(st.tuples(st.integers(0, total - 1), st.integers(1, max_attempts)))),
         "finish_order": draw(st.randoms(use_true_random=False)),
         "delete_succeeded": draw(st.booleans()),
+        "kept": draw(st.integers(0, 5)),
         "lost_writes": draw(st.sets(st.integers(0, 60), max_size=10)),
     }
 
@@ -60,6 +61,7 @@ def test_a_run_never_exceeds_max_concurrency_and_ends_with_each_partition_accoun
             now=now,
             uid="u",
             plan=PlanRead(partition_count=total) if planner.needs_plan(status, [partitioner]) else None,
+            kept_while_running=run["kept"],
         )
         result = planner.plan(spec, status, obs)
         for action in result.creates:
@@ -88,6 +90,9 @@ def test_a_run_never_exceeds_max_concurrency_and_ends_with_each_partition_accoun
             if job.name in result.deletes:
                 assert job.state is JobState.SUCCEEDED, "only a succeeded Job is deleted"
                 del jobs[key]
+        if run["delete_succeeded"] and status.phase not in ("Succeeded", "Failed"):
+            kept = [j for j in jobs.values() if j.state is JobState.SUCCEEDED and j.partition in recorded(status)]
+            assert len(kept) <= run["kept"], "a running workflow keeps no more succeeded Jobs than it may"
         if status.phase in ("Succeeded", "Failed") and not active:
             break
         now += dt.timedelta(seconds=3)
@@ -114,6 +119,10 @@ def test_a_run_never_exceeds_max_concurrency_and_ends_with_each_partition_accoun
         assert result.manifest is None or sorted(p for p, _ in result.manifest) == sorted(p for p, _ in succeeded)
     else:
         assert status.partitions.failed > (run["tolerated"] or 0)
+
+
+def recorded(status: WorkflowStatus) -> set[int]:
+    return indexsets.expand(status.succeeded_indexes)
 
 
 @st.composite

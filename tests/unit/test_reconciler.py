@@ -6,6 +6,7 @@ only after the status recording them is written. No cluster, no MinIO."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -67,9 +68,9 @@ def body(status: WorkflowStatus | None = None, **spec: Any) -> dict[str, Any]:
     }
 
 
-def run(api: FakeApi, wf: dict[str, Any], jobs: list[Any]) -> list[Event]:
+def run(api: FakeApi, wf: dict[str, Any], jobs: list[Any], settings: Settings | None = None) -> list[Event]:
     events: list[Event] = []
-    reconciler = Reconciler(api, Settings(), emit=lambda _, e: events.append(e), clock=lambda: T0)  # type: ignore[arg-type]
+    reconciler = Reconciler(api, settings or Settings(), emit=lambda _, e: events.append(e), clock=lambda: T0)  # type: ignore[arg-type]
     asyncio.run(reconciler.reconcile(wf, jobs))
     return events
 
@@ -117,10 +118,34 @@ def test_a_pass_with_nothing_new_writes_no_status() -> None:
     assert second.patches == [] and second.created == []
 
 
+KEEP_NONE = Settings(succeeded_jobs_kept_while_running=0)
+
+
+def test_a_running_workflow_keeps_its_newest_succeeded_jobs_and_a_finished_one_none() -> None:
+    older = part(0, 1, JobState.SUCCEEDED, T0 - dt.timedelta(seconds=5))
+    newer = part(1, 1, JobState.SUCCEEDED)
+    running = FakeApi()
+    run(
+        running,
+        body(partitioned(3), succeededJobs="Delete"),
+        [partitioner(JobState.SUCCEEDED), older, newer, part(2, 1, JobState.ACTIVE)],
+        Settings(succeeded_jobs_kept_while_running=1),
+    )
+    assert [w for w in running.writes if w.startswith("delete")] == ["delete wf-p0-a1"], "the oldest goes, one stays"
+    finished = FakeApi()
+    run(
+        finished,
+        body(partitioned(2), succeededJobs="Delete"),
+        [partitioner(JobState.SUCCEEDED), older, newer],
+        Settings(succeeded_jobs_kept_while_running=1),
+    )
+    assert sorted(w for w in finished.writes if w.startswith("delete")) == ["delete wf-p0-a1", "delete wf-p1-a1"]
+
+
 def test_a_succeeded_job_is_deleted_only_after_the_status_recording_it_is_written() -> None:
     api = FakeApi()
     jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.ACTIVE)]
-    run(api, body(partitioned(3), maxConcurrency=2, succeededJobs="Delete"), jobs)
+    run(api, body(partitioned(3), maxConcurrency=2, succeededJobs="Delete"), jobs, KEEP_NONE)
     assert api.writes == ["create wf-p2-a1", "patch", "delete wf-p0-a1"]
     assert api.patches[0]["succeededIndexes"] == "0"
 
@@ -129,7 +154,7 @@ def test_a_failed_status_write_deletes_nothing() -> None:
     api = FakeApi(refuse_patch=True)
     jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED)]
     with pytest.raises(ApiException):
-        run(api, body(partitioned(2), succeededJobs="Delete"), jobs)
+        run(api, body(partitioned(2), succeededJobs="Delete"), jobs, KEEP_NONE)
     assert not any(w.startswith("delete") for w in api.writes), "the Job is the only record of that success"
 
 

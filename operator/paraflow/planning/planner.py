@@ -71,6 +71,8 @@ class Observed:
     # created over several passes and cannot starve the others (the Job controller caps its
     # pod creates per sync the same way).
     max_creates: int = 500
+    # succeededJobs: Delete keeps this many of a running workflow's newest succeeded Jobs.
+    kept_while_running: int = 1000
 
 
 @dataclass(frozen=True)
@@ -170,25 +172,29 @@ def settled(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts]
     return bool(status.manifest) or get_condition(status.conditions, c.COND_PARTITIONED) is None
 
 
-def deletable(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts]) -> list[str]:
-    """Succeeded partition Jobs that ``succeededJobs: Delete`` may remove: those whose success,
-    with the same attempt as its winner, is in ``status``, once that status is written. Deleted
-    before, a pass that lost the status write would find neither the Job nor the record, and
-    run the partition again."""
+def deletable(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], keep: int = 0) -> list[str]:
+    """Succeeded partition Jobs that ``succeededJobs: Delete`` may remove, oldest first, all but
+    the newest ``keep``: those whose success, with the same attempt as its winner, is in
+    ``status``, once that status is written. Deleted before, a pass that lost the status write
+    would find neither the Job nor the record, and run the partition again."""
     if spec.succeeded_jobs != "Delete":
         return []
     recorded = indexsets.expand(status.succeeded_indexes)
     if not recorded:
         return []
     winners = latest_attempts((), _partition_of, status.attempts)
-    return [
-        j.name
+    done = [
+        j
         for j in jobs
         if j.role == c.ROLE_PARTITION
         and j.state is JobState.SUCCEEDED
         and j.partition in recorded
         and j.attempt == winners.get(j.partition, 1)
     ]
+    if len(done) <= keep:
+        return []
+    done.sort(key=lambda j: (j.finished_at or dt.datetime.min.replace(tzinfo=dt.UTC), j.name))
+    return [j.name for j in done[: len(done) - keep]]
 
 
 def expires_in(spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime) -> float | None:
@@ -220,7 +226,8 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
             return _finish(out, status, obs, now)
     _fan_out(out, spec, obs, now)
     # Written by this pass's status patch, which the reconciler sends before any delete.
-    done = deletable(spec, out.status, obs.jobs)
+    keep = 0 if out.status.phase in TERMINAL else obs.kept_while_running
+    done = deletable(spec, out.status, obs.jobs, keep)
     out.deletes = done[: out.room(len(done), obs.max_creates + len(out.creates))]
     return _finish(out, status, obs, now)
 
