@@ -5,26 +5,37 @@ A short driver, not the operator: it keeps ``concurrency`` one-pod Jobs active a
 next one as soon as its watch sees one finish. No status, no records, no retries, no Events:
 what remains is the Job objects themselves and the Job controller's work on them, which paraflow
 cannot avoid either. paraflow's makespan over this one is its own overhead.
+
+Run as its own process (``python -m bench.orchestration.floor NS PARTITIONS CONCURRENCY
+TASK_SECONDS``) so that its memory and CPU are its own; it prints one JSON line.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import resource
 import time
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client, config, watch
+
+from bench.orchestration.kwok import KWOK, pod_metadata
 
 LABEL = "bench.paraflow.dev/floor"
 
 
-def job(name: str, run: str, pod: dict[str, Any]) -> dict[str, Any]:
+def job(name: str, run: str, task_seconds: float) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": name, "labels": {LABEL: run}},
         "spec": {
             "backoffLimit": 0,
-            "template": {"spec": {"restartPolicy": "Never", **pod, "containers": [{"name": "c", "image": "fake:1"}]}},
+            "template": {
+                "metadata": pod_metadata(task_seconds),
+                "spec": {"restartPolicy": "Never", **KWOK, "containers": [{"name": "c", "image": "fake:1"}]},
+            },
         },
     }
 
@@ -33,14 +44,14 @@ def finished(obj: client.V1Job) -> bool:
     return any(x.type in ("Complete", "Failed") and x.status == "True" for x in (obj.status.conditions or []))
 
 
-def run(batch: client.BatchV1Api, ns: str, partitions: int, concurrency: int, pod: dict[str, Any]) -> float:
+def run(batch: client.BatchV1Api, ns: str, partitions: int, concurrency: int, task_seconds: float) -> float:
     """Seconds from the first create to the last Job finished."""
     tag = f"f{partitions}-{concurrency}"
     names = (f"{tag}-{i}" for i in range(partitions))
     started = time.monotonic()
     created = 0
     for name in names:
-        batch.create_namespaced_job(ns, job(name, tag, pod))
+        batch.create_namespaced_job(ns, job(name, tag, task_seconds))
         created += 1
         if created == min(concurrency, partitions):
             break
@@ -52,8 +63,34 @@ def run(batch: client.BatchV1Api, ns: str, partitions: int, concurrency: int, po
             continue
         done.add(obj.metadata.name)
         if created < partitions:
-            batch.create_namespaced_job(ns, job(next(names), tag, pod))
+            batch.create_namespaced_job(ns, job(next(names), tag, task_seconds))
             created += 1
         if len(done) == partitions:
             stream.stop()
     return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the floor of Job-per-partition, one run")
+    parser.add_argument("namespace")
+    parser.add_argument("partitions", type=int)
+    parser.add_argument("concurrency", type=int)
+    parser.add_argument("task_seconds", type=float)
+    args = parser.parse_args()
+    config.load_kube_config()  # type: ignore[no-untyped-call]
+    makespan = run(client.BatchV1Api(), args.namespace, args.partitions, args.concurrency, args.task_seconds)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        json.dumps(
+            {
+                "makespan_s": round(makespan, 1),
+                "writes_per_item": 1.0,  # one create per partition, by construction
+                "controller_peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+                "controller_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

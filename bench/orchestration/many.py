@@ -26,8 +26,8 @@ from kubernetes import client, config
 from tests.operator_process import OperatorProcess
 from tests.support import install_crd, most_in_any_window, operator_writes
 
-from bench.common import cluster_versions, machine, write_results
-from bench.orchestration.run import kwok_workflow, proc_stats, wait
+from bench.common import cluster_versions, machine, proc_stats, write_results
+from bench.orchestration.run import kwok_workflow, wait
 from paraflow import constants as c
 from paraflow.settings import Settings
 from paraflow_worker.storage import make_client

@@ -212,3 +212,15 @@ def test_an_event_message_fits_what_the_apiserver_accepts_and_keeps_its_start(me
         assert bounded == message
     else:
         assert bounded.endswith("…") and message.startswith(bounded[:-1])
+
+
+def test_a_finished_run_deletes_its_succeeded_jobs_a_hundred_per_pass_oldest_first() -> None:
+    spec = make_spec(succeededJobs="Delete")
+    jobs = [partitioner(JobState.SUCCEEDED)]
+    jobs += [part(p, 1, JobState.SUCCEEDED, T0 + dt.timedelta(seconds=250 - p)) for p in range(250)]
+    status = planner.plan(spec, partitioned(250), observe(*jobs)).status
+    assert status.phase == "Succeeded"
+    result = planner.plan(spec, status, observe(*jobs))
+    assert result.deletes == [f"wf-p{p}-a1" for p in range(249, 149, -1)], "the oldest hundred (p249 ended first)"
+    assert result.requeue_after is not None and result.requeue_after <= 1.0, "the rest follow soon"
+    assert not planner.settled(spec, status, jobs, ""), "a finished run with Jobs left to delete is not idle"

@@ -153,6 +153,9 @@ class Plan:
 
 
 CAPPED_REQUEUE_SECONDS = 1.0
+# Deletes are housekeeping: a finished run's 1,000 succeeded Jobs go over ten passes, not in one
+# burst of deletes, watch events and garbage collection that the next workflow's creates wait on.
+MAX_DELETES_PER_PASS = 100
 
 
 def timestamp(now: dt.datetime) -> str:
@@ -228,7 +231,9 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
     # Written by this pass's status patch, which the reconciler sends before any delete.
     keep = 0 if out.status.phase in TERMINAL else obs.kept_while_running
     done = deletable(spec, out.status, obs.jobs, keep)
-    out.deletes = done[: out.room(len(done), obs.max_creates + len(out.creates))]
+    out.deletes = done[:MAX_DELETES_PER_PASS]
+    if len(done) > MAX_DELETES_PER_PASS:
+        out.requeue_after = min(out.requeue_after or CAPPED_REQUEUE_SECONDS, CAPPED_REQUEUE_SECONDS)
     return _finish(out, status, obs, now)
 
 
