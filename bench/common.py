@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -34,6 +35,15 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, f
             raise RuntimeError(f"{cmd[0]} failed ({done.returncode}):\n{out[-3000:]}")
         peak_kib = int(rss_file.read().strip().splitlines()[-1])
     return seconds, peak_kib / 1024, out
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(peak RSS MiB, CPU seconds) of a live process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return peak, cpu
 
 
 def machine() -> dict[str, Any]:

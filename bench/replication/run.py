@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import resource
 import shutil
@@ -28,7 +29,7 @@ from typing import Any
 
 from minio import Minio
 
-from bench.common import machine, measure, write_results
+from bench.common import RESULTS, machine, measure, write_results
 from paraflow_worker import contract
 from paraflow_worker.contract import (
     ManifestPartition,
@@ -307,10 +308,60 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _label(count: int, size: int) -> str:
+    return f"{size // KiB}k" if size < MiB else f"{size // MiB}m"
+
+
+def one_run(
+    tool: str,
+    clients: dict[str, Minio],
+    ep1: str,
+    source: str,
+    size: int,
+    dst_ep: str,
+    digests: dict[str, str],
+    creds: tuple[str, str],
+    mc: str,
+    config_dir: str,
+    concurrency: int,
+) -> dict[str, Any]:
+    """One tool copying the whole source into a fresh bucket, then every replica checked."""
+    count = len(digests)
+    dst = fresh_bucket(clients[dst_ep], f"bench-{tool}")
+    quiesce()
+    servers_before, tool_before = minio_cpu_seconds(), children_cpu_seconds()
+    if tool == "paraflow":
+        seconds, rss = run_paraflow(ep1, source, dst_ep, dst, dst_ep == ep1, creds)
+        # Replicas carry neither the run nor the attempt.
+        rename = lambda k: k.replace(f"{RUN_UID}/", "", 1).replace("/a1/", "/", 1)  # noqa: E731
+    elif tool == "mc":
+        seconds, rss = run_mc(mc, ep1, source, dst_ep, dst, creds, config_dir)
+        rename = lambda k: k  # noqa: E731
+    else:
+        seconds, rss = run_rclone(ep1, source, dst_ep, dst, creds, concurrency)
+        rename = lambda k: k  # noqa: E731
+    servers = [round(b - a, 1) for a, b in zip(servers_before, minio_cpu_seconds(), strict=True)]
+    tool_cpu = round(children_cpu_seconds() - tool_before, 1)
+    bad = mismatches(clients[dst_ep], dst, digests, rename)
+    drop_bucket(clients[dst_ep], dst)
+    return {
+        "seconds": round(seconds, 2),
+        "objects_per_s": round(count / seconds, 1),
+        "mb_per_s": round(count * size / seconds / 1e6, 1),
+        "peak_rss_mib": round(rss, 1),
+        "tool_cpu_s": tool_cpu,
+        "minio_cpu_s": servers if dst_ep != ep1 else servers[:1],
+        "mismatches": bad,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="paraflow vs mc mirror vs rclone sync")
     parser.add_argument("--scale", type=float, default=1.0, help="Multiply every object count (a quick look: 0.1)")
     parser.add_argument("--concurrency", type=int, default=64, help="rclone's --transfers and --checkers")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each tool per row; the row keeps the median")
+    parser.add_argument("--sets", default="all", help="data sets to run, e.g. 64m,256m (of 4k,8k,64m,256m)")
+    parser.add_argument("--merge", action="store_true", help="keep the results file's rows of the other data sets")
     args = parser.parse_args()
     ep1, ep2 = env_or_die("PARAFLOW_TEST_S3_ENDPOINT"), env_or_die("PARAFLOW_TEST_S3_ENDPOINT_2")
     creds = (env_or_die("PARAFLOW_TEST_S3_ACCESS_KEY"), env_or_die("PARAFLOW_TEST_S3_SECRET_KEY"))
@@ -325,49 +376,37 @@ def main() -> None:
     config_dir = f"/tmp/paraflow-bench-mc-{uuid.uuid4().hex[:6]}"
     rows = []
     tools = ["paraflow", "mc", "rclone"]
-    for full_count, size in DATA_SETS:
+    wanted = DATA_SETS if args.sets == "all" else [d for d in DATA_SETS if _label(*d) in args.sets.split(",")]
+    for full_count, size in wanted:
         count = max(1, round(full_count * args.scale))
         source, digests = make_source(clients[ep1], count, size)
-        # Read once before any tool, so no tool pays for a cold source; and each row starts
-        # with another tool, so none is always first after the previous row's cleanup.
+        # Read once before any tool, so no tool pays for a cold source; and each round starts
+        # with another tool, so none is always first after the previous round's cleanup.
         mismatches(clients[ep1], source, digests, lambda k: k)
         for topology, dst_ep in (("same-server", ep1), ("cross-server", ep2)):
-            tools = tools[1:] + tools[:1]
-            for tool in tools:
-                dst = fresh_bucket(clients[dst_ep], f"bench-{tool}")
-                quiesce()
-                servers_before, tool_before = minio_cpu_seconds(), children_cpu_seconds()
-                if tool == "paraflow":
-                    seconds, rss = run_paraflow(ep1, source, dst_ep, dst, dst_ep == ep1, creds)
-                    # Replicas carry neither the run nor the attempt.
-                    rename = lambda k: k.replace(f"{RUN_UID}/", "", 1).replace("/a1/", "/", 1)  # noqa: E731
-                elif tool == "mc":
-                    seconds, rss = run_mc(mc, ep1, source, dst_ep, dst, creds, config_dir)
-                    rename = lambda k: k  # noqa: E731
-                else:
-                    seconds, rss = run_rclone(ep1, source, dst_ep, dst, creds, args.concurrency)
-                    rename = lambda k: k  # noqa: E731
-                servers = [round(b - a, 1) for a, b in zip(servers_before, minio_cpu_seconds(), strict=True)]
-                tool_cpu = round(children_cpu_seconds() - tool_before, 1)
-                bad = mismatches(clients[dst_ep], dst, digests, rename)
-                rows.append(
-                    {
-                        "tool": tool,
-                        "objects": count,
-                        "object_bytes": size,
-                        "topology": topology,
-                        "seconds": round(seconds, 2),
-                        "objects_per_s": round(count / seconds, 1),
-                        "mb_per_s": round(count * size / seconds / 1e6, 1),
-                        "peak_rss_mib": round(rss, 1),
-                        "tool_cpu_s": tool_cpu,
-                        "minio_cpu_s": servers if dst_ep != ep1 else servers[:1],
-                        "mismatches": bad,
-                    }
-                )
-                print(rows[-1], flush=True)
-                drop_bucket(clients[dst_ep], dst)
+            runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
+            for _ in range(args.repeat):
+                tools = tools[1:] + tools[:1]
+                for tool in tools:
+                    runs[tool].append(
+                        one_run(
+                            tool, clients, ep1, source, size, dst_ep, digests, creds, mc, config_dir, args.concurrency
+                        )
+                    )
+                    print(runs[tool][-1], flush=True)
+            for tool, done in runs.items():
+                # The median run by time (the slower middle one of an even count); each run listed.
+                ordered = sorted(done, key=lambda r: r["seconds"])
+                row = {"tool": tool, "objects": count, "object_bytes": size, "topology": topology}
+                row |= ordered[(len(ordered) - 1) // 2 + (len(ordered) % 2 == 0)]
+                row["runs_s"] = [r["seconds"] for r in done]
+                row["mismatches"] = sum(r["mismatches"] for r in done)
+                rows.append(row)
         drop_bucket(clients[ep1], source)
+    if args.merge and (RESULTS / "replication.json").exists():
+        ran = {(r["objects"], r["object_bytes"]) for r in rows}
+        old = json.loads((RESULTS / "replication.json").read_text())["rows"]
+        rows += [r for r in old if (r["objects"], r["object_bytes"]) not in ran]
     rows.sort(
         key=lambda r: (
             r["object_bytes"] >= MiB,

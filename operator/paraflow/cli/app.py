@@ -43,9 +43,6 @@ def operator(
     log_format: Annotated[str, typer.Option(help="full (with timestamps), plain or json")] = "full",
 ) -> None:
     """Run the operator (all namespaces unless --namespace is given)."""
-    from paraflow import arenas
-
-    arenas.limit()  # before kopf and the client start their threads
     import kopf
 
     from paraflow import handlers  # noqa: F401  (registers the handlers)
