@@ -85,6 +85,15 @@ class Reconciler:
         none is, the workflow is finished and idle)."""
         meta = body["metadata"]
         wf = WorkflowRef(meta["name"], meta["namespace"], meta["uid"])
+        if (body.get("spec") or {}).get("succeededJobs") == "Delete":
+            # Its deleted Jobs leave the status as the only record of their success, and the
+            # watch's copy of the workflow may lag the Job watch (or, after a hand-over, this
+            # replica's caches may lag what the last leader wrote): a pass on it would run those
+            # partitions again. A quorum read is at least as new as every status written.
+            fresh = await self.api.read_workflow(wf.namespace, wf.name)
+            if fresh is None or fresh["metadata"]["uid"] != wf.uid:
+                return None  # deleted; its DELETED event ends the loop
+            body, meta = fresh, fresh["metadata"]
         before = WorkflowStatus.from_body(body.get("status"))
         generation = int(meta.get("generation", 0))
         jobs = self.expectations.merge(wf.uid, jobs, time.monotonic())
@@ -105,7 +114,7 @@ class Reconciler:
         recheck = refused is not None and refused.reason in REFUSALS and not jobs
         recheck = recheck and (generation != before.observed_generation or redrive != before.redrive.last_token)
         if not recheck and planner.settled(spec, before, jobs, redrive):
-            return await self._idle(wf, spec, before, now)
+            return await self._idle(wf, spec, before, jobs, now)
         try:
             creds = await self._credentials(wf.namespace, spec.storage)
             if (not jobs and before.phase not in TERMINAL) or recheck:  # nothing started yet: check first
@@ -149,20 +158,25 @@ class Reconciler:
                 return await self._block(body, wf, before, status, generation, stamp, e)
         await self._create_children(wf, spec, result)
         await self._write_status(wf, before, result.status)
-        await self._delete_succeeded(wf, jobs, result.deletes)
         metrics.observe(wf.uid, result.status)
         for event in result.events:
             self.emit(body, event)
+        await self._delete_succeeded(wf, jobs, result.deletes)
         delay = min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
         left = await self._ttl(wf, spec, result.status, now)
         return delay if left is None else (None if left <= 0 else min(delay, left))
 
     async def _idle(
-        self, wf: WorkflowRef, spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime
+        self, wf: WorkflowRef, spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], now: dt.datetime
     ) -> float | None:
-        """A finished, settled workflow: no Secret, no MinIO, no write; only its TTL, if any."""
+        """A finished, settled workflow: no Secret, no MinIO, no status write; only the succeeded
+        Jobs it still has to delete (succeededJobs: Delete) and its TTL, if any."""
         metrics.observe(wf.uid, status)
+        owed = planner.deletable(spec, status, jobs)
+        await self._delete_succeeded(wf, jobs, owed[: planner.MAX_DELETES_PER_PASS])
         left = await self._ttl(wf, spec, status, now)
+        if len(owed) > planner.MAX_DELETES_PER_PASS:
+            return planner.CAPPED_REQUEUE_SECONDS
         return None if left is None or left <= 0 else left
 
     async def _ttl(self, wf: WorkflowRef, spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime) -> float | None:
@@ -340,15 +354,30 @@ class Reconciler:
         if not todo:
             return
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+        failures: list[str] = []
 
         async def delete(name: str) -> None:
             async with gate:
-                await self.api.delete_job(wf.namespace, name)
-            metrics.JOBS_DELETED.inc()
+                try:
+                    if await self.api.delete_job(wf.namespace, name):
+                        metrics.JOBS_DELETED.inc()
+                except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+                    # Housekeeping: the Job stays, and a later pass deletes it. The run's status
+                    # and Events are written already and must not wait on it.
+                    failures.append(f"{name}: {getattr(e, 'status', '') or type(e).__name__}")
+                    return
             sent.add(name)
 
         await asyncio.gather(*(delete(n) for n in todo))
-        log.info("%s/%s: deleted %d succeeded Job(s)", wf.namespace, wf.name, len(todo))
+        log.info("%s/%s: deleted %d succeeded Job(s)", wf.namespace, wf.name, len(todo) - len(failures))
+        if failures:
+            log.warning(
+                "%s/%s: %d succeeded Job(s) not deleted (retried later), e.g. %s",
+                wf.namespace,
+                wf.name,
+                len(failures),
+                failures[0],
+            )
 
     async def _write_status(self, wf: WorkflowRef, before: WorkflowStatus, after: WorkflowStatus) -> None:
         old = before.model_dump(mode="json", exclude_none=True)

@@ -223,4 +223,4 @@ def test_a_finished_run_deletes_its_succeeded_jobs_a_hundred_per_pass_oldest_fir
     result = planner.plan(spec, status, observe(*jobs))
     assert result.deletes == [f"wf-p{p}-a1" for p in range(249, 149, -1)], "the oldest hundred (p249 ended first)"
     assert result.requeue_after is not None and result.requeue_after <= 1.0, "the rest follow soon"
-    assert not planner.settled(spec, status, jobs, ""), "a finished run with Jobs left to delete is not idle"
+    assert planner.deletable(spec, status, jobs)[:100] == result.deletes, "the idle path deletes the same ones"

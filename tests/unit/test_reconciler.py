@@ -16,18 +16,32 @@ from kubernetes.client import ApiException
 from paraflow import metrics
 from paraflow.k8s.api import SecretMissing
 from paraflow.models import WorkflowStatus
+from paraflow.planning import planner
 from paraflow.planning.planner import Event, JobState
 from paraflow.reconciler import Reconciler
 from paraflow.settings import Settings
-from tests.unit.builders import T0, spec_dict
-from tests.unit.test_planner import part, partitioned, partitioner
+from tests.unit.builders import T0, make_spec, spec_dict
+from tests.unit.test_planner import observe, part, partitioned, partitioner
 
 
 class FakeApi:
     """KubeApi's surface: records writes; Jobs named in ``existing`` answer 409."""
 
-    def __init__(self, secret: bool = True, existing: frozenset[str] = frozenset(), refuse_patch: bool = False) -> None:
-        self.secret, self.existing, self.refuse_patch = secret, existing, refuse_patch
+    def __init__(
+        self,
+        secret: bool = True,
+        existing: frozenset[str] = frozenset(),
+        refuse_patch: bool = False,
+        refuse_delete: bool = False,
+        server: dict[str, Any] | None = None,
+    ) -> None:
+        self.secret, self.existing, self.refuse_patch, self.refuse_delete = (
+            secret,
+            existing,
+            refuse_patch,
+            refuse_delete,
+        )
+        self.server = server  # the workflow as the apiserver holds it (None: as the pass was given it)
         self.created: list[str] = []
         self.patches: list[dict[str, Any]] = []
         self.storage: list[str] = []
@@ -56,8 +70,14 @@ class FakeApi:
         self.patches.append(status)
         self.writes.append("patch")
 
-    async def delete_job(self, namespace: str, name: str) -> None:
+    async def delete_job(self, namespace: str, name: str) -> bool:
+        if self.refuse_delete:
+            raise ApiException(status=403, reason="Forbidden")
         self.writes.append(f"delete {name}")
+        return True
+
+    async def read_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.server
 
 
 def body(status: WorkflowStatus | None = None, **spec: Any) -> dict[str, Any]:
@@ -70,6 +90,7 @@ def body(status: WorkflowStatus | None = None, **spec: Any) -> dict[str, Any]:
 
 def run(api: FakeApi, wf: dict[str, Any], jobs: list[Any], settings: Settings | None = None) -> list[Event]:
     events: list[Event] = []
+    api.server = api.server or wf
     reconciler = Reconciler(api, settings or Settings(), emit=lambda _, e: events.append(e), clock=lambda: T0)  # type: ignore[arg-type]
     asyncio.run(reconciler.reconcile(wf, jobs))
     return events
@@ -163,3 +184,36 @@ def test_retain_keeps_succeeded_jobs() -> None:
     jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.SUCCEEDED)]
     run(api, body(partitioned(2)), jobs)
     assert api.patches and not any(w.startswith("delete") for w in api.writes)
+
+
+def test_with_delete_a_pass_reads_the_workflow_fresh_and_never_reruns_a_deleted_partition() -> None:
+    """The watch's copy lags: it has not seen the status recording p0, whose Job is deleted."""
+    watched = partitioned(2)
+    recorded = run_once(partitioned(2), [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED)])
+    api = FakeApi(server=body(recorded, maxConcurrency=2, succeededJobs="Delete"))
+    run(api, body(watched, maxConcurrency=2, succeededJobs="Delete"), [partitioner(JobState.SUCCEEDED)])
+    assert "create wf-p0-a1" not in api.writes, api.writes
+    assert api.writes == ["create wf-p1-a1", "patch"]
+
+
+def test_a_finished_workflow_deletes_what_it_owes_without_its_secret_or_a_status_write() -> None:
+    jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.SUCCEEDED)]
+    done = run_once(partitioned(2), jobs)
+    done.manifest = "s3://processed/daily/_paraflow/uid-1/manifest.json"
+    api = FakeApi(secret=False)
+    events = run(api, body(done, succeededJobs="Delete"), jobs)
+    assert sorted(api.writes) == ["delete wf-p0-a1", "delete wf-p1-a1"], "no patch, no Blocked"
+    assert events == []
+
+
+def test_a_refused_delete_keeps_the_passs_status_and_events() -> None:
+    api = FakeApi(refuse_delete=True)
+    jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.SUCCEEDED)]
+    events = run(api, body(partitioned(2), succeededJobs="Delete"), jobs, KEEP_NONE)
+    assert api.patches and api.patches[0]["phase"] == "Succeeded"
+    assert ("Normal", "Succeeded") in [(e.type, e.reason) for e in events], "the Event is not lost to the 403"
+
+
+def run_once(status: WorkflowStatus, jobs: list[Any]) -> WorkflowStatus:
+    """The status one pass writes."""
+    return planner.plan(make_spec(maxConcurrency=2), status, observe(*jobs)).status

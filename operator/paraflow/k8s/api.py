@@ -134,15 +134,37 @@ class KubeApi:
             raise
         return True
 
-    async def delete_job(self, namespace: str, name: str) -> None:
-        """Deletes a Job and, in the background, its pods; one already gone is no error."""
+    async def delete_job(self, namespace: str, name: str) -> bool:
+        """Deletes a Job and, in the background, its pods; False if it was already gone."""
         try:
             await self._send(
                 "delete", self.write_batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
             )
         except ApiException as e:
-            if e.status != 404:
-                raise
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+    async def read_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The workflow as the apiserver holds it now (a quorum read, not a watch's copy); None if
+        it is gone."""
+        try:
+            response: Any = await self._call(
+                self.custom.get_namespaced_custom_object,
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.PLURAL,
+                name,
+                _preload_content=False,
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        body: dict[str, Any] = json.loads(response.data)
+        return body
 
     async def read_secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
         try:

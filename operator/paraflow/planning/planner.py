@@ -165,12 +165,11 @@ def timestamp(now: dt.datetime) -> str:
 def settled(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], redrive_token: str) -> bool:
     """A finished workflow with nothing left to do: no Job of it runs, every report it needs is
     read, its manifest is written, no redrive is asked. A pass over it needs no Secret and no
-    MinIO, changes nothing, and its loop may sleep until an event (or its TTL) comes."""
+    MinIO, changes nothing but its ``deletable`` Jobs, and its loop may sleep until an event (or
+    its TTL) comes."""
     if status.phase not in TERMINAL or (redrive_token and redrive_token != status.redrive.last_token):
         return False
     if any(j.state is JobState.ACTIVE for j in jobs) or needs_reports(spec, status, jobs):
-        return False
-    if deletable(spec, status, jobs):
         return False
     return bool(status.manifest) or get_condition(status.conditions, c.COND_PARTITIONED) is None
 
