@@ -118,7 +118,9 @@ def test_install_test_run_upgrade_uninstall_with_least_privilege(
         assert not can_i(sa, "get", "secrets", "-n", "kube-system"), "Secrets outside the watched namespaces"
         assert not can_i(sa, "list", "secrets", "-n", namespace), "listing every Secret is more than it needs"
         assert not can_i(sa, "delete", "nodes")
-        assert not can_i(sa, "delete", "jobs", "-n", namespace)
+        # Jobs only where it runs workflows: succeededJobs: Delete removes succeeded partition Jobs.
+        assert can_i(sa, "delete", "jobs", "-n", namespace)
+        assert not can_i(sa, "delete", "jobs", "-n", "kube-system"), "Jobs outside the watched namespaces"
         assert not can_i(sa, "create", "pods", "-n", namespace)
         assert can_i(sa, "update", "leases/pf-paraflow", "-n", relns), "its own Lease, in its own namespace"
         assert not can_i(sa, "update", "leases/kube-scheduler", "-n", relns), "no other Lease"
