@@ -11,6 +11,8 @@ NS=paraflow-demo
 FILES=${PARAFLOW_DEMO_FILES:-2000}
 
 "$HACK_DIR/build.sh" all
+# This checkout's own virtualenv: a cluster another checkout started skips `cluster.sh up`.
+"$HACK_DIR/python.sh"
 "$HACK_DIR/cluster.sh" status >/dev/null 2>&1 || "$HACK_DIR/cluster.sh" up
 eval "$("$HACK_DIR/cluster.sh" env)"
 "$HACK_DIR/cluster.sh" status | grep -q "^operator: running" || "$HACK_DIR/cluster.sh" operator
