@@ -6,10 +6,13 @@ import io
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 from minio import Minio
 
 from paraflow import constants as c
@@ -115,3 +118,30 @@ def active_count(jobs: list[client.V1Job]) -> int:
         return any(x.status == "True" and x.type in ("Complete", "Failed") for x in (j.status.conditions or []))
 
     return sum(1 for j in jobs if not finished(j))
+
+
+@contextmanager
+def partition_job_creations(batch: client.BatchV1Api, ns: str, name: str) -> Iterator[dict[str, set[str]]]:
+    """Every partition Job of a workflow ever created while the block runs, by name -> uids: a
+    watch misses none, even of Jobs deleted since (succeededJobs: Delete)."""
+    created: dict[str, set[str]] = {}
+    stream = watch.Watch()
+    selector = f"{c.LABEL_WORKFLOW}={name},{c.LABEL_ROLE}={c.ROLE_PARTITION}"
+    broken: list[Exception] = []
+    finished = threading.Event()
+
+    def record() -> None:
+        try:
+            for event in stream.stream(batch.list_namespaced_job, ns, label_selector=selector, timeout_seconds=600):
+                job = event["object"]
+                created.setdefault(job.metadata.name, set()).add(job.metadata.uid)
+        except Exception as e:  # a watch that broke mid-run could have missed a creation
+            if not finished.is_set():
+                broken.append(e)
+
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    yield created
+    finished.set()
+    stream.stop()
+    assert not broken, f"the watch of Job creations broke: {broken}"

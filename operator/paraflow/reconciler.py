@@ -353,13 +353,14 @@ class Reconciler:
         todo = [n for n in names if n not in sent]
         if not todo:
             return
+        uids = {j.name: j.uid for j in jobs}
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)
         failures: list[str] = []
 
         async def delete(name: str) -> None:
             async with gate:
                 try:
-                    if await self.api.delete_job(wf.namespace, name):
+                    if await self.api.delete_job(wf.namespace, name, uids[name]):
                         metrics.JOBS_DELETED.inc()
                 except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
                     # Housekeeping: the Job stays, and a later pass deletes it. The run's status

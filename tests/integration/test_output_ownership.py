@@ -2,9 +2,10 @@
 bytes its own run wrote.
 
 Hypothesis draws two or three workflows writing to one output prefix of one bucket, from two
-namespaces (so names may repeat), each over its own inputs (inputs may overlap too), run at the
-same time; then one of them is deleted and re-created under the same name and runs again. After
-each round, every manifest's recorded sha256 must match the bytes of each object it names."""
+namespaces (so names may repeat), each over its own inputs (inputs may overlap too), each keeping
+or deleting its succeeded Jobs, run at the same time; then one of them is deleted and re-created
+under the same name (so its Jobs' names too) and runs again. After each round, every manifest's
+recorded sha256 must match the bytes of each object it names."""
 
 from __future__ import annotations
 
@@ -54,7 +55,13 @@ def second_namespace(core: client.CoreV1Api, namespace: str) -> Iterator[str]:
 
 
 WORKFLOWS = st.lists(
-    st.tuples(st.sampled_from([0, 1]), st.sampled_from(["a", "b"]), st.integers(1, 7), st.sampled_from(["x/", "y/"])),
+    st.tuples(
+        st.sampled_from([0, 1]),
+        st.sampled_from(["a", "b"]),
+        st.integers(1, 7),
+        st.sampled_from(["x/", "y/"]),
+        st.sampled_from(["Retain", "Delete"]),
+    ),
     min_size=2,
     max_size=3,
     unique_by=lambda w: (w[0], w[1]),
@@ -64,7 +71,7 @@ WORKFLOWS = st.lists(
 @settings(max_examples=3, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(workflows=WORKFLOWS, recreate=st.integers(0, 2))
 def test_workflows_sharing_an_output_prefix_each_keep_a_manifest_true_to_its_bytes(
-    workflows: list[tuple[int, str, int, str]],
+    workflows: list[tuple[int, str, int, str, str]],
     recreate: int,
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
@@ -77,12 +84,18 @@ def test_workflows_sharing_an_output_prefix_each_keep_a_manifest_true_to_its_byt
     namespaces = [namespace, second_namespace]
     round_id = uuid.uuid4().hex[:6]
 
-    def submit(ns_index: int, name: str, files: int, input_dir: str, salt: str) -> dict:
+    def submit(ns_index: int, name: str, files: int, input_dir: str, succeeded_jobs: str, salt: str) -> dict:
         prefix = f"in-{round_id}/{input_dir}"
         for i in range(files):
             data = f"{salt} {name} file {i}\n".encode() * (i + 1)
             s3.put_object(bucket, f"{prefix}{salt}-{name}-{i}.log", io.BytesIO(data), len(data))
-        body = workflow(f"{name}-{round_id}", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, maxConcurrency=3)
+        body = workflow(
+            f"{name}-{round_id}",
+            test_env["PARAFLOW_TEST_S3_ENDPOINT"],
+            bucket,
+            maxConcurrency=3,
+            succeededJobs=succeeded_jobs,
+        )
         body["spec"]["input"]["prefix"] = prefix
         body["spec"]["output"]["prefix"] = OUTPUT
         return create(custom, namespaces[ns_index], body)
@@ -94,7 +107,7 @@ def test_workflows_sharing_an_output_prefix_each_keep_a_manifest_true_to_its_byt
         assert done["status"]["outputPrefix"] == f"s3://{bucket}/{OUTPUT}{obj['metadata']['uid']}/"
         return str(done["status"]["manifest"])
 
-    created = [submit(ns, name, files, d, "first") for ns, name, files, d in workflows]
+    created = [submit(*w, salt="first") for w in workflows]
     manifests = [finish(obj) for obj in created]
 
     # One of them deleted and created again under the same name: a new run, a new uid.
@@ -115,7 +128,8 @@ def test_workflows_sharing_an_output_prefix_each_keep_a_manifest_true_to_its_byt
         60,
         "the deleted workflow to go",
     )
-    manifests.append(finish(submit(again[0], again[1], again[2] + 1, again[3], "second")))
+    ns_index, name, files, input_dir, succeeded_jobs = again
+    manifests.append(finish(submit(ns_index, name, files + 1, input_dir, succeeded_jobs, salt="second")))
 
     assert len(set(manifests)) == len(manifests)
     for url in manifests:

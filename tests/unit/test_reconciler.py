@@ -6,6 +6,7 @@ only after the status recording them is written. No cluster, no MinIO."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +47,7 @@ class FakeApi:
         self.patches: list[dict[str, Any]] = []
         self.storage: list[str] = []
         self.writes: list[str] = []  # every write in order: "create <job>", "patch", "delete <job>"
+        self.deleted_uids: dict[str, str] = {}  # Job name -> the uid its delete was conditioned on
 
     async def read_secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
         if not self.secret:
@@ -70,10 +72,11 @@ class FakeApi:
         self.patches.append(status)
         self.writes.append("patch")
 
-    async def delete_job(self, namespace: str, name: str) -> bool:
+    async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
         if self.refuse_delete:
             raise ApiException(status=403, reason="Forbidden")
         self.writes.append(f"delete {name}")
+        self.deleted_uids[name] = uid
         return True
 
     async def read_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -165,10 +168,12 @@ def test_a_running_workflow_keeps_its_newest_succeeded_jobs_and_a_finished_one_n
 
 def test_a_succeeded_job_is_deleted_only_after_the_status_recording_it_is_written() -> None:
     api = FakeApi()
-    jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.ACTIVE)]
+    succeeded = dataclasses.replace(part(0, 1, JobState.SUCCEEDED), uid="job-uid-0")
+    jobs = [partitioner(JobState.SUCCEEDED), succeeded, part(1, 1, JobState.ACTIVE)]
     run(api, body(partitioned(3), maxConcurrency=2, succeededJobs="Delete"), jobs, KEEP_NONE)
     assert api.writes == ["create wf-p2-a1", "patch", "delete wf-p0-a1"]
     assert api.patches[0]["succeededIndexes"] == "0"
+    assert api.deleted_uids == {"wf-p0-a1": "job-uid-0"}, "only the Job that was judged, not its name's next owner"
 
 
 def test_a_failed_status_write_deletes_nothing() -> None:

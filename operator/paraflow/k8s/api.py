@@ -134,14 +134,21 @@ class KubeApi:
             raise
         return True
 
-    async def delete_job(self, namespace: str, name: str) -> bool:
-        """Deletes a Job and, in the background, its pods; False if it was already gone."""
+    async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
+        """Deletes the Job of that uid and, in the background, its pods; False if it was already
+        gone, or the name is now another Job's (a re-created workflow's, say): that one stays."""
         try:
             await self._send(
-                "delete", self.write_batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+                "delete",
+                self.write_batch.delete_namespaced_job,
+                name,
+                namespace,
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background"
+                ),
             )
         except ApiException as e:
-            if e.status == 404:
+            if e.status in (404, 409):
                 return False
             raise
         return True

@@ -416,6 +416,7 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
         retryable=retryable,
         created_at=_parse_time(meta.get("creationTimestamp")),
         stalled=state is JobState.ACTIVE and started == 0,
+        uid=meta.get("uid", ""),
     )
 
 

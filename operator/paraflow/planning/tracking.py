@@ -39,6 +39,8 @@ class JobFacts:
     created_at: dt.datetime | None = None
     # Active, with no pod ready or finished yet: its pods may be refused or unschedulable.
     stalled: bool = False
+    # The object's uid: a delete names it, so it can only ever remove the Job that was judged.
+    uid: str = ""
 
 
 @dataclass
