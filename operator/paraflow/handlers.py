@@ -1,9 +1,9 @@
 """kopf wiring only: each handler guards and delegates.
 
-- ``workflow_jobs``: an in-memory index of child Jobs by workflow uid (compact JobFacts, not
-  whole Job bodies). kopf fills it completely before any handler runs, so the first pass after
-  a restart already sees every running Job and never exceeds maxConcurrency.
-- Workflow and Job events wake the workflow's loop (``paraflow.loops``); the loop does the work.
+- Child Jobs are watched by our own ``JobWatch`` (not kopf), into an index of compact JobFacts
+  by workflow uid; no pass runs before every watched namespace has been listed.
+- Workflow events, and Job changes that matter to a plan, wake the workflow's loop
+  (``paraflow.loops``); the loop does the work.
 - Every replica watches; only the holder of the Lease (``paraflow.leadership``) runs passes.
 """
 
@@ -26,23 +26,21 @@ from kubernetes import client, config
 from paraflow import constants as c
 from paraflow import health, metrics
 from paraflow.k8s.api import KubeApi
-from paraflow.k8s.builders import job_facts
+from paraflow.k8s.jobindex import JobIndex
+from paraflow.k8s.jobwatch import JobWatch
 from paraflow.k8s.leases import LeaseStore
 from paraflow.leadership import Elector
 from paraflow.loops import WorkflowLoops
-from paraflow.planning.planner import Event, JobFacts
+from paraflow.planning.planner import Event
 from paraflow.reconciler import Reconciler
 from paraflow.settings import Settings
 
 log = logging.getLogger(__name__)
-JOB_LABELS = {c.LABEL_WORKFLOW_UID: kopf.PRESENT}
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 @kopf.on.startup()
-async def startup(
-    settings: kopf.OperatorSettings, memo: Any, workflow_jobs: kopf.Index[str, JobFacts] | None = None, **_: Any
-) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     ours = Settings()
     settings.posting.level = logging.INFO  # only our Events; kopf's own handler chatter stays in logs
     settings.posting.reporting_component = c.USER_AGENT_PRODUCT  # `kubectl describe`: "From paraflow-operator"
@@ -54,7 +52,7 @@ async def startup(
     # Named namespaces (no patterns) need no scan for new ones; a Role-only ServiceAccount may
     # not list namespaces, and kopf retries that 403 for a minute before it serves anything.
     namespaces = memo.get("namespaces") or []
-    settings.scanning.disabled = bool(namespaces) and not any(set(ns) & set("*?[!") for ns in namespaces)
+    settings.scanning.disabled = _named(namespaces)
     settings.persistence.finalizer = f"{c.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -82,13 +80,12 @@ async def startup(
 
     reconciler = Reconciler(api, ours, emit=emit)
     metrics.serve(ours.metrics_port)
-    assert workflow_jobs is not None  # kopf creates every index before the startup handlers
-    index = workflow_jobs
+    index = JobIndex()
     # Resource handlers get shallow copies of this memo: objects stored here are shared by all.
     memo.api = api
     loops = memo.loops = WorkflowLoops(
         reconciler.reconcile,
-        lambda uid: list(index.get(uid, [])),
+        index.jobs_of,
         ours.debounce_seconds,
         ours.error_backoff_seconds,
         ours.error_backoff_max_seconds,
@@ -98,6 +95,16 @@ async def startup(
     memo.health = None
     if memo.get("liveness"):  # `paraflow operator --liveness URL`
         memo.health = await health.serve(memo.liveness, lambda: _state(memo))
+    memo.jobs = JobWatch(
+        _api_client(len(namespaces) + 1, identity),
+        _job_scopes(namespaces),
+        index,
+        loops.wake,
+        ours.watch_server_timeout_seconds,
+        ours.watch_client_timeout_seconds,
+    )
+    memo.jobs.start()
+    await memo.jobs.synced.wait()
     if elector is None:
         loops.activate()
         return
@@ -117,6 +124,7 @@ async def startup(
 async def cleanup(memo: Any, **_: Any) -> None:
     """Stop every pass and wait for the writes in flight, then free the Lease: a rolling update
     hands over at the standby's next try."""
+    memo.jobs.stop()
     if memo.elector is not None:
         memo.election.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -161,20 +169,20 @@ def _elector(ours: Settings, identity: str) -> Elector:
     return Elector(store, identity, timings)
 
 
+def _named(namespaces: list[str]) -> bool:
+    """Only namespace names are given, no kopf patterns."""
+    return bool(namespaces) and not any(set(ns) & set("*?[!") for ns in namespaces)
+
+
+def _job_scopes(namespaces: list[str]) -> list[str | None]:
+    """One Job watch per named namespace, else one over all of them (None): with patterns, Jobs
+    elsewhere are indexed too, and never asked for."""
+    return list[str | None](namespaces) if _named(namespaces) else [None]
+
+
 def _always() -> float:
     """No leader election: this process is the only replica and may always write."""
     return math.inf
-
-
-@kopf.index("batch", "v1", "jobs", labels=JOB_LABELS)
-def workflow_jobs(body: kopf.Body, labels: Mapping[str, str], **_: Any) -> dict[str, JobFacts] | None:
-    facts = job_facts(body)
-    return None if facts is None else {labels[c.LABEL_WORKFLOW_UID]: facts}
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=JOB_LABELS)
-def job_event(labels: Mapping[str, str], memo: Any, **_: Any) -> None:
-    memo.loops.wake(labels[c.LABEL_WORKFLOW_UID])
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)

@@ -1,28 +1,44 @@
 """The operator's Kubernetes writes against the real apiserver: they reuse the client's pooled
 connections instead of opening (and TLS-handshaking) a new one per write, and a Job delete removes
-only the Job of the uid it names."""
+only the Job of the uid it names. The operator's own Job watch lists, follows and, when its
+place in the stream is too old, lists again."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from kubernetes import client
 
+from paraflow import constants as c
 from paraflow.k8s.api import KubeApi
+from paraflow.k8s.jobindex import JobIndex
+from paraflow.k8s.jobwatch import JobWatch
 from tests.support import wait_for
 
 THREADS = 4
 
 
-def job(name: str, namespace: str) -> dict[str, object]:
+def job(name: str, namespace: str, labels: dict[str, str] | None = None) -> dict[str, object]:
     """A suspended Job: the apiserver stores it, no pod is made."""
     pod = {"restartPolicy": "Never", "containers": [{"name": "c", "image": "registry.invalid/none:1"}]}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
         "spec": {"suspend": True, "template": {"spec": pod}},
     }
+
+
+def child(name: str, namespace: str, partition: int) -> dict[str, object]:
+    """A Job labelled as a partition Job of workflow uid ``w1``."""
+    labels = {
+        c.LABEL_WORKFLOW_UID: "w1",
+        c.LABEL_ROLE: c.ROLE_PARTITION,
+        c.LABEL_PARTITION: str(partition),
+        c.LABEL_ATTEMPT: "1",
+    }
+    return job(name, namespace, labels)
 
 
 def test_forty_writes_reuse_pooled_connections(kube: client.ApiClient, namespace: str) -> None:
@@ -60,3 +76,40 @@ def test_a_job_delete_spares_another_job_that_took_the_same_name(kube: client.Ap
     assert batch.read_namespaced_job("named", namespace).metadata.uid == new, "the newer Job stays"
     assert asyncio.run(api.delete_job(namespace, "named", new)) is True
     api.close()
+
+
+def test_the_job_watch_indexes_jobs_made_before_and_after_it_started_and_forgets_deleted_ones(
+    kube: client.ApiClient, namespace: str
+) -> None:
+    batch = client.BatchV1Api(kube)
+    batch.create_namespaced_job(namespace, child("early", namespace, 0))
+    batch.create_namespaced_job(namespace, job("unlabelled", namespace))
+
+    async def scenario() -> None:
+        index, woken = JobIndex(), []
+        watch = JobWatch(client.ApiClient(kube.configuration), [namespace], index, woken.append, 30, 60)
+        watch.start()
+        await asyncio.wait_for(watch.synced.wait(), 30)
+        assert [j.name for j in index.jobs_of("w1")] == ["early"], "listed before any pass may run"
+        assert len(index) == 1, "a Job without the workflow label is not ours"
+
+        async def until(check: Callable[[], bool], what: str) -> None:
+            for _ in range(300):
+                if check():
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError(what)
+
+        await asyncio.to_thread(batch.create_namespaced_job, namespace, child("late", namespace, 1))
+        await until(lambda: {j.name for j in index.jobs_of("w1")} == {"early", "late"}, "the new Job indexed")
+        await asyncio.to_thread(batch.delete_namespaced_job, "early", namespace, propagation_policy="Background")
+        await until(lambda: [j.name for j in index.jobs_of("w1")] == ["late"], "the deleted Job forgotten")
+        assert woken and set(woken) == {"w1"}
+        watch.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_job_watch_whose_place_in_the_stream_is_too_old_lists_again(kube: client.ApiClient, namespace: str) -> None:
+    watch = JobWatch(client.ApiClient(kube.configuration), [namespace], JobIndex(), lambda _: None, 30, 60)
+    assert watch._follow(namespace, "1") is None  # the apiserver answers 410 Gone: relist

@@ -1,0 +1,118 @@
+"""The Job index our own watch keeps: after any sequence of watch events and relists it holds
+exactly the facts of the last version of every child Job that still exists, by workflow; and it
+wakes a workflow exactly when what its planner would see changed. The watch stream's lines are
+whole events however its chunks fall."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from paraflow import constants as c
+from paraflow.k8s.builders import job_facts
+from paraflow.k8s.jobindex import JobIndex
+from paraflow.k8s.jobwatch import _lines
+
+NAMESPACES = ("a", "b")
+WORKFLOWS = ("uid-1", "uid-2")
+OWNER = dict(zip(NAMESPACES, WORKFLOWS, strict=True))
+
+
+def job(namespace: str, name: str, owner: str | None, phase: str, ready: int) -> dict[str, Any]:
+    labels = {c.LABEL_ROLE: c.ROLE_PARTITION, c.LABEL_PARTITION: name[-1], c.LABEL_ATTEMPT: "1"}
+    if owner is not None:
+        labels[c.LABEL_WORKFLOW_UID] = owner
+    conditions = [] if phase == "Active" else [{"type": phase, "status": "True"}]
+    return {
+        "metadata": {"namespace": namespace, "name": name, "uid": f"{namespace}/{name}", "labels": labels},
+        "status": {"ready": ready, "conditions": conditions},
+    }
+
+
+# A workflow's Jobs share its namespace; some versions lack the workflow label (another tool's Job).
+JOBS = st.builds(
+    lambda ns, i, phase, ready, foreign: job(ns, f"j{i}", None if foreign else OWNER[ns], phase, ready),
+    st.sampled_from(NAMESPACES),
+    st.integers(0, 5),
+    st.sampled_from(["Active", "Complete", "Failed"]),
+    st.integers(0, 1),
+    st.integers(0, 5).map(lambda n: n == 0),
+)
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["ADDED", "MODIFIED", "DELETED"]), JOBS),
+        st.tuples(st.just("RELIST"), st.sampled_from([*NAMESPACES, None]), st.lists(JOBS, max_size=6)),
+    ),
+    max_size=30,
+)
+
+
+def key(j: dict[str, Any]) -> tuple[str, str]:
+    return j["metadata"]["namespace"], j["metadata"]["name"]
+
+
+def view(index: JobIndex) -> dict[str, set[Any]]:
+    return {w: set(index.jobs_of(w)) for w in WORKFLOWS}
+
+
+@given(STEPS)
+def test_the_index_holds_the_last_facts_of_every_existing_job_and_wakes_only_on_change(steps: list[Any]) -> None:
+    index = JobIndex()
+    alive: dict[tuple[str, str], dict[str, Any]] = {}  # the model: the cluster's Jobs as last seen
+    for step in steps:
+        before = view(index)
+        if step[0] == "RELIST":
+            _, scope, listed = step
+            unique = {key(j): j for j in listed}
+            woken = index.replace(scope, unique.values())
+            alive = {k: j for k, j in alive.items() if scope is not None and k[0] != scope}
+            alive.update(unique)
+        else:
+            kind, j = step
+            owner = index.apply(kind, j)
+            if kind == "DELETED":
+                alive.pop(key(j), None)
+            else:
+                alive[key(j)] = j
+            woken = set() if owner is None else {owner}
+        after = view(index)
+        expected: dict[str, set[Any]] = {w: set() for w in WORKFLOWS}
+        for j in alive.values():
+            owner = j["metadata"]["labels"].get(c.LABEL_WORKFLOW_UID)
+            if owner is not None:
+                expected[owner].add(job_facts(j))
+        assert after == expected
+        assert woken == {w for w in WORKFLOWS if before[w] != after[w]}
+
+
+def test_a_status_update_that_changes_nothing_a_plan_reads_wakes_nobody() -> None:
+    index = JobIndex()
+    assert index.apply("ADDED", job("a", "j0", "uid-1", "Active", 0)) == "uid-1"
+    assert index.apply("MODIFIED", job("a", "j0", "uid-1", "Active", 0)) is None
+    assert index.apply("MODIFIED", job("a", "j0", "uid-1", "Active", 1)) == "uid-1", "its pod runs: no stall"
+    assert index.apply("MODIFIED", job("a", "j0", "uid-1", "Complete", 1)) == "uid-1"
+
+
+def test_a_job_without_the_workflow_label_is_not_indexed() -> None:
+    index = JobIndex()
+    assert index.apply("ADDED", job("a", "j0", None, "Active", 0)) is None
+    assert len(index) == 0
+
+
+class Chunked:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def stream(self, amt: None, decode_content: bool) -> Iterator[bytes]:
+        return iter(self.chunks)
+
+
+@given(st.lists(st.text(st.characters(codec="utf-8", exclude_characters="\n"), min_size=1), max_size=8), st.data())
+def test_watch_lines_are_whole_events_however_the_stream_is_chunked(events: list[str], data: st.DataObject) -> None:
+    wire = b"".join(e.encode() + b"\n" for e in events)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=10)))
+    chunks = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    assert [line.decode() for line in _lines(Chunked(chunks))] == events
