@@ -175,6 +175,7 @@ def paraflow_run(
             cleanup = time.monotonic() - started - total
         rss, cpu = proc_stats(op.proc.pid)  # type: ignore[union-attr]
         writes = metric_sum(f"http://127.0.0.1:{port}/metrics", "paraflow_api_writes_total")
+        passes = metric_sum(f"http://127.0.0.1:{port}/metrics", "paraflow_reconcile_passes_total")
         events = len(core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items)
     finally:
         op.stop()
@@ -186,6 +187,7 @@ def paraflow_run(
         "controller_cpu_s": round(cpu, 1),
         "total_s": round(total, 1),
         "first_pod_s": round(first_pod, 2),
+        "passes": int(passes),
         "status_bytes": len(json.dumps(status)),
         "succeeded_jobs": succeeded_jobs,
         "cleanup_s": round(cleanup, 1),

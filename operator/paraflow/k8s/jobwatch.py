@@ -71,10 +71,17 @@ class JobWatch:
                 failures = 0
                 while resume is not None and not self._stopping.is_set():
                     resume = self._follow(scope, resume)  # None: too old to resume from, list again
-            except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+            except Exception as e:  # whatever broke, a thread that ended would leave the index blind
                 failures += 1
                 delay = min(BACKOFF_SECONDS * 2 ** (failures - 1), BACKOFF_MAX_SECONDS)
-                log.warning("watch of Jobs in %s failed (%s); again in %.0fs", scope or "all namespaces", e, delay)
+                expected = isinstance(e, ApiException | urllib3.exceptions.HTTPError | OSError | ValueError)
+                log.warning(
+                    "watch of Jobs in %s failed (%s); again in %.0fs",
+                    scope or "all namespaces",
+                    e,
+                    delay,
+                    exc_info=not expected,
+                )
                 self._stopping.wait(delay)
 
     def _relist(self, scope: str | None) -> str:
