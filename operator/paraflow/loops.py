@@ -24,6 +24,7 @@ from typing import Any
 from paraflow import metrics
 from paraflow.planning.lease import NotLeading
 from paraflow.planning.planner import JobFacts
+from paraflow.planning.retry import doubling_backoff
 
 log = logging.getLogger(__name__)
 # A pass returns the seconds until the next one is due without an event; None: only an event.
@@ -136,7 +137,7 @@ class WorkflowLoops:
             except Exception as e:
                 metrics.API_ERRORS.labels(type(e).__name__).inc()
                 failures += 1
-                delay = min(self.backoff * 2 ** (failures - 1), self.backoff_max)
+                delay = doubling_backoff(self.backoff, failures, self.backoff_max)
                 meta = loop.body.get("metadata", {})
                 log.exception(
                     "reconcile of %s/%s failed (retry in %.1fs)", meta.get("namespace"), meta.get("name"), delay

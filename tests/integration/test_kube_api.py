@@ -13,7 +13,7 @@ from kubernetes import client
 from paraflow import constants as c
 from paraflow.k8s.api import KubeApi
 from paraflow.k8s.jobindex import JobIndex
-from paraflow.k8s.jobwatch import JobWatch
+from paraflow.k8s.jobwatch import JobWatch, _Position
 from tests.support import wait_for
 
 THREADS = 4
@@ -112,4 +112,6 @@ def test_the_job_watch_indexes_jobs_made_before_and_after_it_started_and_forgets
 
 def test_a_job_watch_whose_place_in_the_stream_is_too_old_lists_again(kube: client.ApiClient, namespace: str) -> None:
     watch = JobWatch(client.ApiClient(kube.configuration), [namespace], JobIndex(), lambda _: None, 30, 60)
-    assert watch._follow(namespace, "1") is None  # the apiserver answers 410 Gone: relist
+    position = _Position("1")
+    watch._follow(namespace, position)  # the apiserver answers 410 Gone
+    assert position.version is None, "the next round lists again"

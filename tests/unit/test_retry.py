@@ -2,7 +2,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paraflow.models import RetrySpec
-from paraflow.planning.retry import backoff_seconds, delay_seconds
+from paraflow.planning.retry import backoff_seconds, delay_seconds, doubling_backoff
 
 
 def test_backoff_grows_by_rate_and_is_capped() -> None:
@@ -16,3 +16,8 @@ def test_full_jitter_stays_within_the_backoff_and_is_repeatable(attempt: int, se
     delay = delay_seconds(retry, attempt, seed)
     assert 0 <= delay <= backoff_seconds(retry, attempt)
     assert delay == delay_seconds(retry, attempt, seed)  # a restarted operator computes the same due time
+
+
+def test_the_operators_own_backoff_doubles_to_its_cap_and_survives_an_outage_of_hours() -> None:
+    assert [doubling_backoff(1, n, 30) for n in (1, 2, 3, 5, 6)] == [1, 2, 4, 16, 30]
+    assert doubling_backoff(1, 100_000, 30) == 30, "2 ** 100,000 as a float would overflow"

@@ -19,7 +19,9 @@ Key = tuple[str, str]  # namespace, Job name
 
 class JobIndex:
     def __init__(self) -> None:
-        self._by_workflow: dict[str, dict[str, JobFacts]] = {}
+        # Keyed by namespace and name too: a copy of a Job in another namespace (by hand, or by
+        # a backup tool) keeps its labels, so one workflow uid can label Jobs in two namespaces.
+        self._by_workflow: dict[str, dict[Key, JobFacts]] = {}
         self._owner: dict[Key, str] = {}
 
     def jobs_of(self, workflow_uid: str) -> list[JobFacts]:
@@ -28,24 +30,26 @@ class JobIndex:
     def __len__(self) -> int:
         return len(self._owner)
 
-    def apply(self, event_type: str, job: Mapping[str, Any]) -> str | None:
-        """One watch event (ADDED, MODIFIED, DELETED); the uid of the workflow to wake, if any."""
+    def apply(self, event_type: str, job: Mapping[str, Any]) -> set[str]:
+        """One watch event (ADDED, MODIFIED, DELETED); the uids of the workflows to wake."""
         meta = job.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
-        if event_type == "DELETED":
-            return self._remove(key)
         owner: str | None = (meta.get("labels") or {}).get(c.LABEL_WORKFLOW_UID)
-        facts = job_facts(job) if owner else None
-        if owner is None or facts is None:
-            return self._remove(key)  # not (or no longer) a child Job we can judge
-        if self._owner.get(key, owner) != owner:
-            self._remove(key)  # relabelled by hand: it is the other workflow's now
+        facts = job_facts(job) if owner and event_type != "DELETED" else None
+        woken: set[str] = set()
+        previous = self._owner.get(key)
+        if previous is not None and (facts is None or previous != owner):
+            # Gone, no longer a child Job we can judge, or relabelled by hand to another workflow.
+            self._remove(key)
+            woken.add(previous)
+        if facts is None or not owner:
+            return woken
         jobs = self._by_workflow.setdefault(owner, {})
-        if jobs.get(facts.name) == facts:
-            return None
-        jobs[facts.name] = facts
-        self._owner[key] = owner
-        return owner
+        if jobs.get(key) != facts:
+            jobs[key] = facts
+            self._owner[key] = owner
+            woken.add(owner)
+        return woken
 
     def replace(self, namespace: str | None, jobs: Iterable[Mapping[str, Any]]) -> set[str]:
         """A fresh list of every Job in ``namespace`` (None: all namespaces) stands for all that
@@ -55,21 +59,15 @@ class JobIndex:
         for job in jobs:
             meta = job.get("metadata") or {}
             listed.add((meta.get("namespace", ""), meta.get("name", "")))
-            owner = self.apply("ADDED", job)
-            if owner is not None:
-                woken.add(owner)
+            woken |= self.apply("ADDED", job)
         for key in [k for k in self._owner if (namespace is None or k[0] == namespace) and k not in listed]:
-            owner = self._remove(key)
-            if owner is not None:
-                woken.add(owner)
+            woken.add(self._owner[key])
+            self._remove(key)
         return woken
 
-    def _remove(self, key: Key) -> str | None:
-        owner = self._owner.pop(key, None)
-        if owner is None:
-            return None
+    def _remove(self, key: Key) -> None:
+        owner = self._owner.pop(key)
         jobs = self._by_workflow[owner]
-        del jobs[key[1]]
+        del jobs[key]
         if not jobs:
             del self._by_workflow[owner]
-        return owner

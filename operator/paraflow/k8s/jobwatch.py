@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import urllib3
@@ -26,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from paraflow import constants as c
 from paraflow.k8s.jobindex import JobIndex
+from paraflow.planning.retry import doubling_backoff
 
 log = logging.getLogger(__name__)
 SELECTOR = c.LABEL_WORKFLOW_UID  # every Job the operator creates, and only those
@@ -45,7 +47,7 @@ class JobWatch:
         client_timeout: float,
     ) -> None:
         self.batch = client.BatchV1Api(api_client)
-        self.scopes = list(namespaces)
+        self.scopes = list(dict.fromkeys(namespaces))  # `-n a -n a`: one watch
         self.index, self.wake = index, wake
         self.server_timeout, self.client_timeout = server_timeout, client_timeout
         self.synced = asyncio.Event()
@@ -65,15 +67,18 @@ class JobWatch:
 
     def _run(self, scope: str | None) -> None:
         failures = 0
+        position = _Position()
         while not self._stopping.is_set():
             try:
-                resume: str | None = self._relist(scope)
-                failures = 0
-                while resume is not None and not self._stopping.is_set():
-                    resume = self._follow(scope, resume)  # None: too old to resume from, list again
+                if position.version is None:
+                    position.version = self._relist(scope)
+                self._follow(scope, position)
+                failures = 0  # a stream that ran its course (or asked for a relist)
             except Exception as e:  # whatever broke, a thread that ended would leave the index blind
+                if isinstance(e, ApiException) and e.status == GONE:
+                    position.version = None  # as an HTTP status rather than an event: list again
                 failures += 1
-                delay = min(BACKOFF_SECONDS * 2 ** (failures - 1), BACKOFF_MAX_SECONDS)
+                delay = doubling_backoff(BACKOFF_SECONDS, failures, BACKOFF_MAX_SECONDS)
                 expected = isinstance(e, ApiException | urllib3.exceptions.HTTPError | OSError | ValueError)
                 log.warning(
                     "watch of Jobs in %s failed (%s); again in %.0fs",
@@ -96,12 +101,13 @@ class JobWatch:
         self._on_loop(self._replace, scope, jobs)
         return str(page["metadata"]["resourceVersion"])
 
-    def _follow(self, scope: str | None, version: str) -> str | None:
-        """Applies the stream's events until it ends; the version to resume from (None: list again)."""
+    def _follow(self, scope: str | None, position: _Position) -> None:
+        """Applies the stream's events until it ends, keeping ``position`` at the last one seen
+        (a broken stream resumes there); None when it is too old to resume from: list again."""
         response = self._request(
             scope,
             watch=True,
-            resource_version=version,
+            resource_version=position.version,
             allow_watch_bookmarks=True,
             timeout_seconds=self.server_timeout,
         )
@@ -111,16 +117,16 @@ class JobWatch:
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     if obj.get("code") == GONE:
-                        return None
+                        position.version = None
+                        return
                     raise ValueError(f"watch error {obj.get('code')}: {obj.get('message')}")
-                version = obj["metadata"]["resourceVersion"]
                 if kind != "BOOKMARK":
                     self._on_loop(self._apply, kind, obj)
+                position.version = obj["metadata"]["resourceVersion"]
                 if self._stopping.is_set():
-                    break
+                    return
         finally:
             response.release_conn()
-        return version
 
     def _request(self, scope: str | None, **kwargs: Any) -> Any:
         common: dict[str, Any] = {
@@ -140,8 +146,7 @@ class JobWatch:
             self._stopping.set()
 
     def _apply(self, kind: str, job: dict[str, Any]) -> None:
-        owner = self.index.apply(kind, job)
-        if owner is not None:
+        for owner in self.index.apply(kind, job):
             self.wake(owner)
 
     def _replace(self, scope: str | None, jobs: list[dict[str, Any]]) -> None:
@@ -151,6 +156,13 @@ class JobWatch:
         if not self._unsynced:
             self.synced.set()
         log.info("listed %d Job(s) in %s", len(jobs), scope or "all namespaces")
+
+
+@dataclass
+class _Position:
+    """Where a scope's stream is: the resourceVersion to watch from (None: list first)."""
+
+    version: str | None = None
 
 
 def _lines(response: Any) -> Iterator[bytes]:

@@ -18,6 +18,12 @@ def backoff_seconds(retry: RetrySpec, failed_attempt: int) -> float:
     return float(min(retry.max_delay_seconds, raw))
 
 
+def doubling_backoff(base: float, failures: int, cap: float) -> float:
+    """base, 2 x base, 4 x base... up to ``cap``, for the ``failures``-th failure in a row: an
+    outage of hours (thousands of failures) must not overflow the float and end the retrying."""
+    return min(base * 2.0 ** min(failures - 1, 64), cap)
+
+
 def delay_seconds(retry: RetrySpec, failed_attempt: int, seed: str) -> float:
     ceiling = backoff_seconds(retry, failed_attempt)
     if retry.jitter == "none":
