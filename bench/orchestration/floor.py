@@ -6,23 +6,36 @@ next one as soon as its watch sees one finish. No status, no records, no retries
 what remains is the Job objects themselves and the Job controller's work on them, which paraflow
 cannot avoid either. paraflow's makespan over this one is its own overhead.
 
+With ``--spec`` (a workflow's spec) it creates the Jobs paraflow's operator would (its builder's Indexed
+Job: per-index backoff, pod failure policy, replacement policy, the worker's environment and
+security context), without their ownerReference to a workflow that does not exist here. The
+difference between the two shapes is what paraflow's Job features cost the control plane; the
+difference between that row and paraflow's is the operator's own.
+
 Run as its own process (``python -m bench.orchestration.floor NS PARTITIONS CONCURRENCY
-TASK_SECONDS``) so that its memory and CPU are its own; it prints one JSON line.
+TASK_SECONDS [--spec JSON]``) so that its memory and CPU are its own; it prints one
+JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client, config, watch
 
 from bench.orchestration.kwok import KWOK, pod_metadata
+from paraflow.k8s.builders import WorkflowRef, partition_job
+from paraflow.models import WorkflowSpec
+from paraflow.settings import Settings
 
 LABEL = "bench.paraflow.dev/floor"
+Shape = Callable[[str, str, float], dict[str, Any]]
 
 
 def job(name: str, run: str, task_seconds: float) -> dict[str, Any]:
@@ -40,18 +53,36 @@ def job(name: str, run: str, task_seconds: float) -> dict[str, Any]:
     }
 
 
+def paraflow_shaped(spec: dict[str, Any], namespace: str) -> Shape:
+    """Jobs as paraflow's operator builds them for ``spec`` (a workflow spec), one per index."""
+    model = WorkflowSpec.model_validate(spec)
+    settings = Settings()
+    index = itertools.count()
+
+    def shaped(name: str, run: str, task_seconds: float) -> dict[str, Any]:
+        body = partition_job(WorkflowRef(run, namespace, f"floor-{run}"), model, next(index), 1, settings)
+        body["metadata"]["name"] = name
+        body["metadata"]["labels"][LABEL] = run
+        del body["metadata"]["ownerReferences"]  # no workflow exists: the GC would delete them
+        return body
+
+    return shaped
+
+
 def finished(obj: client.V1Job) -> bool:
     return any(x.type in ("Complete", "Failed") and x.status == "True" for x in (obj.status.conditions or []))
 
 
-def run(batch: client.BatchV1Api, ns: str, partitions: int, concurrency: int, task_seconds: float) -> float:
+def run(
+    batch: client.BatchV1Api, ns: str, partitions: int, concurrency: int, task_seconds: float, shape: Shape = job
+) -> float:
     """Seconds from the first create to the last Job finished."""
     tag = f"f{partitions}-{concurrency}"
     names = (f"{tag}-{i}" for i in range(partitions))
     started = time.monotonic()
     created = 0
     for name in names:
-        batch.create_namespaced_job(ns, job(name, tag, task_seconds))
+        batch.create_namespaced_job(ns, shape(name, tag, task_seconds))
         created += 1
         if created == min(concurrency, partitions):
             break
@@ -63,7 +94,7 @@ def run(batch: client.BatchV1Api, ns: str, partitions: int, concurrency: int, ta
             continue
         done.add(obj.metadata.name)
         if created < partitions:
-            batch.create_namespaced_job(ns, job(next(names), tag, task_seconds))
+            batch.create_namespaced_job(ns, shape(next(names), tag, task_seconds))
             created += 1
         if len(done) == partitions:
             stream.stop()
@@ -76,9 +107,11 @@ def main() -> None:
     parser.add_argument("partitions", type=int)
     parser.add_argument("concurrency", type=int)
     parser.add_argument("task_seconds", type=float)
+    parser.add_argument("--spec", help="a workflow spec as JSON: create the Jobs paraflow would for it")
     args = parser.parse_args()
     config.load_kube_config()  # type: ignore[no-untyped-call]
-    makespan = run(client.BatchV1Api(), args.namespace, args.partitions, args.concurrency, args.task_seconds)
+    shape = paraflow_shaped(json.loads(args.spec), args.namespace) if args.spec else job
+    makespan = run(client.BatchV1Api(), args.namespace, args.partitions, args.concurrency, args.task_seconds, shape)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(

@@ -8,6 +8,7 @@ For each (partitions, maxConcurrency, task seconds), each system in a namespace 
 (deleted, and waited for, before the next starts):
 - ``native``: one Indexed Job (completions = partitions, parallelism = maxConcurrency);
 - ``floor`` (``floor.py``): a minimal driver keeping maxConcurrency one-pod Jobs active;
+  ``floor-shaped``, a diagnostic: the same driver creating the Jobs paraflow builds;
 - ``argo`` (``argo.py``): Argo's workflow-controller, one Workflow fanning out over the items
   with ``parallelism`` = maxConcurrency;
 - ``paraflow``: a workflow whose partitioner (a real pod) plans one partition per input object,
@@ -64,7 +65,8 @@ def wait(check: Any, timeout: float, interval: float = 0.25) -> Any:
 
 def metric_sum(url: str, name: str) -> float:
     text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+    series = (line for line in text.splitlines() if line.startswith((name + "{", name + " ")))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in series)
 
 
 def native(batch: client.BatchV1Api, ns: str, partitions: int, concurrency: int, task_seconds: float) -> dict[str, Any]:
@@ -95,10 +97,16 @@ def native(batch: client.BatchV1Api, ns: str, partitions: int, concurrency: int,
     return {"makespan_s": round(time.monotonic() - started, 1), "writes_per_item": round(1 / partitions, 4)}
 
 
-def floor(ns: str, partitions: int, concurrency: int, task_seconds: float) -> dict[str, Any]:
+def floor(
+    ns: str, partitions: int, concurrency: int, task_seconds: float, spec: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The floor driver's row; given a workflow ``spec``, with the Jobs paraflow builds for it."""
     cmd = [sys.executable, "-m", "bench.orchestration.floor", ns, str(partitions), str(concurrency), str(task_seconds)]
+    if spec is not None:
+        cmd += ["--spec", json.dumps(spec)]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    row = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return row if spec is None else {**row, "job_shape": "paraflow"}
 
 
 def kwok_workflow(
@@ -245,7 +253,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         "writes/item | controller peak RSS MiB | controller CPU s | notes |",
         "|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    floors = {_config(r): r["makespan_s"] for r in rows if r["system"] == "floor" and r.get("makespan_s")}
+    floors = {
+        _config(r): r["makespan_s"]
+        for r in rows
+        if r["system"] == "floor" and r.get("makespan_s") and not r.get("job_shape")
+    }
     for r in rows:
         if r["simulated"]:
             notes = (
@@ -262,6 +274,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f"succeededJobs {r['succeeded_jobs']}{cleanup}, first pod {r['first_pod_s']} s, "
                 f"status {r['status_bytes']} B"
             )
+        if r.get("job_shape"):
+            notes.append("paraflow's Job shape (a diagnostic: not the floor)")
         if r["system"] == "argo":
             notes.append(f"DEFAULT_REQUEUE_TIME {r['requeue']}")
             if not r["completed"]:
@@ -281,7 +295,7 @@ def _config(row: dict[str, Any]) -> tuple[int, int, float]:
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:
     """What a row measured: another run of the same replaces it under --merge."""
-    return row["system"], *_config(row), row["simulated"], row.get("succeeded_jobs")
+    return row["system"], *_config(row), row["simulated"], row.get("succeeded_jobs"), row.get("job_shape")
 
 
 def _blank(value: Any) -> str:
@@ -323,7 +337,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000", help="powers of ten, at most 1000000")
     parser.add_argument("--concurrency", default="50,500")
     parser.add_argument("--task-seconds", default="0", help="task lengths, e.g. 0,10")
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="any of native, floor, argo, paraflow, and floor-shaped: the floor driver creating paraflow's Jobs",
+    )
     parser.add_argument("--succeeded-jobs", default="Delete", choices=("Retain", "Delete"), help="paraflow's setting")
     parser.add_argument("--argo-requeue", default="1s", help="Argo's DEFAULT_REQUEUE_TIME (its default: 10s)")
     parser.add_argument("--simulate", type=int, default=100_000, help="0: no simulated row")
@@ -361,6 +379,9 @@ def main() -> None:
                         got = {"completed": True, **native(batch, ns, partitions, concurrency, task)}
                     elif system == "floor":
                         got = {"completed": True, **floor(ns, partitions, concurrency, task)}
+                    elif system == "floor-shaped":
+                        shaped = kwok_workflow("floor", endpoint, bucket, prefix, "out/", concurrency, task)["spec"]
+                        got = {"completed": True, **floor(ns, partitions, concurrency, task, shaped)}
                     elif system == "argo":
                         assert argo_binary is not None
                         got = argo.run(argo_binary, core, custom, ns, partitions, concurrency, task, args.argo_requeue)
@@ -379,7 +400,7 @@ def main() -> None:
                             endpoint,
                         )
                     row = {
-                        "system": system,
+                        "system": system.removesuffix("-shaped"),
                         "partitions": partitions,
                         "max_concurrency": concurrency,
                         "task_seconds": task,
@@ -409,6 +430,7 @@ def main() -> None:
             r["max_concurrency"],
             r.get("task_seconds", 0),
             SYSTEMS.index(r["system"]),
+            bool(r.get("job_shape")),
         )
     )
     versions = cluster_versions(kwok="v0.8.0", argo=argo.version())
