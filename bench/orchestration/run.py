@@ -274,6 +274,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                 f"succeededJobs {r['succeeded_jobs']}{cleanup}, first pod {r['first_pod_s']} s, "
                 f"status {r['status_bytes']} B"
             )
+        if r.get("from_run"):
+            notes.append(f"measured in the run of {r['from_run']}, same machine and cluster build")
         if r.get("job_shape"):
             notes.append("paraflow's Job shape (a diagnostic: not the floor)")
         if r["system"] == "argo":
