@@ -233,6 +233,13 @@ class Reconciler:
         clock = time.monotonic()
         asked = {k: t for k, t in self._asked.get(wf.uid, {}).items() if clock - t < 10 * after}
         self._asked[wf.uid] = asked
+        if asked and clock - max(asked.values()) < after:
+            # One round of questions per stall_seconds and workflow. On a busy cluster every Job
+            # waits longer than that for its pod (500 at once, wave after wave), and asking about
+            # three each pass listed the namespace's Events and Pods a dozen times a second: more
+            # apiserver CPU than the run's own Jobs (measured at 1,000 x 500). A refusal is
+            # still found at the first round.
+            return
         for job in stalls.to_ask(jobs, now, after, asked, clock, self.settings.stall_checks_per_pass):
             asked[job.name] = clock
             try:

@@ -48,6 +48,7 @@ class FakeApi:
         self.storage: list[str] = []
         self.writes: list[str] = []  # every write in order: "create <job>", "patch", "delete <job>"
         self.deleted_uids: dict[str, str] = {}  # Job name -> the uid its delete was conditioned on
+        self.asked: list[str] = []  # Jobs whose Events were listed: why do their pods not run?
 
     async def read_secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
         if not self.secret:
@@ -81,6 +82,13 @@ class FakeApi:
 
     async def read_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.server
+
+    async def job_events(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        self.asked.append(job)
+        return []
+
+    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        return []
 
 
 def body(status: WorkflowStatus | None = None, **spec: Any) -> dict[str, Any]:
@@ -222,3 +230,22 @@ def test_a_refused_delete_keeps_the_passs_status_and_events() -> None:
 def run_once(status: WorkflowStatus, jobs: list[Any]) -> WorkflowStatus:
     """The status one pass writes."""
     return planner.plan(make_spec(maxConcurrency=2), status, observe(*jobs)).status
+
+
+def test_stalled_jobs_are_asked_about_in_one_round_per_stall_period_not_every_pass() -> None:
+    """A busy cluster: every Job has waited longer than stall_seconds for its pod."""
+    waiting = [
+        dataclasses.replace(part(p, 1, JobState.ACTIVE), stalled=True, created_at=T0 - dt.timedelta(seconds=30))
+        for p in range(6)
+    ]
+    api = FakeApi()
+    reconciler = Reconciler(api, Settings(stall_seconds=8), emit=lambda _, e: None, clock=lambda: T0)  # type: ignore[arg-type]
+    wf = body(partitioned(6), maxConcurrency=6)
+    api.server = wf
+
+    async def passes() -> None:
+        for _ in range(5):
+            await reconciler.reconcile(wf, [partitioner(JobState.SUCCEEDED), *waiting])
+
+    asyncio.run(passes())
+    assert api.asked == ["wf-p0-a1", "wf-p1-a1", "wf-p2-a1"], "one round of three, then quiet until 8 s have passed"
