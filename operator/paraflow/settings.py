@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     watch_client_timeout_seconds: float = Field(330.0, ge=10)
     secret_cache_seconds: float = Field(10.0, ge=0)
     # A child Job with no pod ready or finished for this long is asked why (FailedCreate Events,
-    # unschedulable or image-pull-failing pods); at most stall_checks_per_pass Jobs a pass.
+    # unschedulable or image-pull-failing pods): one round of at most stall_checks_per_pass Jobs
+    # per stall_seconds and workflow.
     stall_seconds: float = Field(8.0, gt=0)
     stall_checks_per_pass: int = Field(3, ge=0, le=50)
     # Jobs one workflow's pass may create; more wait for the next pass, a second later.
