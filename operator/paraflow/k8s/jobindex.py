@@ -32,9 +32,8 @@ class JobIndex:
 
     def apply(self, event_type: str, job: Mapping[str, Any]) -> set[str]:
         """One watch event (ADDED, MODIFIED, DELETED); the uids of the workflows to wake."""
-        meta = job.get("metadata") or {}
-        key = (meta.get("namespace", ""), meta.get("name", ""))
-        owner: str | None = (meta.get("labels") or {}).get(c.LABEL_WORKFLOW_UID)
+        key = _key(job)
+        owner: str | None = ((job.get("metadata") or {}).get("labels") or {}).get(c.LABEL_WORKFLOW_UID)
         facts = job_facts(job) if owner and event_type != "DELETED" else None
         woken: set[str] = set()
         previous = self._owner.get(key)
@@ -57,8 +56,7 @@ class JobIndex:
         woken: set[str] = set()
         listed: set[Key] = set()
         for job in jobs:
-            meta = job.get("metadata") or {}
-            listed.add((meta.get("namespace", ""), meta.get("name", "")))
+            listed.add(_key(job))
             woken |= self.apply("ADDED", job)
         for key in [k for k in self._owner if (namespace is None or k[0] == namespace) and k not in listed]:
             woken.add(self._owner[key])
@@ -71,3 +69,8 @@ class JobIndex:
         del jobs[key]
         if not jobs:
             del self._by_workflow[owner]
+
+
+def _key(job: Mapping[str, Any]) -> Key:
+    meta = job.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
