@@ -25,6 +25,7 @@ import json
 import resource
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
@@ -87,17 +88,35 @@ def run(
         if created == min(concurrency, partitions):
             break
     done: set[str] = set()
-    stream = watch.Watch()
-    for event in stream.stream(batch.list_namespaced_job, ns, label_selector=f"{LABEL}={tag}", timeout_seconds=7200):
-        obj = event["object"]
-        if event["type"] == "DELETED" or obj.metadata.name in done or not finished(obj):
-            continue
-        done.add(obj.metadata.name)
-        if created < partitions:
-            batch.create_namespaced_job(ns, shape(next(names), tag, task_seconds))
-            created += 1
-        if len(done) == partitions:
-            stream.stop()
+    # The apiserver closes a watch whose reader falls behind (this one creates a Job per event),
+    # and the client then ends the stream as if the run were over: watch again from the last
+    # event seen until every Job has finished. 2026-11-29/30, before this: rows of 13.5 s for
+    # 10,000 Jobs.
+    version = ""
+    while len(done) < partitions:
+        stream = watch.Watch()
+        try:
+            for event in stream.stream(
+                batch.list_namespaced_job,
+                ns,
+                label_selector=f"{LABEL}={tag}",
+                resource_version=version,
+                timeout_seconds=600,
+            ):
+                obj = event["object"]
+                version = obj.metadata.resource_version
+                if event["type"] == "DELETED" or obj.metadata.name in done or not finished(obj):
+                    continue
+                done.add(obj.metadata.name)
+                if created < partitions:
+                    batch.create_namespaced_job(ns, shape(next(names), tag, task_seconds))
+                    created += 1
+                if len(done) == partitions:
+                    stream.stop()
+        except client.ApiException as e:
+            if e.status != 410:
+                raise
+            version = ""  # too old: list again (finished Jobs already counted are skipped)
     return time.monotonic() - started
 
 
@@ -113,12 +132,15 @@ def main() -> None:
     shape = paraflow_shaped(json.loads(args.spec), args.namespace) if args.spec else job
     makespan = run(client.BatchV1Api(), args.namespace, args.partitions, args.concurrency, args.task_seconds, shape)
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    # Not ru_maxrss: Linux keeps it across exec, so it would report the runner's own peak.
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     print(
         json.dumps(
             {
                 "makespan_s": round(makespan, 1),
                 "writes_per_item": 1.0,  # one create per partition, by construction
-                "controller_peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+                "controller_peak_rss_mib": round(peak_kib / 1024, 1),
                 "controller_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             }
         )
