@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds (once) every binary the local test environment needs, from the Go module proxy,
 # into $CACHE_DIR/bin/<name>-<version>/. Re-running builds only what is missing.
-#   hack/build.sh [all|node|k8s|etcd|kwok|minio|mc|helm|crictl|pause]...
-# `node` is what the real-kubelet node needs on top of `all` (hack/node.sh).
+#   hack/build.sh [all|node|kind-node|<one binary>]...
+# `node` is what the real-kubelet node needs on top of `all` (hack/node.sh); `kind-node` what
+# the offline kind node image is made of (hack/kind-image.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -11,14 +12,13 @@ have() { [ -x "$(bin_dir "$1" "$2")/$3" ]; }
 # `go install pkg@version` refuses k8s.io/kubernetes (its go.mod replaces the staging modules
 # with local paths), so build its mains from a throwaway wrapper module that maps each staging
 # module to the matching published v0.X.Y version.
-build_k8s() {
-  local out; out=$(bin_dir kubernetes "$K8S_VERSION")
+build_k8s_mains() { # cache-name main...   (each main is k8s.io/kubernetes/cmd/<main>)
+  local name=$1; shift
+  local out; out=$(bin_dir "$name" "$K8S_VERSION")
   local b missing=0
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
-    have kubernetes "$K8S_VERSION" "$b" || missing=1
-  done
+  for b in "$@"; do have "$name" "$K8S_VERSION" "$b" || missing=1; done
   [ $missing = 0 ] && return 0
-  log "building Kubernetes v$K8S_VERSION (kube-apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy)"
+  log "building Kubernetes v$K8S_VERSION ($*)"
   local work; work=$(mktemp -d)
   local minor=$K8S_MINOR
   local staging="0.${K8S_VERSION#*.}"
@@ -30,37 +30,47 @@ build_k8s() {
     sed -n 's|^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/k8s.io/.*|\1|p' "$gomod" | while read -r m; do
       go mod edit -replace="$m=$m@v$staging"
     done
-    local pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubectl cmd/kubelet cmd/kube-proxy)
-    local p; for p in "${pkgs[@]}"; do go get "k8s.io/kubernetes/$p@v$K8S_VERSION" >/dev/null 2>&1 || go get "k8s.io/kubernetes/$p@v$K8S_VERSION"; done
+    local p static=()
+    for p in "$@"; do
+      go get "k8s.io/kubernetes/cmd/$p@v$K8S_VERSION" >/dev/null 2>&1 || go get "k8s.io/kubernetes/cmd/$p@v$K8S_VERSION"
+      [ "$p" = kubelet ] || static+=("k8s.io/kubernetes/cmd/$p")
+    done
     # Real version strings: kwok and helm choose behaviour by the server version.
     local ldf="-s -w" v
     for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       ldf="$ldf -X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
     done
     mkdir -p "$out.tmp"
-    CGO_ENABLED=0 go build -trimpath -ldflags "$ldf" -o "$out.tmp/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kube-proxy
-    go build -trimpath -ldflags "$ldf" -o "$out.tmp/" k8s.io/kubernetes/cmd/kubelet
+    [ ${#static[@]} -eq 0 ] || CGO_ENABLED=0 go build -trimpath -ldflags "$ldf" -o "$out.tmp/" "${static[@]}"
+    # The kubelet keeps cgo (as released): it runs on this host or in a node of the same Debian.
+    case " $* " in *" kubelet "*) go build -trimpath -ldflags "$ldf" -o "$out.tmp/" k8s.io/kubernetes/cmd/kubelet ;; esac
   )
   rm -rf "$out" "$work"; mv "$out.tmp" "$out"
-  "$out/kube-apiserver" --version
 }
 
+build_k8s() {
+  build_k8s_mains kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy
+  "$(bin_dir kubernetes "$K8S_VERSION")/kube-apiserver" --version
+}
+
+# Only the kind node image needs kubeadm: its own cache entry, so the binaries above stay cached.
+build_kubeadm() { build_k8s_mains kubeadm kubeadm; }
+
 # etcd's server module also replaces its sibling modules with paths; same wrapper trick.
-build_etcd() {
-  have etcd "$ETCD_VERSION" etcd && return 0
-  log "building etcd v$ETCD_VERSION"
-  local out work; out=$(bin_dir etcd "$ETCD_VERSION"); work=$(mktemp -d)
+build_etcd_at() { # version
+  have etcd "$1" etcd && return 0
+  log "building etcd v$1"
+  local out work; out=$(bin_dir etcd "$1"); work=$(mktemp -d)
   (
     cd "$work"
     go mod init paraflow.local/etcdbin >/dev/null 2>&1
-    go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@v$ETCD_VERSION" >/dev/null
+    go get "go.etcd.io/etcd/server/v3@v$1" "go.etcd.io/etcd/etcdctl/v3@v$1" >/dev/null
     mkdir -p "$out.tmp"
     CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3
   )
   rm -rf "$out" "$work"; mv "$out.tmp" "$out"
 }
+build_etcd() { build_etcd_at "$ETCD_VERSION"; }
 
 go_install() { # name version binary module-path@version [extra ldflags]
   have "$1" "$2" "$3" && return 0
@@ -104,12 +114,17 @@ build_pause() {
   rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
+# kind and what its offline node image runs beyond our Kubernetes build (hack/kind-image.sh).
+build_kind() { go_install kind "$KIND_VERSION" kind "sigs.k8s.io/kind@$KIND_VERSION"; }
+build_coredns() { go_install coredns "$KIND_COREDNS_VERSION" coredns "github.com/coredns/coredns@$KIND_COREDNS_VERSION"; }
+
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case $t in
     all) build_etcd; build_kwok; build_minio; build_mc; build_helm; build_k8s ;;
     node) build_k8s; build_crictl; build_pause ;;
-    k8s|etcd|kwok|minio|mc|helm|crictl|pause|argo) "build_$t" ;;
-    *) die "unknown target '$t' (all|node|k8s|etcd|kwok|minio|mc|helm|crictl|pause|argo)" ;;
+    kind-node) build_k8s; build_kubeadm; build_etcd_at "$KIND_ETCD_VERSION"; build_coredns; build_crictl; build_pause ;;
+    k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns) "build_$t" ;;
+    *) die "unknown target '$t' (all|node|kind-node|k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns)" ;;
   esac
 done

@@ -12,15 +12,6 @@ SUITE=${PARAFLOW_BASE_SUITE:-bookworm}
 BASE=paraflow/debian-base:$SUITE-py3
 PY="${PARAFLOW_VENV:-$REPO_DIR/.venv}/bin/python"
 
-# The mirror apt already uses (deb822 sources first, then the one-line format).
-apt_mirror() {
-  local uri
-  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-  [ -n "$uri" ] || uri=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  [ -n "$uri" ] || die "no Debian mirror found in apt's sources"
-  echo "$uri"
-}
-
 if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
   command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   rootfs=$(mktemp -d)

@@ -30,3 +30,12 @@ bin_dir() { echo "$CACHE_DIR/bin/$1-$2"; }
 K8S_MINOR=${K8S_VERSION#*.}; K8S_MINOR=${K8S_MINOR%%.*}
 # helm is built for one Kubernetes minor (its default capabilities): keyed by both versions.
 HELM_KEY=$HELM_VERSION-k8s1.$K8S_MINOR
+
+# The mirror apt already uses (deb822 sources first, then the one-line format).
+apt_mirror() {
+  local uri
+  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$uri" ] || die "no Debian mirror found in apt's sources"
+  echo "$uri"
+}
