@@ -21,6 +21,37 @@ from tests.operator_process import OperatorProcess
 from tests.support import install_crd, require_env
 
 PODRUNNER_NODE = os.environ.get("PARAFLOW_TEST_PODRUNNER_NODE", "podrunner")
+NO_CLUSTER_DNS = pytest.StashKey[list[str]]()
+
+
+def cluster_has_dns() -> bool:
+    """Whether the cluster runs a DNS service (kubeadm's and kind's CoreDNS are kube-system/kube-dns)."""
+    if not os.environ.get("KUBECONFIG"):
+        return True  # nothing to ask: the fixtures fail and say what is missing
+    api = client.CoreV1Api(config.new_client_from_config(os.environ["KUBECONFIG"]))
+    try:
+        api.read_namespaced_service("kube-dns", "kube-system")
+    except client.exceptions.ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need cluster DNS cannot run on the local clusters (no CoreDNS): they are
+    deselected there, never skipped, and they run on kind (`make e2e-kind`, a CI tier)."""
+    needs_dns = [item for item in items if item.get_closest_marker("cluster_dns")]
+    if not needs_dns or cluster_has_dns():
+        return
+    config.hook.pytest_deselected(items=needs_dns)
+    items[:] = [item for item in items if item not in needs_dns]
+    config.stash[NO_CLUSTER_DNS] = [item.nodeid for item in needs_dns]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    for nodeid in config.stash.get(NO_CLUSTER_DNS, []):
+        terminalreporter.write_line(f"deselected, this cluster has no DNS service (kube-system/kube-dns): {nodeid}")
 
 
 @pytest.fixture(scope="session")

@@ -5,33 +5,17 @@ credential leaks, upgrade with a changed value, uninstall."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 from minio import Minio
 
+from tests.e2e.chart import CHART, installed, run, tool
 from tests.operator_process import OperatorProcess
 from tests.support import LeaseWatch, wait_for
 from tests.workflows import create, events, get, partition_jobs, upload_inputs, wait_phase, workflow
-
-CHART = Path(__file__).resolve().parents[2] / "charts" / "paraflow"
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f'{name} is not on PATH: eval "$(hack/cluster.sh env)" puts the built one there')
-    return path
-
-
-def run(*args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def test_the_chart_lints_and_renders_objects_the_apiserver_accepts(crd: None, namespace: str) -> None:
@@ -93,23 +77,7 @@ def test_install_test_run_upgrade_uninstall_with_least_privilege(
 ) -> None:
     helm, rel, relns = tool("helm"), "pf", release_namespace
     operator_session.kill()  # only the Helm-installed operator may act in this test
-    try:
-        run(
-            helm,
-            "install",
-            rel,
-            str(CHART),
-            "-n",
-            relns,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "180s",
-            "--set",
-            "watch.clusterWide=false",
-            "--set",
-            f"watch.namespaces={{{namespace}}}",
-        )
+    with installed(rel, relns, namespace, core):
         run(helm, "test", rel, "-n", relns, "--timeout", "180s")
 
         sa = f"system:serviceaccount:{relns}:pf-paraflow"
@@ -191,6 +159,3 @@ def test_install_test_run_upgrade_uninstall_with_least_privilege(
         assert not apps.list_namespaced_deployment(relns).items
         wait_for(lambda: not core.list_namespaced_pod(relns).items, 60, "operator pods to go")
         assert client.ApiextensionsV1Api().read_custom_resource_definition("parallelworkflows.paraflow.dev")
-    finally:
-        subprocess.run([helm, "uninstall", rel, "-n", relns], capture_output=True)
-        core.delete_namespace(relns)
