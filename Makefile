@@ -4,13 +4,13 @@
 demo:           ## set everything up on this machine and run the demo workflow
 	hack/demo.sh
 
-test:           ## every test: static checks, unit, integration, e2e on the two local clusters
+test:           ## every test: static checks, unit, integration, e2e on the two local clusters and kind
 	hack/test.sh
 
 e2e-node:       ## integration + e2e on the real-kubelet cluster only: our images in real pods (root)
 	PARAFLOW_CLUSTER_NODE=kubelet hack/test.sh
 
-e2e-kind:       ## the same suite on a kind cluster, our images in real pods (needs kind and Docker)
+e2e-kind:       ## the same suite on kind (node image built offline; PARAFLOW_KIND_IMAGE=kindest/node:... for the stock one)
 	hack/e2e-kind.sh
 
 unit:           ## the fast tier only (no cluster)
