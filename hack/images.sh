@@ -13,15 +13,10 @@ BASE=paraflow/debian-base:$SUITE-py3
 PY="${PARAFLOW_VENV:-$REPO_DIR/.venv}/bin/python"
 
 if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
-  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   rootfs=$(mktemp -d)
-  mirror=$(apt_mirror)
-  log "debootstrap $SUITE from $mirror (minbase + python3)"
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates "$SUITE" "$rootfs" "$mirror" \
-    >"$rootfs.log" 2>&1 || { tail -20 "$rootfs.log"; die "debootstrap failed"; }
-  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  debootstrap_minbase "$SUITE" python3,python3-venv,ca-certificates "$rootfs"
   tar -C "$rootfs" -c . | "$DOCKER" import --change 'CMD ["/bin/bash"]' - "$BASE" >/dev/null
-  rm -rf "$rootfs" "$rootfs.log"
+  rm -rf "$rootfs"
 fi
 
 log "building wheels on the host"

@@ -36,7 +36,6 @@ if "$ENGINE" image inspect "$IMAGE" >/dev/null 2>&1; then
   exit 0
 fi
 [ "$(id -u)" = 0 ] || die "building the kind node image needs root (debootstrap, file ownership in the image)"
-command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 "$HACK_DIR/build.sh" kind-node
 k8s=$(bin_dir kubernetes "$K8S_VERSION")
 kubeadm=$(bin_dir kubeadm "$K8S_VERSION")/kubeadm
@@ -68,11 +67,8 @@ rootfs() { # packages dir
   local tarball dir=$2
   tarball=$CACHE_DIR/kind/rootfs-$SUITE-$(echo "$1" | sha256sum | cut -c1-10).tar
   if [ ! -f "$tarball" ]; then
-    log "debootstrap $SUITE (+ $1)"
-    mkdir -p "$CACHE_DIR/kind" "$work/debootstrap"
-    debootstrap --variant=minbase --include="$1" "$SUITE" "$work/debootstrap" "$(apt_mirror)" \
-      >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; die "debootstrap failed"; }
-    rm -rf "$work"/debootstrap/var/cache/apt/archives/*.deb "$work"/debootstrap/var/lib/apt/lists/*
+    mkdir -p "$CACHE_DIR/kind"
+    debootstrap_minbase "$SUITE" "$1" "$work/debootstrap"
     tar --numeric-owner --xattrs -C "$work/debootstrap" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
     rm -rf "$work/debootstrap"
   fi

@@ -39,3 +39,13 @@ apt_mirror() {
   [ -n "$uri" ] || die "no Debian mirror found in apt's sources"
   echo "$uri"
 }
+
+# A minimal Debian root in DIR (debootstrap --variant=minbase), apt's caches left out.
+debootstrap_minbase() { # suite packages dir
+  command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  local mirror; mirror=$(apt_mirror)
+  log "debootstrap $1 from $mirror (minbase + $2)"
+  debootstrap --variant=minbase --include="$2" "$1" "$3" "$mirror" >"$3.log" 2>&1 ||
+    { tail -20 "$3.log"; die "debootstrap failed"; }
+  rm -rf "$3"/var/cache/apt/archives/*.deb "$3"/var/lib/apt/lists/* "$3.log"
+}
