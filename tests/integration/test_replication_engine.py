@@ -1,10 +1,12 @@
 """The replication engine against two real MinIO servers: same-server and cross-server copies,
 metadata and tags kept, idempotent re-runs, verification, deletes, refused writes, big objects,
-bytes corrupted in transit. Cross-server copies run on both of its request paths: minio-py's,
-and obstore's fast path (which hands the keys it cannot carry to minio-py's)."""
+bytes corrupted in transit. Cross-server copies run on each of its request paths: minio-py's,
+obstore's fast path (which hands the keys it cannot carry to minio-py's), and batches that MinIO
+extracts (which hand what they cannot carry, or what did not land, to the one-by-one paths)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -14,7 +16,7 @@ import pytest
 from minio import Minio
 from obstore.store import S3Store
 
-from paraflow_worker import contract, fastcopy, sdk
+from paraflow_worker import batchcopy, contract, fastcopy, sdk
 from paraflow_worker.contract import PartitionRef, ReplicationTarget, ReplicationTask
 from paraflow_worker.replicate import FastStores, Replicator
 from paraflow_worker.storage import make_client
@@ -65,26 +67,29 @@ def store_like(client: Minio, bucket: str) -> S3Store:
     return fastcopy.store(endpoint, bucket, creds.access_key, creds.secret_key, None)
 
 
-def replicator(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio], fast: bool) -> Replicator:
+def replicator(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio], fast: str) -> Replicator:
     stores = None
-    if fast:
+    if fast != "minio-py":
         streamed = {
             x.name: store_like(c, x.bucket) for x, c in zip(t.targets, clients, strict=True) if not x.server_side
         }
         stores = FastStores(store_like(s3, bucket), streamed)
-    return Replicator(s3, bucket, RUN, t, clients, sleep=lambda _: None, fast=stores)
+    r = Replicator(s3, bucket, RUN, t, clients, sleep=lambda _: None, fast=stores)
+    # These tests copy a few objects: batches only when asked for, then even for one.
+    r.batch_min = 1 if fast == "batched" else 1 << 30
+    return r
 
 
-def replicate(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio], fast: bool) -> dict[str, dict]:
+def replicate(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio], fast: str) -> dict[str, dict]:
     r = replicator(s3, bucket, t, clients, fast)
     report = r.run(r.work())
     return {x.name: x.model_dump() for x in report.targets}
 
 
-@pytest.fixture(params=[False, True], ids=["minio-py", "obstore"])
-def fast(request: pytest.FixtureRequest) -> bool:
+@pytest.fixture(params=["minio-py", "obstore", "batched"])
+def fast(request: pytest.FixtureRequest) -> str:
     """Which request path cross-server copies take."""
-    return bool(request.param)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -104,7 +109,7 @@ def test_copies_same_and_cross_server_keeping_type_metadata_and_tags_and_skips_o
     bucket_second: str,
     outputs: dict[str, bytes],
     test_env: dict[str, str],
-    fast: bool,
+    fast: str,
 ) -> None:
     same_bucket = f"t-{uuid.uuid4().hex[:12]}"
     s3.make_bucket(same_bucket)
@@ -132,7 +137,7 @@ def test_copies_same_and_cross_server_keeping_type_metadata_and_tags_and_skips_o
 
 
 def test_full_read_verification_catches_and_repairs_a_corrupted_replica(
-    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes], fast: bool
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes], fast: str
 ) -> None:
     targets = [ReplicationTarget(name="dev", bucket=bucket_second, endpoint="y")]
     replicate(s3, bucket, task(targets), [s3_second], fast)
@@ -153,7 +158,7 @@ def test_full_read_verification_catches_and_repairs_a_corrupted_replica(
 
 
 def test_delete_sync_removes_only_this_workflows_replicas_whose_output_left_the_run_and_lists_each(
-    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes], fast: bool
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes], fast: str
 ) -> None:
     targets = [ReplicationTarget(name="dev", bucket=bucket_second, endpoint="y")]
     replicate(s3, bucket, task(targets), [s3_second], fast)  # p0/a.csv, p0/b.csv, p1/c.csv, marked as ours
@@ -172,7 +177,7 @@ def test_delete_sync_removes_only_this_workflows_replicas_whose_output_left_the_
 
 
 def test_a_destination_that_is_the_output_under_another_endpoint_name_is_refused_untouched(
-    s3: Minio, bucket: str, outputs: dict[str, bytes], fast: bool
+    s3: Minio, bucket: str, outputs: dict[str, bytes], fast: str
 ) -> None:
     """The same server reached as another name (an alias, localhost for 127.0.0.1): endpoint
     strings differ, the storage is one. Copying into the output prefix is refused, deleting too."""
@@ -189,7 +194,7 @@ def test_a_destination_that_is_the_output_under_another_endpoint_name_is_refused
 
 @pytest.mark.parametrize("server_side", [True, False], ids=["server-side", "streamed"])
 def test_keys_of_any_utf8_and_control_characters_replicate_byte_exact(
-    s3: Minio, bucket: str, server_side: bool, fast: bool
+    s3: Minio, bucket: str, server_side: bool, fast: str
 ) -> None:
     names = ["ä.csv", "日本/語.txt", "emoji 🎉.bin", "tab\there", "plus+percent%25 q?a&b#c", "a  b/ c"]
     write_outputs(s3, bucket, 0, 2, {n: n.encode() * 3 for n in names})
@@ -209,7 +214,7 @@ def test_keys_of_any_utf8_and_control_characters_replicate_byte_exact(
 
 
 def test_a_target_refusing_writes_records_each_failure_and_a_rerun_after_repair_loses_nothing(
-    s3: Minio, s3_second: Minio, bucket: str, outputs: dict[str, bytes], test_env: dict[str, str], fast: bool
+    s3: Minio, s3_second: Minio, bucket: str, outputs: dict[str, bytes], test_env: dict[str, str], fast: str
 ) -> None:
 
     revoked = make_client(test_env["PARAFLOW_TEST_S3_ENDPOINT_2"], test_env["PARAFLOW_TEST_S3_ACCESS_KEY"], "wrong")
@@ -239,7 +244,7 @@ def test_a_target_refusing_writes_records_each_failure_and_a_rerun_after_repair_
 
 
 def test_big_objects_stream_across_servers_and_part_copy_on_one_server_keeping_metadata(
-    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, monkeypatch: pytest.MonkeyPatch, fast: bool
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, monkeypatch: pytest.MonkeyPatch, fast: str
 ) -> None:
     data = os.urandom(21 * 1024 * 1024)
     write_outputs(s3, bucket, 0, 2, {"big.bin": data})
@@ -272,7 +277,7 @@ def test_big_objects_stream_across_servers_and_part_copy_on_one_server_keeping_m
 
 @pytest.mark.parametrize("size", [4096, 3 * 1024 * 1024], ids=["whole", "multipart"])
 def test_a_byte_corrupted_in_transit_is_caught_and_never_becomes_a_replica(
-    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, test_env: dict[str, str], size: int, fast: bool
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, test_env: dict[str, str], size: int, fast: str
 ) -> None:
     marker = b"\x00paraflow-flip-me\x00"
     data = os.urandom(size // 2) + marker + os.urandom(size - size // 2 - len(marker))
@@ -289,4 +294,68 @@ def test_a_byte_corrupted_in_transit_is_caught_and_never_becomes_a_replica(
     assert relay.flipped >= 1
     assert (report.copied, report.failed) == (0, 1)
     assert "sha256" in report.failures[0].reason, report.failures[0].reason
+    assert list(s3_second.list_objects(bucket_second, recursive=True)) == []
+
+
+def small_outputs(s3: Minio, bucket: str, count: int) -> dict[str, bytes]:
+    files = {f"part-{i:03d}.log": os.urandom(50 + i) for i in range(count)}
+    write_outputs(s3, bucket, 0, 2, files)
+    return {f"p0/{name}": data for name, data in files.items()}
+
+
+def test_small_objects_go_across_servers_in_one_extracted_tar_and_a_replica_not_as_sent_is_recopied(
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = small_outputs(s3, bucket, 40)
+    requests: list[int] = []
+    sending = batchcopy.send
+
+    def send_then_misreport_one(source: S3Store, target: S3Store, prefix: str, batch: list[batchcopy.Item]) -> dict:
+        sent = sending(source, target, prefix, batch)
+        requests.append(len(batch))
+        sent["p0/part-007.log"] = "0" * 32  # as if the server had stored other bytes than it was sent
+        return sent
+
+    monkeypatch.setattr(batchcopy, "send", send_then_misreport_one)
+    targets = [ReplicationTarget(name="far", bucket=bucket_second, endpoint="y")]
+    r = replicator(s3, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3_second], "batched")
+
+    report = r.run(r.work()).targets[0]
+
+    assert requests == [40]
+    assert (report.copied, report.failed, report.bytes) == (40, 0, sum(map(len, files.values())))
+    listed = {o.object_name: o for o in s3_second.list_objects(bucket_second, recursive=True)}
+    assert sorted(listed) == sorted(files)  # nothing else: neither the TAR nor the probe
+    for key, data in files.items():
+        assert s3_second.get_object(bucket_second, key).read() == data
+        stat = s3_second.stat_object(bucket_second, key)
+        assert (stat.content_type, stat.metadata["x-amz-meta-origin"]) == ("text/csv", "test")
+        assert stat.metadata["x-amz-meta-paraflow-sha256"] == hashlib.sha256(data).hexdigest()
+        assert dict(s3_second.get_object_tags(bucket_second, key)) == {"team": "logs"}
+
+
+def test_when_nothing_of_the_first_batch_lands_the_others_are_not_sent_and_all_is_copied_one_by_one(
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = small_outputs(s3, bucket, 40)
+    requests: list[int] = []
+
+    def refused(source: S3Store, target: S3Store, prefix: str, batch: list[batchcopy.Item]) -> dict:
+        requests.append(len(batch))
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(batchcopy, "send", refused)
+    monkeypatch.setattr(batchcopy, "batches", functools.partial(batchcopy.batches, most=10))
+    targets = [ReplicationTarget(name="far", bucket=bucket_second, endpoint="y")]
+    r = replicator(s3, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3_second], "batched")
+
+    report = r.run(r.work()).targets[0]
+
+    assert requests == [10]
+    assert (report.copied, report.failed) == (40, 0)
+    assert {o.object_name for o in s3_second.list_objects(bucket_second, recursive=True)} == set(files)
+
+
+def test_minio_answers_the_extraction_probe_without_keeping_anything(s3_second: Minio, bucket_second: str) -> None:
+    assert batchcopy.extracts(store_like(s3_second, bucket_second), "some/prefix/")
     assert list(s3_second.list_objects(bucket_second, recursive=True)) == []

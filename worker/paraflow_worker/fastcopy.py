@@ -140,6 +140,11 @@ async def _checked(chunks: BytesStream, obj: OutputObject) -> AsyncIterator[byte
     _check(digest, size, obj)
 
 
+def check(data: bytes, obj: OutputObject) -> None:
+    """Raises :class:`Corrupted` unless ``data`` is what the run recorded for ``obj``."""
+    _check(hashlib.sha256(data), len(data), obj)
+
+
 def _check(digest: hashlib._Hash, size: int, obj: OutputObject) -> None:
     if size != obj.size or digest.hexdigest() != obj.sha256:
         raise Corrupted(

@@ -48,7 +48,7 @@ from minio.error import S3Error
 from minio.helpers import genheaders
 from obstore.store import S3Store
 
-from paraflow_worker import contract, fastcopy, identity
+from paraflow_worker import batchcopy, contract, fastcopy, identity
 from paraflow_worker.contract import (
     Env,
     Failure,
@@ -115,6 +115,7 @@ class Replica:
     sha256: str = ""
     workflow: str = ""
     destination: str = ""
+    etag: str = ""
 
 
 @dataclass
@@ -207,6 +208,8 @@ class Replicator:
         self.fast_streams = threading.Semaphore(FAST_STREAMS)
         # Above this a server-side copy becomes a multipart part-copy (S3's CopyObject limit).
         self.max_copy_part = MAX_COPY_PART
+        # Fewer small objects than this for a target are copied one by one, never batched.
+        self.batch_min = batchcopy.MIN_OBJECTS
 
     def work(self) -> list[Work]:
         """Every selected output of the task's partitions (all shards' share), and of its reduce step."""
@@ -313,25 +316,110 @@ class Replicator:
         existing: dict[str, Replica],
         counters: Counters,
     ) -> None:
+        store = self._fast_store(target)
+        # fullRead reads every replica back one by one anyway.
+        if store is not None and self.task.verify != "fullRead":
+            work = self._copy_batched(client, target, store, work, existing, counters)
         with ThreadPoolExecutor(self.task.concurrency) as pool:
             list(pool.map(self._one, repeat(client), repeat(target), work, repeat(existing), repeat(counters)))
 
+    def _copy_batched(
+        self,
+        client: Minio,
+        target: ReplicationTarget,
+        store: S3Store,
+        work: list[Work],
+        existing: dict[str, Replica],
+        counters: Counters,
+    ) -> list[Work]:
+        """Copies the small objects of ``work`` in batches where the target extracts them
+        (:mod:`paraflow_worker.batchcopy`); returns the work left for one-by-one copies: the rest,
+        and whatever did not land in a batch exactly as it must."""
+        small: dict[str, tuple[batchcopy.Item, Work]] = {}
+        rest = []
+        for w in work:
+            key = self._dest_key(target, w)
+            item = batchcopy.Item(w.obj, key, self._metadata(w.obj, target), w.obj.tags)
+            if not self._matches(existing, key, w.obj) and batchcopy.batchable(item):
+                small[key] = (item, w)
+            else:
+                rest.append(w)
+        if len(small) < self.batch_min or not batchcopy.extracts(store, target.prefix):
+            return work
+
+        def copy_batch(batch: list[batchcopy.Item]) -> list[Work]:
+            assert self.fast is not None
+            try:
+                sent = batchcopy.send(self.fast.source, store, target.prefix, batch)
+                landed = self._landed(client, target, batch, sent)
+            except obstore.exceptions.BaseError as e:
+                landed, why = set(), fastcopy.explain(e)
+            except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+                landed, why = set(), f"{type(e).__name__}: {getattr(e, 'code', '') or e}"
+            else:
+                why = "not every replica landed with its size, ETag and marks"
+            for item in batch:
+                if item.key in landed:
+                    counters.add(copied=1, size=item.obj.size)
+            if len(landed) < len(batch):
+                print(
+                    f"{target.name}: a batch from {batch[0].key!r} wrote {len(landed)} of {len(batch)} replicas "
+                    f"({why}); the others are copied one by one",
+                    flush=True,
+                )
+            return [small[item.key][1] for item in batch if item.key not in landed]
+
+        first, *others = batchcopy.batches(item for item, _ in small.values())
+        left = copy_batch(first)
+        rest += left
+        if len(left) == len(first):
+            # Nothing of the first batch landed as it must (a server that drops PAX metadata, or
+            # encrypts so an ETag is no MD5): the others would not either.
+            return rest + [small[item.key][1] for batch in others for item in batch]
+        with ThreadPoolExecutor(batchcopy.BATCHES_IN_FLIGHT) as pool:
+            for left in pool.map(copy_batch, others):
+                rest += left
+        return rest
+
+    def _landed(
+        self, client: Minio, target: ReplicationTarget, batch: list[batchcopy.Item], sent: dict[str, str]
+    ) -> set[str]:
+        """The keys of ``batch`` whose replica is there with the size, ETag (the MD5 of the bytes
+        sent) and sha256 mark it must have: one listing of the batch's range of keys."""
+        expected = {item.key: (item.obj.size, sent[item.key], item.obj.sha256) for item in batch if item.key in sent}
+        prefix, start_after, last = batchcopy.listing_range(batch)
+        landed = set()
+        for key, replica in self._listed(client, target.bucket, prefix, start_after):
+            if key > last:
+                break
+            if expected.get(key) == (replica.size, replica.etag, replica.sha256):
+                landed.add(key)
+        return landed
+
     def _existing(self, client: Minio, target: ReplicationTarget) -> dict[str, Replica]:
         """What the target already holds under its prefix, with paraflow's marks, in one listing."""
-        found = {}
-        for obj in client.list_objects(target.bucket, prefix=target.prefix, recursive=True, include_user_meta=True):
+        return dict(self._listed(client, target.bucket, target.prefix))
+
+    @staticmethod
+    def _listed(client: Minio, bucket: str, prefix: str, start_after: str = "") -> Iterator[tuple[str, Replica]]:
+        for obj in client.list_objects(
+            bucket, prefix=prefix, recursive=True, start_after=start_after or None, include_user_meta=True
+        ):
             meta = {k.lower(): v for k, v in (obj.metadata or {}).items()}
 
             def mark(name: str, meta: dict[str, str] = meta) -> str:
                 return meta.get(f"x-amz-meta-{name}", "")
 
-            found[obj.object_name or ""] = Replica(
-                obj.size or 0,
-                mark(contract.REPLICA_SHA256),
-                mark(contract.REPLICA_WORKFLOW),
-                mark(contract.REPLICA_DESTINATION),
+            yield (
+                obj.object_name or "",
+                Replica(
+                    obj.size or 0,
+                    mark(contract.REPLICA_SHA256),
+                    mark(contract.REPLICA_WORKFLOW),
+                    mark(contract.REPLICA_DESTINATION),
+                    (obj.etag or "").strip('"'),
+                ),
             )
-        return found
 
     def _ours(self, target: ReplicationTarget, replica: Replica) -> bool:
         """A replica this workflow made for this destination (any run of it): deleteSync may
@@ -350,9 +438,9 @@ class Replicator:
         counters: Counters,
     ) -> None:
         key = self._dest_key(target, w)
-        there = existing.get(key)
-        same = there is not None and (there.size, there.sha256) == (w.obj.size, w.obj.sha256)
-        if same and (self.task.verify != "fullRead" or self._read_matches(client, target, key, w.obj)):
+        if self._matches(existing, key, w.obj) and (
+            self.task.verify != "fullRead" or self._read_matches(client, target, key, w.obj)
+        ):
             counters.add(skipped=1)
             return
         last = ""
@@ -369,6 +457,11 @@ class Replicator:
             except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
                 last = f"{type(e).__name__}: {getattr(e, 'code', '') or e}"
         counters.fail(key, f"after {TRIES} tries: {last}")
+
+    @staticmethod
+    def _matches(existing: dict[str, Replica], key: str, obj: OutputObject) -> bool:
+        there = existing.get(key)
+        return there is not None and (there.size, there.sha256) == (obj.size, obj.sha256)
 
     def _metadata(self, obj: OutputObject, target: ReplicationTarget) -> dict[str, str]:
         return {
