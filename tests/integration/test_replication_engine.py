@@ -298,34 +298,55 @@ def test_a_byte_corrupted_in_transit_is_caught_and_never_becomes_a_replica(
 
 
 def small_outputs(s3: Minio, bucket: str, count: int) -> dict[str, bytes]:
-    files = {f"part-{i:03d}.log": os.urandom(50 + i) for i in range(count)}
+    # Hadoop-style checksum files sort first: a batch of keys ending in "." segments' neighbours.
+    files = {f"{'.' if i % 2 else ''}part-{i:03d}.log": os.urandom(50 + i) for i in range(count)}
     write_outputs(s3, bucket, 0, 2, files)
     return {f"p0/{name}": data for name, data in files.items()}
 
 
-def test_small_objects_go_across_servers_in_one_extracted_tar_and_a_replica_not_as_sent_is_recopied(
+def spy_on_single_copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys copied one by one (outside any batch), in order."""
+    keys: list[str] = []
+    copy = Replicator._copy
+
+    def spied(self: Replicator, client: Minio, target: ReplicationTarget, key: str, obj: object) -> None:
+        keys.append(key)
+        copy(self, client, target, key, obj)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Replicator, "_copy", spied)
+    return keys
+
+
+def test_small_objects_cross_servers_in_extracted_tars_and_only_a_replica_not_as_sent_is_recopied(
     s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = small_outputs(s3, bucket, 40)
     requests: list[int] = []
     sending = batchcopy.send
+    victim = sorted(files)[17]  # in the second batch: the first has landed, the others run in parallel
 
-    def send_then_misreport_one(source: S3Store, target: S3Store, prefix: str, batch: list[batchcopy.Item]) -> dict:
+    def send_then_misreport_one(
+        source: S3Store, target: S3Store, prefix: str, batch: list[batchcopy.Item]
+    ) -> batchcopy.Sent:
         sent = sending(source, target, prefix, batch)
         requests.append(len(batch))
-        sent["p0/part-007.log"] = "0" * 32  # as if the server had stored other bytes than it was sent
+        if victim in sent.md5:  # as if the server had stored other bytes than it was sent
+            return batchcopy.Sent({**sent.md5, victim: "0" * 32}, sent.error)
         return sent
 
     monkeypatch.setattr(batchcopy, "send", send_then_misreport_one)
+    monkeypatch.setattr(batchcopy, "batches", functools.partial(batchcopy.batches, most=10))
+    singly = spy_on_single_copies(monkeypatch)
     targets = [ReplicationTarget(name="far", bucket=bucket_second, endpoint="y")]
     r = replicator(s3, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3_second], "batched")
 
     report = r.run(r.work()).targets[0]
 
-    assert requests == [40]
+    assert requests == [10, 10, 10, 10]
+    assert singly == [victim]
     assert (report.copied, report.failed, report.bytes) == (40, 0, sum(map(len, files.values())))
-    listed = {o.object_name: o for o in s3_second.list_objects(bucket_second, recursive=True)}
-    assert sorted(listed) == sorted(files)  # nothing else: neither the TAR nor the probe
+    listed = sorted(o.object_name for o in s3_second.list_objects(bucket_second, recursive=True))
+    assert listed == sorted(files)  # nothing else: neither a TAR nor the probe
     for key, data in files.items():
         assert s3_second.get_object(bucket_second, key).read() == data
         stat = s3_second.stat_object(bucket_second, key)
@@ -340,18 +361,20 @@ def test_when_nothing_of_the_first_batch_lands_the_others_are_not_sent_and_all_i
     files = small_outputs(s3, bucket, 40)
     requests: list[int] = []
 
-    def refused(source: S3Store, target: S3Store, prefix: str, batch: list[batchcopy.Item]) -> dict:
+    def refused(source: S3Store, target: S3Store, prefix: str, batch: list[batchcopy.Item]) -> batchcopy.Sent:
         requests.append(len(batch))
-        raise OSError("connection reset")
+        return batchcopy.Sent({item.key: "0" * 32 for item in batch}, "connection reset")
 
     monkeypatch.setattr(batchcopy, "send", refused)
     monkeypatch.setattr(batchcopy, "batches", functools.partial(batchcopy.batches, most=10))
+    singly = spy_on_single_copies(monkeypatch)
     targets = [ReplicationTarget(name="far", bucket=bucket_second, endpoint="y")]
     r = replicator(s3, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3_second], "batched")
 
     report = r.run(r.work()).targets[0]
 
     assert requests == [10]
+    assert sorted(singly) == sorted(files)
     assert (report.copied, report.failed) == (40, 0)
     assert {o.object_name for o in s3_second.list_objects(bucket_second, recursive=True)} == set(files)
 

@@ -25,8 +25,8 @@ def item(key: str, size: int = 10, metadata: dict[str, str] | None = None, **tag
 
 
 @given(keys)
-def test_a_key_minio_would_extract_under_another_name_is_never_batched(key: str) -> None:
-    cleaned_elsewhere = any(part in (".", "..") for part in key.split("/"))
+def test_a_key_minio_would_extract_under_another_name_or_refuse_is_never_batched(key: str) -> None:
+    cleaned_elsewhere = any(part.strip() in (".", "..") for part in key.replace("\\", "/").split("/"))
     awkward = any(ch < " " or ch == "\x7f" for ch in key) or "//" in key or key.startswith("/") or key.endswith("/")
     assert batchcopy.batchable(item(key)) is not (cleaned_elsewhere or awkward)
 
@@ -36,6 +36,16 @@ def test_big_objects_and_metadata_a_put_would_send_differently_go_one_by_one() -
     assert not batchcopy.batchable(item("a", size=batchcopy.OBJECT_MAX + 1))
     assert not batchcopy.batchable(item("a", metadata={"origin": "café"}))
     assert not batchcopy.batchable(item("a", metadata={"Content-Disposition": "attachment"}))
+    assert not batchcopy.batchable(item("a", metadata={"a=b": "c"}))  # MinIO splits a record at "="
+    assert not batchcopy.batchable(item("a", metadata={"Origin": "x", "origin": "y"}))  # one header
+    assert not batchcopy.batchable(item("a", metadata={"big": "x" * batchcopy.METADATA_MAX}))  # a PUT's limit
+
+
+def test_the_target_prefix_goes_in_minios_prefix_header_only_where_it_arrives_unchanged() -> None:
+    assert batchcopy.snowball_prefix("logs/2026/") == "logs/2026/"
+    assert batchcopy.snowball_prefix("a b/") == "a b/"
+    for changed in ("", "logs", "/logs/", "a//b/", "a/./b/", "a/ .. /", "é/", " lead/", "tab\t/"):
+        assert batchcopy.snowball_prefix(changed) == "", changed
 
 
 sizes = st.integers(min_value=0, max_value=batchcopy.OBJECT_MAX)
@@ -53,20 +63,52 @@ def test_batches_are_contiguous_key_ranges_within_both_bounds_and_lose_nothing(
 
 
 @given(st.lists(keys, min_size=1, max_size=20, unique=True))
-def test_the_listing_of_a_batch_reaches_each_of_its_keys_and_stops_after_the_last(batch_keys: list[str]) -> None:
+def test_the_listing_of_a_batch_reaches_each_of_its_keys_asks_what_minio_answers_and_stops_after_the_last(
+    batch_keys: list[str],
+) -> None:
     batch = [item(k) for k in sorted(batch_keys)]
     prefix, start_after, last = batchcopy.listing_range(batch)
     for k in batch_keys:
         assert k.startswith(prefix) and start_after < k <= last
+    # MinIO refuses a listing whose prefix or start-after holds a "." or ".." segment.
+    assert prefix == "" or prefix.endswith("/")
+    assert not any(part.strip() in (".", "..") for part in start_after.replace("\\", "/").split("/"))
 
 
-def test_the_tar_names_each_object_by_its_key_and_carries_its_headers_as_minio_reads_them() -> None:
+class Refusing:
+    """obstore as a server that stores the probe, then refuses to show or delete it."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    def put(self, store: object, key: str, data: bytes, **options: object) -> None:
+        pass
+
+    def head(self, store: object, key: str) -> None:
+        raise PermissionError("AccessDenied")
+
+    def delete(self, store: object, key: str) -> None:
+        self.deleted.append(key)
+        raise PermissionError("AccessDenied")
+
+
+def test_a_probe_that_cannot_be_looked_at_or_deleted_answers_no_without_raising(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    fake = Refusing()
+    monkeypatch.setattr(batchcopy.obstore, "put", fake.put)
+    monkeypatch.setattr(batchcopy.obstore, "head", fake.head)
+    monkeypatch.setattr(batchcopy.obstore, "delete", fake.delete)
+
+    assert batchcopy.extracts(object(), "dst/") is False  # type: ignore[arg-type]
+    assert len(fake.deleted) == 1 and fake.deleted[0].startswith("dst/.paraflow-extract-probe-")
+
+
+def test_the_tar_names_each_object_by_its_key_less_the_prefix_and_carries_its_headers_as_minio_reads_them() -> None:
     entries = [
-        (item("日本/語.csv", size=3, metadata={**MARKS, "origin": " padded "}, team="logs & ops"), b"abc"),
-        (item("x" * 150, size=0), b""),
+        (item("dst/日本/語.csv", size=3, metadata={**MARKS, "origin": " padded "}, team="logs & ops"), b"abc"),
+        (item("dst/" + "x" * 150, size=0), b""),
     ]
 
-    with tarfile.open(fileobj=io.BytesIO(batchcopy.tar_of(entries)), mode="r") as tar:
+    with tarfile.open(fileobj=io.BytesIO(batchcopy.tar_of(entries, "dst/")), mode="r") as tar:
         members = tar.getmembers()
         assert [m.name for m in members] == ["日本/語.csv", "x" * 150]
         assert tar.extractfile(members[0]).read() == b"abc"  # type: ignore[union-attr]

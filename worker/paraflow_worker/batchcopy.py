@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import posixpath
+import re
 import tarfile
 import uuid
 from collections.abc import Iterable
@@ -42,7 +43,8 @@ KiB, MiB = 1024, 1024**2
 # Above this the request's overhead is small against the bytes: such objects go one by one.
 OBJECT_MAX = 128 * KiB
 # A batch closes at whichever comes first; BATCHES_IN_FLIGHT of them are held at once (their
-# objects and their TAR), which bounds the path's memory to about 2 x 8 MiB each.
+# objects, the TAR being written and its bytes), which bounds the path's memory to about
+# 3 x 8 MiB each.
 BATCH_OBJECTS = 1000
 BATCH_BYTES = 8 * MiB
 BATCHES_IN_FLIGHT = 3
@@ -50,6 +52,14 @@ READS_PER_BATCH = 32
 # Fewer than this many small objects for a target are not worth asking it whether it extracts.
 MIN_OBJECTS = 32
 EXTRACT = {"snowball-auto-extract": "true"}
+# The header (sent as user metadata) naming the prefix MinIO puts before each entry's name; the
+# server checks the request's PutObject permission on it, so credentials limited to a prefix can
+# send batches under it.
+PREFIX = "minio-snowball-prefix"
+# An HTTP header name; MinIO splits a PAX record at its first "=".
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# What MinIO accepts as a PUT's user metadata (names and values), in bytes.
+METADATA_MAX = 2 * KiB
 
 
 @dataclass(frozen=True)
@@ -64,15 +74,34 @@ class Item:
 
 
 def batchable(item: Item) -> bool:
-    """Small, and extracted under exactly ``item.key`` with exactly its metadata: MinIO cleans each
-    entry's name as a path, so ``a/./b`` or ``a/../b`` would land elsewhere."""
-    if item.obj.size > OBJECT_MAX or posixpath.normpath(item.key) != item.key:
+    """Small, and extracted under exactly ``item.key`` with exactly the metadata a PUT would give
+    it. MinIO cleans each entry's name as a path (``a/./b`` would land as ``a/b``), refuses a
+    ``.`` or ``..`` segment even around spaces or backslashes (and one refused entry ends the
+    whole request), and checks no limit on an entry's metadata that it checks on a PUT's."""
+    if item.obj.size > OBJECT_MAX or posixpath.normpath(item.key) != item.key or _bad_segment(item.key):
         return False
     try:
         item.key.encode()
     except UnicodeEncodeError:
         return False
+    names = [name.lower() for name in item.metadata]
+    if not all(_TOKEN.fullmatch(name) for name in names) or len(set(names)) < len(names):
+        return False
+    if sum(len(name) + len(value) for name, value in item.metadata.items()) > METADATA_MAX:
+        return False
     return fastcopy.carries(item.obj.key, item.key, {"Content-Type": item.obj.content_type, **item.metadata})
+
+
+def _bad_segment(key: str) -> bool:
+    return any(segment.strip() in (".", "..") for segment in re.split(r"[/\\]", key))
+
+
+def snowball_prefix(prefix: str) -> str:
+    """The target prefix as MinIO's prefix header can carry it unchanged (it cleans it as a path
+    and takes header values as printable ASCII), or "" to name each entry by its whole key."""
+    cleaned = prefix.endswith("/") and not prefix.startswith("/") and posixpath.normpath(prefix) + "/" == prefix
+    header = prefix == prefix.strip() and all(" " <= ch <= "~" for ch in prefix)
+    return prefix if cleaned and header and not _bad_segment(prefix) else ""
 
 
 def batches(items: Iterable[Item], most: int = BATCH_OBJECTS, most_bytes: int = BATCH_BYTES) -> list[list[Item]]:
@@ -96,8 +125,14 @@ def listing_range(batch: list[Item]) -> tuple[str, str, str]:
     """The listing that covers a batch (its keys in order): the prefix they share, a ``start-after``
     just before the first, and the last key, after which the listing can stop."""
     first, last = batch[0].key, batch[-1].key
-    # A shared prefix of characters: keys are not paths.
-    return os.path.commonprefix([first, last]), first[:-1], last  # noqa: RUF071
+    # Cut back to a "/": MinIO refuses a listing whose prefix or start-after ends in a "." segment
+    # (as ``.crc`` files' keys would give), and a start-after that is a prefix of the first key.
+    shared = os.path.commonprefix([first, last])  # noqa: RUF071 (characters, not paths)
+    prefix = shared[: shared.rfind("/") + 1]
+    start_after = first[:-1]
+    if _bad_segment(start_after):
+        start_after = prefix
+    return prefix, start_after, last
 
 
 def pax_records(item: Item) -> dict[str, str]:
@@ -111,11 +146,12 @@ def pax_records(item: Item) -> dict[str, str]:
     return records
 
 
-def tar_of(entries: Iterable[tuple[Item, bytes]]) -> bytes:
+def tar_of(entries: Iterable[tuple[Item, bytes]], prefix: str = "") -> bytes:
+    """A TAR of ``entries``, each named by its key less ``prefix`` (which MinIO puts back)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for item, data in entries:
-            info = tarfile.TarInfo(item.key)
+            info = tarfile.TarInfo(item.key.removeprefix(prefix))
             info.size = len(data)
             # No modification time: the server stamps the replica as it would a PUT.
             info.mtime = 0
@@ -125,48 +161,80 @@ def tar_of(entries: Iterable[tuple[Item, bytes]]) -> bytes:
 
 
 def extracts(store: S3Store, prefix: str) -> bool:
-    """Whether the server behind ``store`` extracts auto-extract TARs (MinIO does)."""
+    """Whether the server behind ``store`` extracts auto-extract TARs (MinIO does). Any doubt (a
+    refused request, a probe that cannot be looked at) answers no: single copies always work."""
     probe = f"{prefix}.paraflow-extract-probe-{uuid.uuid4().hex}.tar"
     try:
-        obstore.put(store, probe, tar_of([]), attributes=EXTRACT, use_multipart=False)
-    except obstore.exceptions.BaseError:
+        obstore.put(store, probe, tar_of([]), attributes=_extract(prefix), use_multipart=False)
+    except (obstore.exceptions.BaseError, OSError, ValueError):  # ValueError: a name it cannot send
         return False
     try:
         obstore.head(store, probe)
     except FileNotFoundError:
         return True
-    except obstore.exceptions.BaseError:
+    except (obstore.exceptions.BaseError, OSError):
         pass
-    # Stored as an object, not extracted: it must not stay in the user's bucket.
-    obstore.delete(store, probe)
+    discard(store, probe)
     return False
 
 
-def send(source: S3Store, target: S3Store, prefix: str, batch: list[Item]) -> dict[str, str]:
-    """Writes ``batch`` to ``target`` in one request (the TAR's own name, under ``prefix``, only
-    authorises it: nothing is stored there): the MD5 of each object sent, by key.
+def discard(store: S3Store, key: str) -> None:
+    """Deletes what a server that does not extract TARs would have stored under ``key``: it must
+    not stay in the user's bucket; a refused delete is left to the log."""
+    try:
+        obstore.delete(store, key)
+    except (obstore.exceptions.BaseError, OSError) as e:
+        print(f"could not delete {key!r} (a TAR paraflow sent, if the server kept it): {e}", flush=True)
 
-    An object whose bytes differ from the run's record is left out (the per-object path reports
-    it); a failed request raises, having written some of the batch or none of it."""
+
+def batch_key(prefix: str) -> str:
+    """The name a batch is sent under: only its permission is checked, nothing is stored there."""
+    return f"{prefix}.paraflow-batch.tar"
+
+
+def _extract(prefix: str) -> dict[str, str]:
+    carried = snowball_prefix(prefix)
+    return {**EXTRACT, PREFIX: carried} if carried else EXTRACT
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one batch request sent: the MD5 of each object in its TAR, by key, and why the
+    request failed, if it did (then some of those objects may have landed, or none)."""
+
+    md5: dict[str, str]
+    error: str = ""
+
+
+def send(source: S3Store, target: S3Store, prefix: str, batch: list[Item]) -> Sent:
+    """Writes ``batch`` under ``prefix`` of ``target`` in one request. An object that cannot be
+    read, or whose bytes differ from the run's record, is left out (its one-by-one copy reports
+    it)."""
     return asyncio.run(_send(source, target, prefix, batch))
 
 
-async def _send(source: S3Store, target: S3Store, prefix: str, batch: list[Item]) -> dict[str, str]:
+async def _send(source: S3Store, target: S3Store, prefix: str, batch: list[Item]) -> Sent:
     reads = asyncio.Semaphore(READS_PER_BATCH)
 
     async def read(item: Item) -> bytes | None:
         options: GetOptions = {"version": item.obj.version_id} if item.obj.version_id else {}
-        async with reads:
-            data = bytes(await (await obstore.get_async(source, item.obj.key, options=options)).bytes_async())
         try:
+            async with reads:
+                data = bytes(await (await obstore.get_async(source, item.obj.key, options=options)).bytes_async())
             fastcopy.check(data, item.obj)
-        except fastcopy.Corrupted:
+        except (obstore.exceptions.BaseError, OSError, fastcopy.Corrupted):
             return None
         return data
 
     read_all = await asyncio.gather(*(read(item) for item in batch))
     entries = [(item, data) for item, data in zip(batch, read_all, strict=True) if data is not None]
-    if entries:
-        body = tar_of(entries)
-        await obstore.put_async(target, f"{prefix}.paraflow-batch.tar", body, attributes=EXTRACT, use_multipart=False)
-    return {item.key: hashlib.md5(data, usedforsecurity=False).hexdigest() for item, data in entries}
+    md5 = {item.key: hashlib.md5(data, usedforsecurity=False).hexdigest() for item, data in entries}
+    if not entries:
+        return Sent(md5)
+    body = tar_of(entries, snowball_prefix(prefix))
+    try:
+        await obstore.put_async(target, batch_key(prefix), body, attributes=_extract(prefix), use_multipart=False)
+    except (obstore.exceptions.BaseError, OSError, ValueError) as e:
+        error = fastcopy.explain(e) if isinstance(e, obstore.exceptions.BaseError) else f"{type(e).__name__}: {e}"
+        return Sent(md5, error)
+    return Sent(md5)

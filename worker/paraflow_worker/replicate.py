@@ -13,7 +13,9 @@ listing the source. For each target:
   part-copy whose part ranges :func:`copy_parts` computes), with content type, metadata and tags
   passed explicitly, since a part-copy would otherwise drop them;
 - otherwise a streaming copy, hashed on the way through and checked against the recorded
-  sha256, in parts of bounded size;
+  sha256, in parts of bounded size; small objects to a server that extracts uploaded TARs
+  (MinIO) go hundreds to a request (:mod:`paraflow_worker.batchcopy`), each replica then checked
+  by one listing of the batch's keys, and copied again one by one unless it landed exactly;
 - each object is retried with backoff; what still fails is written to the report with its
   reason and makes the Job fail, so the operator retries or a redrive picks it up;
 - ``verify``: ``checksum`` checks each copy as it happens (the streamed bytes' sha256 against
@@ -340,7 +342,7 @@ class Replicator:
         for w in work:
             key = self._dest_key(target, w)
             item = batchcopy.Item(w.obj, key, self._metadata(w.obj, target), w.obj.tags)
-            if not self._matches(existing, key, w.obj) and batchcopy.batchable(item):
+            if key not in small and not self._matches(existing, key, w.obj) and batchcopy.batchable(item):
                 small[key] = (item, w)
             else:
                 rest.append(w)
@@ -349,15 +351,15 @@ class Replicator:
 
         def copy_batch(batch: list[batchcopy.Item]) -> list[Work]:
             assert self.fast is not None
+            sent = batchcopy.send(self.fast.source, store, target.prefix, batch)
             try:
-                sent = batchcopy.send(self.fast.source, store, target.prefix, batch)
-                landed = self._landed(client, target, batch, sent)
-            except obstore.exceptions.BaseError as e:
-                landed, why = set(), fastcopy.explain(e)
+                landed = self._landed(client, target, batch, sent.md5)
+                why = (
+                    sent.error
+                    or "the others were not read as recorded, or did not land with their size, ETag and marks"
+                )
             except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
-                landed, why = set(), f"{type(e).__name__}: {getattr(e, 'code', '') or e}"
-            else:
-                why = "not every replica landed with its size, ETag and marks"
+                landed, why = set(), f"cannot list them: {type(e).__name__}: {getattr(e, 'code', '') or e}"
             for item in batch:
                 if item.key in landed:
                     counters.add(copied=1, size=item.obj.size)
@@ -373,8 +375,10 @@ class Replicator:
         left = copy_batch(first)
         rest += left
         if len(left) == len(first):
-            # Nothing of the first batch landed as it must (a server that drops PAX metadata, or
-            # encrypts so an ETag is no MD5): the others would not either.
+            # Nothing of the first batch landed as it must (a server that drops PAX metadata or
+            # encrypts so that an ETag is no MD5, or one that stored the TAR as it came): the
+            # others would not either.
+            batchcopy.discard(store, batchcopy.batch_key(target.prefix))
             return rest + [small[item.key][1] for batch in others for item in batch]
         with ThreadPoolExecutor(batchcopy.BATCHES_IN_FLIGHT) as pool:
             for left in pool.map(copy_batch, others):
@@ -385,8 +389,10 @@ class Replicator:
         self, client: Minio, target: ReplicationTarget, batch: list[batchcopy.Item], sent: dict[str, str]
     ) -> set[str]:
         """The keys of ``batch`` whose replica is there with the size, ETag (the MD5 of the bytes
-        sent) and sha256 mark it must have: one listing of the batch's range of keys."""
+        sent) and sha256 mark it must have: one listing of the batch's range of keys. A replica
+        with the mark but other bytes is removed: every later run would skip it as a match."""
         expected = {item.key: (item.obj.size, sent[item.key], item.obj.sha256) for item in batch if item.key in sent}
+        marks = {item.key: item.obj.sha256 for item in batch}
         prefix, start_after, last = batchcopy.listing_range(batch)
         landed = set()
         for key, replica in self._listed(client, target.bucket, prefix, start_after):
@@ -394,6 +400,8 @@ class Replicator:
                 break
             if expected.get(key) == (replica.size, replica.etag, replica.sha256):
                 landed.add(key)
+            elif key in marks and replica.sha256 == marks[key]:
+                client.remove_object(target.bucket, key)
         return landed
 
     def _existing(self, client: Minio, target: ReplicationTarget) -> dict[str, Replica]:
