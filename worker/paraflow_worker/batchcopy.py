@@ -43,10 +43,10 @@ KiB, MiB = 1024, 1024**2
 # Above this the request's overhead is small against the bytes: such objects go one by one.
 OBJECT_MAX = 128 * KiB
 # A batch closes at whichever comes first; BATCHES_IN_FLIGHT of them are held at once (their
-# objects, the TAR being written and its bytes), which bounds the path's memory to about
-# 3 x 8 MiB each.
+# objects, the TAR being written and its bytes: about 3 x 4 MiB each while it is built, then
+# the TAR alone while it is sent).
 BATCH_OBJECTS = 1000
-BATCH_BYTES = 8 * MiB
+BATCH_BYTES = 4 * MiB
 BATCHES_IN_FLIGHT = 3
 READS_PER_BATCH = 32
 # Fewer than this many small objects for a target are not worth asking it whether it extracts.
@@ -232,6 +232,8 @@ async def _send(source: S3Store, target: S3Store, prefix: str, batch: list[Item]
     if not entries:
         return Sent(md5)
     body = tar_of(entries, snowball_prefix(prefix))
+    # The TAR holds every byte now: let the objects go while it is sent.
+    del read_all, entries
     try:
         await obstore.put_async(target, batch_key(prefix), body, attributes=_extract(prefix), use_multipart=False)
     except (obstore.exceptions.BaseError, OSError, ValueError) as e:
