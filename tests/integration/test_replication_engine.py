@@ -382,3 +382,25 @@ def test_when_nothing_of_the_first_batch_lands_the_others_are_not_sent_and_all_i
 def test_minio_answers_the_extraction_probe_without_keeping_anything(s3_second: Minio, bucket_second: str) -> None:
     assert batchcopy.extracts(store_like(s3_second, bucket_second), "some/prefix/")
     assert list(s3_second.list_objects(bucket_second, recursive=True)) == []
+
+
+def test_a_good_replica_of_an_object_left_out_of_a_batch_is_never_removed(
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = small_outputs(s3, bucket, 40)
+    targets = [ReplicationTarget(name="far", bucket=bucket_second, endpoint="y")]
+    t = task(targets, partitions=[PartitionRef(index=0, attempt=2)])
+    replicate(s3, bucket, t, [s3_second], "batched")
+    gone = sorted(files)[3]
+    s3.remove_object(bucket, contract.attempt_output_prefix(OUT, UID, 0, 2) + gone.removeprefix("p0/"))
+    for key in files:
+        if key != gone:
+            s3_second.remove_object(bucket_second, key)
+    # As if the destination's listing had failed: nothing counts as already there.
+    monkeypatch.setattr(Replicator, "_existing", lambda self, client, target: {})
+
+    report = replicate(s3, bucket, t, [s3_second], "batched")["far"]
+
+    assert (report["copied"], report["failed"]) == (39, 1)
+    assert report["failures"][0]["key"] == gone
+    assert s3_second.get_object(bucket_second, gone).read() == files[gone]  # read out of a batch, kept

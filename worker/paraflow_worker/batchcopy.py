@@ -52,10 +52,11 @@ READS_PER_BATCH = 32
 # Fewer than this many small objects for a target are not worth asking it whether it extracts.
 MIN_OBJECTS = 32
 EXTRACT = {"snowball-auto-extract": "true"}
-# The header (sent as user metadata) naming the prefix MinIO puts before each entry's name; the
-# server checks the request's PutObject permission on it, so credentials limited to a prefix can
-# send batches under it.
-PREFIX = "minio-snowball-prefix"
+# Entries are named by their whole key, with no MinIO prefix header: MinIO releases from 2021-04
+# to 2022-10 extract but ignore that header, and would write a batch outside its prefix. So
+# MinIO checks a batch's PutObject permission on the bucket, and credentials limited to a prefix
+# get single copies.
+KEY_MAX = 1024
 # An HTTP header name; MinIO splits a PAX record at its first "=".
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # What MinIO accepts as a PUT's user metadata (names and values), in bytes.
@@ -81,7 +82,9 @@ def batchable(item: Item) -> bool:
     if item.obj.size > OBJECT_MAX or posixpath.normpath(item.key) != item.key or _bad_segment(item.key):
         return False
     try:
-        item.key.encode()
+        # One key the server refuses would end the whole request.
+        if len(item.key.encode()) > KEY_MAX:
+            return False
     except UnicodeEncodeError:
         return False
     names = [name.lower() for name in item.metadata]
@@ -94,14 +97,6 @@ def batchable(item: Item) -> bool:
 
 def _bad_segment(key: str) -> bool:
     return any(segment.strip() in (".", "..") for segment in re.split(r"[/\\]", key))
-
-
-def snowball_prefix(prefix: str) -> str:
-    """The target prefix as MinIO's prefix header can carry it unchanged (it cleans it as a path
-    and takes header values as printable ASCII), or "" to name each entry by its whole key."""
-    cleaned = prefix.endswith("/") and not prefix.startswith("/") and posixpath.normpath(prefix) + "/" == prefix
-    header = prefix == prefix.strip() and all(" " <= ch <= "~" for ch in prefix)
-    return prefix if cleaned and header and not _bad_segment(prefix) else ""
 
 
 def batches(items: Iterable[Item], most: int = BATCH_OBJECTS, most_bytes: int = BATCH_BYTES) -> list[list[Item]]:
@@ -126,7 +121,7 @@ def listing_range(batch: list[Item]) -> tuple[str, str, str]:
     just before the first, and the last key, after which the listing can stop."""
     first, last = batch[0].key, batch[-1].key
     # Cut back to a "/": MinIO refuses a listing whose prefix or start-after ends in a "." segment
-    # (as ``.crc`` files' keys would give), and a start-after that is a prefix of the first key.
+    # (as ``.crc`` files' keys would give).
     shared = os.path.commonprefix([first, last])  # noqa: RUF071 (characters, not paths)
     prefix = shared[: shared.rfind("/") + 1]
     start_after = first[:-1]
@@ -146,12 +141,11 @@ def pax_records(item: Item) -> dict[str, str]:
     return records
 
 
-def tar_of(entries: Iterable[tuple[Item, bytes]], prefix: str = "") -> bytes:
-    """A TAR of ``entries``, each named by its key less ``prefix`` (which MinIO puts back)."""
+def tar_of(entries: Iterable[tuple[Item, bytes]]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for item, data in entries:
-            info = tarfile.TarInfo(item.key.removeprefix(prefix))
+            info = tarfile.TarInfo(item.key)
             info.size = len(data)
             # No modification time: the server stamps the replica as it would a PUT.
             info.mtime = 0
@@ -165,7 +159,7 @@ def extracts(store: S3Store, prefix: str) -> bool:
     refused request, a probe that cannot be looked at) answers no: single copies always work."""
     probe = f"{prefix}.paraflow-extract-probe-{uuid.uuid4().hex}.tar"
     try:
-        obstore.put(store, probe, tar_of([]), attributes=_extract(prefix), use_multipart=False)
+        obstore.put(store, probe, tar_of([]), attributes=EXTRACT, use_multipart=False)
     except (obstore.exceptions.BaseError, OSError, ValueError):  # ValueError: a name it cannot send
         return False
     try:
@@ -192,11 +186,6 @@ def batch_key(prefix: str) -> str:
     return f"{prefix}.paraflow-batch.tar"
 
 
-def _extract(prefix: str) -> dict[str, str]:
-    carried = snowball_prefix(prefix)
-    return {**EXTRACT, PREFIX: carried} if carried else EXTRACT
-
-
 @dataclass(frozen=True)
 class Sent:
     """What one batch request sent: the MD5 of each object in its TAR, by key, and why the
@@ -220,9 +209,13 @@ async def _send(source: S3Store, target: S3Store, prefix: str, batch: list[Item]
         options: GetOptions = {"version": item.obj.version_id} if item.obj.version_id else {}
         try:
             async with reads:
-                data = bytes(await (await obstore.get_async(source, item.obj.key, options=options)).bytes_async())
+                result = await obstore.get_async(source, item.obj.key, options=options)
+                # A source that grew since the run is not read whole: it is no longer the output.
+                if result.meta["size"] != item.obj.size:
+                    return None
+                data = bytes(await result.bytes_async())
             fastcopy.check(data, item.obj)
-        except (obstore.exceptions.BaseError, OSError, fastcopy.Corrupted):
+        except (obstore.exceptions.BaseError, OSError, ValueError):  # Corrupted is a ValueError
             return None
         return data
 
@@ -231,11 +224,11 @@ async def _send(source: S3Store, target: S3Store, prefix: str, batch: list[Item]
     md5 = {item.key: hashlib.md5(data, usedforsecurity=False).hexdigest() for item, data in entries}
     if not entries:
         return Sent(md5)
-    body = tar_of(entries, snowball_prefix(prefix))
+    body = tar_of(entries)
     # The TAR holds every byte now: let the objects go while it is sent.
     del read_all, entries
     try:
-        await obstore.put_async(target, batch_key(prefix), body, attributes=_extract(prefix), use_multipart=False)
+        await obstore.put_async(target, batch_key(prefix), body, attributes=EXTRACT, use_multipart=False)
     except (obstore.exceptions.BaseError, OSError, ValueError) as e:
         error = fastcopy.explain(e) if isinstance(e, obstore.exceptions.BaseError) else f"{type(e).__name__}: {e}"
         return Sent(md5, error)

@@ -46,7 +46,7 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import REPLACE, ComposeSource, CopySource, Tags
 from minio.datatypes import parse_copy_object
-from minio.error import S3Error
+from minio.error import MinioException, S3Error
 from minio.helpers import genheaders
 from obstore.store import S3Store
 
@@ -281,7 +281,7 @@ class Replicator:
             try:
                 existing = self._existing(client, target)
                 listing_error = ""
-            except (S3Error, urllib3.exceptions.HTTPError, OSError) as e:
+            except (MinioException, urllib3.exceptions.HTTPError, OSError) as e:
                 # A write-only destination may refuse listings: copy everything (nothing can be
                 # skipped), and let each copy succeed or fail on its own.
                 existing, listing_error = {}, f"cannot list the destination: {getattr(e, 'code', '') or e}"
@@ -352,13 +352,14 @@ class Replicator:
         def copy_batch(batch: list[batchcopy.Item]) -> list[Work]:
             assert self.fast is not None
             sent = batchcopy.send(self.fast.source, store, target.prefix, batch)
+            removed: list[str] = []
             try:
-                landed = self._landed(client, target, batch, sent.md5)
+                landed = self._landed(client, target, batch, sent.md5, removed)
                 why = (
                     sent.error
                     or "the others were not read as recorded, or did not land with their size, ETag and marks"
                 )
-            except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+            except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
                 landed, why = set(), f"cannot list them: {type(e).__name__}: {getattr(e, 'code', '') or e}"
             for item in batch:
                 if item.key in landed:
@@ -366,7 +367,8 @@ class Replicator:
             if len(landed) < len(batch):
                 print(
                     f"{target.name}: a batch from {batch[0].key!r} wrote {len(landed)} of {len(batch)} replicas "
-                    f"({why}); the others are copied one by one",
+                    f"({why}); the others are copied one by one"
+                    + (f"; removed first, as their bytes differ from their mark: {removed!r}" if removed else ""),
                     flush=True,
                 )
             return [small[item.key][1] for item in batch if item.key not in landed]
@@ -386,13 +388,18 @@ class Replicator:
         return rest
 
     def _landed(
-        self, client: Minio, target: ReplicationTarget, batch: list[batchcopy.Item], sent: dict[str, str]
+        self,
+        client: Minio,
+        target: ReplicationTarget,
+        batch: list[batchcopy.Item],
+        sent: dict[str, str],
+        removed: list[str],
     ) -> set[str]:
         """The keys of ``batch`` whose replica is there with the size, ETag (the MD5 of the bytes
-        sent) and sha256 mark it must have: one listing of the batch's range of keys. A replica
-        with the mark but other bytes is removed: every later run would skip it as a match."""
+        sent) and sha256 mark it must have: one listing of the batch's range of keys. A replica of
+        one sent with the mark but other bytes is removed (into ``removed``): every later run would
+        skip it as a match. One not sent is never touched: it may be the only good copy."""
         expected = {item.key: (item.obj.size, sent[item.key], item.obj.sha256) for item in batch if item.key in sent}
-        marks = {item.key: item.obj.sha256 for item in batch}
         prefix, start_after, last = batchcopy.listing_range(batch)
         landed = set()
         for key, replica in self._listed(client, target.bucket, prefix, start_after):
@@ -400,8 +407,9 @@ class Replicator:
                 break
             if expected.get(key) == (replica.size, replica.etag, replica.sha256):
                 landed.add(key)
-            elif key in marks and replica.sha256 == marks[key]:
+            elif key in expected and replica.sha256 == expected[key][2]:
                 client.remove_object(target.bucket, key)
+                removed.append(key)
         return landed
 
     def _existing(self, client: Minio, target: ReplicationTarget) -> dict[str, Replica]:
@@ -462,7 +470,7 @@ class Replicator:
                 return
             except obstore.exceptions.BaseError as e:
                 last = fastcopy.explain(e)
-            except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+            except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
                 last = f"{type(e).__name__}: {getattr(e, 'code', '') or e}"
         counters.fail(key, f"after {TRIES} tries: {last}")
 
