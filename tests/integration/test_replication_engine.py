@@ -17,7 +17,7 @@ from minio import Minio
 from obstore.store import S3Store
 
 from paraflow_worker import batchcopy, contract, fastcopy, sdk
-from paraflow_worker.contract import PartitionRef, ReplicationTarget, ReplicationTask
+from paraflow_worker.contract import PartitionRef, ReplicationTarget, ReplicationTask, TargetReport
 from paraflow_worker.replicate import FastStores, Replicator
 from paraflow_worker.storage import make_client
 from tests.support import Relay
@@ -317,6 +317,16 @@ def spy_on_single_copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return keys
 
 
+def replicate_in_batches_of_ten(
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, monkeypatch: pytest.MonkeyPatch
+) -> TargetReport:
+    """Partition 0's outputs to ``bucket_second``, batched at 10 objects a request."""
+    monkeypatch.setattr(batchcopy, "batches", functools.partial(batchcopy.batches, most=10))
+    targets = [ReplicationTarget(name="far", bucket=bucket_second, endpoint="y")]
+    r = replicator(s3, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3_second], "batched")
+    return r.run(r.work()).targets[0]
+
+
 def test_small_objects_cross_servers_in_extracted_tars_and_only_a_replica_not_as_sent_is_recopied(
     s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -335,12 +345,9 @@ def test_small_objects_cross_servers_in_extracted_tars_and_only_a_replica_not_as
         return sent
 
     monkeypatch.setattr(batchcopy, "send", send_then_misreport_one)
-    monkeypatch.setattr(batchcopy, "batches", functools.partial(batchcopy.batches, most=10))
     singly = spy_on_single_copies(monkeypatch)
-    targets = [ReplicationTarget(name="far", bucket=bucket_second, endpoint="y")]
-    r = replicator(s3, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3_second], "batched")
 
-    report = r.run(r.work()).targets[0]
+    report = replicate_in_batches_of_ten(s3, s3_second, bucket, bucket_second, monkeypatch)
 
     assert requests == [10, 10, 10, 10]
     assert singly == [victim]
@@ -366,12 +373,9 @@ def test_when_nothing_of_the_first_batch_lands_the_others_are_not_sent_and_all_i
         return batchcopy.Sent({item.key: "0" * 32 for item in batch}, "connection reset")
 
     monkeypatch.setattr(batchcopy, "send", refused)
-    monkeypatch.setattr(batchcopy, "batches", functools.partial(batchcopy.batches, most=10))
     singly = spy_on_single_copies(monkeypatch)
-    targets = [ReplicationTarget(name="far", bucket=bucket_second, endpoint="y")]
-    r = replicator(s3, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3_second], "batched")
 
-    report = r.run(r.work()).targets[0]
+    report = replicate_in_batches_of_ten(s3, s3_second, bucket, bucket_second, monkeypatch)
 
     assert requests == [10]
     assert sorted(singly) == sorted(files)
