@@ -1,8 +1,10 @@
-"""Fixtures for the tiers that need a cluster (tests/integration, tests/e2e).
+"""The tiers (tests/tiers.py, enforced at collection) and the fixtures of those that need MinIO or a
+cluster.
 
-They run against whatever ``KUBECONFIG`` points at plus the MinIO named by
+Those run against whatever ``KUBECONFIG`` points at plus the MinIO named by
 ``PARAFLOW_TEST_S3_*``: the local control plane (``make test`` starts it), a kind cluster, or
 a user's own. Nothing is skipped when a component is missing: the fixture fails and says what.
+Under pytest-xdist each worker runs its own operator, watching only the namespaces its tests make.
 """
 
 from __future__ import annotations
@@ -13,15 +15,22 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 from kubernetes import client, config
 from minio import Minio
 
 from paraflow_worker.storage import make_client
 from tests.operator_process import OperatorProcess
-from tests.support import install_crd, require_env
+from tests.support import STORAGE_ENV, install_crd, namespace_prefix, require_env
 
 PODRUNNER_NODE = os.environ.get("PARAFLOW_TEST_PODRUNNER_NODE", "podrunner")
 NO_CLUSTER_DNS = pytest.StashKey[list[str]]()
+pytest_plugins = ["tests.tiers"]
+
+# Each test fixes its own example count; a failure prints the blob that replays it
+# (`@reproduce_failure(...)`), and the run's seed is in hack/test.sh's log.
+settings.register_profile("paraflow", print_blob=True, database=None)
+settings.load_profile("paraflow")
 
 
 def cluster_has_dns() -> bool:
@@ -38,9 +47,10 @@ def cluster_has_dns() -> bool:
     return True
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that need cluster DNS cannot run on the local clusters (no CoreDNS): they are
-    deselected there, never skipped, and they run on kind (`make e2e-kind`, a CI tier)."""
+    """After `-m`: tests that need cluster DNS cannot run on the local cluster (no CoreDNS): they are
+    deselected there, never skipped, and they run on kind (the runtime tier)."""
     needs_dns = [item for item in items if item.get_closest_marker("cluster_dns")]
     if not needs_dns or cluster_has_dns():
         return
@@ -52,6 +62,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     for nodeid in config.stash.get(NO_CLUSTER_DNS, []):
         terminalreporter.write_line(f"deselected, this cluster has no DNS service (kube-system/kube-dns): {nodeid}")
+
+
+@pytest.fixture(scope="session")
+def storage_env() -> dict[str, str]:
+    return require_env(STORAGE_ENV)
 
 
 @pytest.fixture(scope="session")
@@ -76,18 +91,18 @@ def batch(kube: client.ApiClient) -> client.BatchV1Api:
 
 
 @pytest.fixture(scope="session")
-def s3(test_env: dict[str, str]) -> Minio:
+def s3(storage_env: dict[str, str]) -> Minio:
     return make_client(
-        test_env["PARAFLOW_TEST_S3_ENDPOINT"],
-        test_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
-        test_env["PARAFLOW_TEST_S3_SECRET_KEY"],
+        storage_env["PARAFLOW_TEST_S3_ENDPOINT"],
+        storage_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
+        storage_env["PARAFLOW_TEST_S3_SECRET_KEY"],
     )
 
 
 @pytest.fixture
 def namespace(core: client.CoreV1Api, test_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace with the MinIO credentials Secret (keys accessKey/secretKey) in it."""
-    name = f"t-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    name = f"{namespace_prefix()}{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
     core.create_namespace({"metadata": {"name": name}})
     core.create_namespaced_secret(
         name,
@@ -152,12 +167,12 @@ def custom(kube: client.ApiClient) -> client.CustomObjectsApi:
 
 
 @pytest.fixture(scope="session")
-def s3_second(test_env: dict[str, str]) -> Minio:
+def s3_second(storage_env: dict[str, str]) -> Minio:
     """The second MinIO server (another endpoint), for cross-server replication."""
     return make_client(
-        test_env["PARAFLOW_TEST_S3_ENDPOINT_2"],
-        test_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
-        test_env["PARAFLOW_TEST_S3_SECRET_KEY"],
+        storage_env["PARAFLOW_TEST_S3_ENDPOINT_2"],
+        storage_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
+        storage_env["PARAFLOW_TEST_S3_SECRET_KEY"],
     )
 
 

@@ -13,6 +13,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from tests.support import namespace_prefix
+
 # Fast passes for tests; the defaults favour a busy production control plane.
 TEST_SETTINGS = {
     "PARAFLOW_RESYNC_SECONDS": "5",
@@ -23,18 +25,36 @@ TEST_SETTINGS = {
     "PARAFLOW_METRICS_PORT": "0",  # the Helm-installed operator of the chart tests serves 9090
     # Small: a succeededJobs: Delete test of a few partitions deletes while the run goes on.
     "PARAFLOW_SUCCEEDED_JOBS_KEPT_WHILE_RUNNING": "4",
+    # A blocked pod is asked about after 2 s, not 8: the PodsBlocked tests wait no longer than that.
+    "PARAFLOW_STALL_SECONDS": "2",
 }
+
+
+def worker_scope() -> tuple[list[str], dict[str, str]]:
+    """Under pytest-xdist: the operator's namespace pattern and its own Lease, so each worker's
+    operator leads at once and acts only on its worker's workflows. Otherwise: all namespaces."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return [], {}
+    return ["--namespace", f"{namespace_prefix()}*"], {"PARAFLOW_LEASE_NAME": f"paraflow-operator-{worker}"}
 
 
 class OperatorProcess:
     def __init__(self, extra_env: dict[str, str] | None = None, verbose: bool = True) -> None:
         self.verbose = verbose
+        self.scope, scope_env = worker_scope()
         self.log = Path(tempfile.mkstemp(prefix="paraflow-operator-", suffix=".log")[1])
         # One identity for the life of this object: restarted after a SIGKILL, it takes back its
         # own Lease at once, as a restarted container of the same pod does, instead of waiting
         # out a lease its dead predecessor held.
         self.identity = f"test-operator-{uuid.uuid4().hex[:8]}"
-        self.env = {**os.environ, **TEST_SETTINGS, "PARAFLOW_IDENTITY": self.identity, **(extra_env or {})}
+        self.env = {
+            **os.environ,
+            **TEST_SETTINGS,
+            **scope_env,
+            "PARAFLOW_IDENTITY": self.identity,
+            **(extra_env or {}),
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -43,9 +63,10 @@ class OperatorProcess:
 
     def start(self) -> OperatorProcess:
         exe = Path(sys.executable).with_name("paraflow")
+        verbose = ["--verbose"] if self.verbose else []
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(exe), "operator", *(["--verbose"] if self.verbose else []), "--liveness", self.liveness],
+                [str(exe), "operator", *self.scope, *verbose, "--liveness", self.liveness],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -22,24 +22,31 @@ from paraflow import constants as c
 T = TypeVar("T")
 
 # Environment the tiers need; hack/cluster.sh env prints it for the local cluster.
-REQUIRED_ENV = (
-    "KUBECONFIG",
+STORAGE_ENV = (
     "PARAFLOW_TEST_S3_ENDPOINT",
     "PARAFLOW_TEST_S3_ENDPOINT_2",
     "PARAFLOW_TEST_S3_ACCESS_KEY",
     "PARAFLOW_TEST_S3_SECRET_KEY",
 )
+REQUIRED_ENV = ("KUBECONFIG", *STORAGE_ENV)
 
 
-def require_env() -> dict[str, str]:
+def require_env(names: tuple[str, ...] = REQUIRED_ENV) -> dict[str, str]:
     """Missing components fail the test, never skip it: a skipped e2e test is a failed one."""
-    missing = [k for k in REQUIRED_ENV if not os.environ.get(k)]
+    missing = [k for k in names if not os.environ.get(k)]
     if missing:
         raise RuntimeError(
             f"test environment incomplete, missing {missing}: run `make test`, or "
             f'`hack/cluster.sh up && eval "$(hack/cluster.sh env)"` first'
         )
-    return {k: os.environ[k] for k in REQUIRED_ENV}
+    return {k: os.environ[k] for k in names}
+
+
+def namespace_prefix() -> str:
+    """Test namespaces start with this: ``t-``, or ``t<N>-`` in pytest-xdist worker N, whose own
+    operator watches only ``t<N>-*`` (two workers' operators never act on one workflow)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"t{worker.removeprefix('gw')}-" if worker else "t-"
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
@@ -62,14 +69,29 @@ def install_crd(kube: client.ApiClient) -> None:
 
     ext = client.ApiextensionsV1Api(kube)
     body = yaml.safe_load(TARGETS[0].read_text())
-    try:
-        current = ext.read_custom_resource_definition(body["metadata"]["name"])
-        body["metadata"]["resourceVersion"] = current.metadata.resource_version
-        ext.replace_custom_resource_definition(body["metadata"]["name"], body)
-    except client.exceptions.ApiException as e:
-        if e.status != 404:
-            raise
-        ext.create_custom_resource_definition(body)
+
+    def apply() -> bool:
+        """One create-or-replace; False when another pytest-xdist worker's write came between."""
+        try:
+            current = ext.read_custom_resource_definition(body["metadata"]["name"])
+            ext.replace_custom_resource_definition(
+                body["metadata"]["name"],
+                {**body, "metadata": {**body["metadata"], "resourceVersion": current.metadata.resource_version}},
+            )
+        except client.exceptions.ApiException as e:
+            if e.status == 409:
+                return False
+            if e.status != 404:
+                raise
+            try:
+                ext.create_custom_resource_definition(body)
+            except client.exceptions.ApiException as created:
+                if created.status != 409:
+                    raise
+                return False
+        return True
+
+    wait_for(apply, 30, "the CRD to be written", interval=0.2)
 
     def established() -> bool:
         status = ext.read_custom_resource_definition(body["metadata"]["name"]).status

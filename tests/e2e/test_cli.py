@@ -11,12 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from kubernetes import client
 from minio import Minio
 
 from tests.operator_process import OperatorProcess
 from tests.workflows import create, get, upload_inputs, wait_phase, workflow
+
+pytestmark = pytest.mark.cluster
 
 PARAFLOW = str(Path(sys.executable).with_name("paraflow"))
 

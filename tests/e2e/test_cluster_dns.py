@@ -17,7 +17,8 @@ from tests.e2e.chart import installed
 from tests.operator_process import OperatorProcess
 from tests.workflows import create, upload_inputs, wait_phase, workflow
 
-pytestmark = pytest.mark.cluster_dns
+# CoreDNS and kube-proxy; the test stops the shared operator.
+pytestmark = [pytest.mark.runtime, pytest.mark.cluster_dns, pytest.mark.serial]
 
 
 def serve_minio_as_a_service(core: client.CoreV1Api, namespace: str, endpoint: str) -> str:

@@ -9,6 +9,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 from kubernetes import client
 from minio import Minio
@@ -16,6 +17,8 @@ from minio import Minio
 from tests.e2e.test_cli import cli
 from tests.operator_process import OperatorProcess
 from tests.workflows import create, run_generator, wait_phase
+
+pytestmark = pytest.mark.runtime
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "daily-logs"
 

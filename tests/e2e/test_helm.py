@@ -18,6 +18,7 @@ from tests.support import LeaseWatch, wait_for
 from tests.workflows import create, events, get, partition_jobs, upload_inputs, wait_phase, workflow
 
 
+@pytest.mark.cluster
 def test_the_chart_lints_and_renders_objects_the_apiserver_accepts(crd: None, namespace: str) -> None:
     run(tool("helm"), "lint", "--strict", str(CHART))
     namespaced = ["--set", "watch.clusterWide=false", "--set", f"watch.namespaces={{{namespace},default}}"]
@@ -27,6 +28,7 @@ def test_the_chart_lints_and_renders_objects_the_apiserver_accepts(crd: None, na
         assert "deployment.apps/pf-paraflow created (server dry run)" in out
 
 
+@pytest.mark.cluster
 def test_the_plain_manifests_apply_on_the_server(crd: None, core: client.CoreV1Api) -> None:
     manifests = (CHART.parents[1] / "deploy" / "paraflow.yaml").read_text()
     core.create_namespace({"metadata": {"name": "paraflow-system"}})  # a dry run cannot create one
@@ -46,6 +48,7 @@ def test_the_plain_manifests_apply_on_the_server(crd: None, core: client.CoreV1A
     assert "deployment.apps/paraflow serverside-applied (server dry run)" in out
 
 
+@pytest.mark.cluster
 def test_values_outside_the_schema_are_refused() -> None:
     done = subprocess.run(
         [tool("helm"), "template", "pf", str(CHART), "--set", "settings.apiThreads=0"], capture_output=True, text=True
@@ -64,6 +67,10 @@ def can_i(sa: str, *args: str) -> bool:
     return done.stdout.strip() == "yes"
 
 
+# A real Deployment: probes, its ServiceAccount's token through the kubernetes Service; it stops
+# the shared operator.
+@pytest.mark.runtime
+@pytest.mark.serial
 def test_install_test_run_upgrade_uninstall_with_least_privilege(
     operator_session: OperatorProcess,
     custom: client.CustomObjectsApi,

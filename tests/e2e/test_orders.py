@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client
 from minio import Minio
@@ -17,6 +18,8 @@ from minio import Minio
 from tests.e2e.test_cli import cli
 from tests.operator_process import OperatorProcess
 from tests.workflows import create, run_generator, wait_phase
+
+pytestmark = pytest.mark.cluster
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "orders"
 ORDERS, STOCK = "orders/2026-11-24.jsonl", "stock/2026-11-24.csv"

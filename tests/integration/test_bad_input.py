@@ -24,6 +24,8 @@ from tests.workflows import (
     workflow,
 )
 
+pytestmark = pytest.mark.cluster
+
 ENDPOINT = "http://127.0.0.1:19000"
 
 

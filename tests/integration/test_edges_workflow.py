@@ -25,6 +25,7 @@ def keys(s3: Minio, bucket: str) -> list[str]:
     return sorted(o.object_name or "" for o in s3.list_objects(bucket, recursive=True))
 
 
+@pytest.mark.cluster
 def test_delete_sync_to_the_output_under_an_endpoint_alias_is_refused_before_anything_runs(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
@@ -65,6 +66,7 @@ def test_delete_sync_to_the_output_under_an_endpoint_alias_is_refused_before_any
     assert s3.get_object(bucket, "output/earlier-run/keep.txt").read() == b"precious"
 
 
+@pytest.mark.cluster
 def test_a_missing_destination_bucket_blocks_the_workflow_at_preflight(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
@@ -94,6 +96,7 @@ def restricted(core: client.CoreV1Api, namespace: str) -> str:
     return namespace
 
 
+@pytest.mark.runtime  # the images run as their non-root user on a read-only root, under a real runtime
 def test_in_a_restricted_namespace_every_pod_is_admitted_and_the_run_succeeds(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
@@ -112,6 +115,7 @@ def test_in_a_restricted_namespace_every_pod_is_admitted_and_the_run_succeeds(
     assert condition(done, c.COND_PODS_BLOCKED) is None
 
 
+@pytest.mark.cluster
 def test_pods_refused_by_pod_security_show_in_conditions_and_events_within_seconds(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
@@ -139,6 +143,7 @@ def test_pods_refused_by_pod_security_show_in_conditions_and_events_within_secon
     assert any("violates PodSecurity" in m for t, r, m in events(core, restricted, "rooted") if r == "FailedCreate")
 
 
+@pytest.mark.cluster
 def test_a_finished_workflow_needs_no_secret_and_its_ttl_still_deletes_it(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,

@@ -27,6 +27,8 @@ from tests.workflows import (
     workflow,
 )
 
+pytestmark = pytest.mark.cluster
+
 
 def put(s3: Minio, bucket: str, key: str, text: str) -> None:
     s3.put_object(bucket, key, io.BytesIO(text.encode()), len(text))

@@ -26,6 +26,8 @@ from tests.operator_process import OperatorProcess
 from tests.support import PartitionJobWatch, Relay, wait_for
 from tests.workflows import create, partition_jobs, upload_inputs, wait_event, wait_phase, workflow
 
+pytestmark = [pytest.mark.cluster, pytest.mark.serial]
+
 DEMO_SLEEP = {"name": "PARAFLOW_DEMO_SLEEP_SECONDS", "value": "1"}
 LEASE_NAMESPACE = "default"
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
@@ -62,7 +64,15 @@ def lease_env(operator_session: OperatorProcess) -> Iterator[dict[str, str]]:
     own Lease) and the `operator` fixture restarts it for the next test."""
     operator_session.stop()
     name = f"ha-{uuid.uuid4().hex[:6]}"
-    yield {"PARAFLOW_LEASE_NAME": name, "PARAFLOW_LEASE_NAMESPACE": LEASE_NAMESPACE}
+    # client-go's 15/10/2 s scaled down: a hand-over takes about 6 s instead of 15, with the same
+    # order (the cut-off leader stops at 4 s, the standby may take over at 6 s).
+    yield {
+        "PARAFLOW_LEASE_NAME": name,
+        "PARAFLOW_LEASE_NAMESPACE": LEASE_NAMESPACE,
+        "PARAFLOW_LEASE_DURATION_SECONDS": "6",
+        "PARAFLOW_LEASE_RENEW_DEADLINE_SECONDS": "4",
+        "PARAFLOW_LEASE_RETRY_PERIOD_SECONDS": "1",
+    }
     with contextlib.suppress(client.ApiException):  # never created if no replica came to lead
         client.CoordinationV1Api().delete_namespaced_lease(name, LEASE_NAMESPACE)
 

@@ -10,11 +10,14 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 from minio import Minio
 
 from paraflow_worker import contract
 from paraflow_worker.contract import Env, PlanSummary
 from paraflow_worker.storage import get_json
+
+pytestmark = pytest.mark.runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

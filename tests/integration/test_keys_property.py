@@ -19,6 +19,7 @@ import os
 import uuid
 from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from kubernetes import client
@@ -28,6 +29,8 @@ from paraflow_worker import contract
 from tests.conftest import temporary_bucket
 from tests.operator_process import OperatorProcess
 from tests.workflows import WORKER_IMAGE, create, wait_phase, workflow
+
+pytestmark = pytest.mark.cluster
 
 # Long enough that a drawn key of the maximum length makes a 1,024-byte input key, while its
 # output (<output>/<uid>/p<i>/a<n>/<name>) and replica keys still fit.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from kubernetes import client
 
 from paraflow import constants as c
@@ -15,6 +16,8 @@ from paraflow.k8s.api import KubeApi
 from paraflow.k8s.jobindex import JobIndex
 from paraflow.k8s.jobwatch import JobWatch, _Position
 from tests.support import wait_for
+
+pytestmark = pytest.mark.cluster
 
 THREADS = 4
 

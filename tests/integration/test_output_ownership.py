@@ -26,6 +26,8 @@ from tests.operator_process import OperatorProcess
 from tests.support import wait_for
 from tests.workflows import create, wait_phase, workflow
 
+pytestmark = pytest.mark.cluster
+
 OUTPUT = "shared/"
 
 

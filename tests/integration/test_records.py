@@ -22,6 +22,8 @@ from tests.e2e.test_cli import cli
 from tests.operator_process import OperatorProcess
 from tests.workflows import create, partition_jobs, wait_phase, workflow
 
+pytestmark = pytest.mark.cluster
+
 ECHO = ["python", "-m", "paraflow_worker.demo.echo"]
 RUNS = itertools.count()
 values = st.dictionaries(

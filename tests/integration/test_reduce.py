@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kubernetes import client
 from minio import Minio
 
@@ -29,6 +30,7 @@ def assert_map_kept(s3: Minio, done: dict[str, Any]) -> None:
     assert s3.stat_object(bucket, key).size, "the map's manifest is kept when the reduce step fails"
 
 
+@pytest.mark.cluster
 def test_a_failing_reduce_step_fails_the_run_and_a_redrive_runs_it_again(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
@@ -62,6 +64,7 @@ def test_a_failing_reduce_step_fails_the_run_and_a_redrive_runs_it_again(
     assert not any(n.startswith("red-fail-p") and n.endswith("-a2") for n in jobs), "the map is not run again"
 
 
+@pytest.mark.runtime  # the kubelet's own image-pull reasons, not the pod runner's imitation
 def test_a_reduce_image_that_cannot_be_pulled_is_named_and_fails_the_run_at_its_deadline(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
@@ -95,6 +98,7 @@ ODD_REDUCER = [
 ]
 
 
+@pytest.mark.runtime  # the worker image as non-root on a read-only root, under a real runtime
 def test_a_reduce_step_with_odd_output_names_in_a_restricted_namespace_replicates_them_exactly(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,

@@ -22,6 +22,8 @@ from paraflow_worker.replicate import FastStores, Replicator
 from paraflow_worker.storage import make_client
 from tests.support import Relay
 
+pytestmark = pytest.mark.storage
+
 OUT = "out/"
 RUN = "run/"
 UID = "3f1c2b9e-0000-4000-8000-000000000001"
@@ -108,7 +110,7 @@ def test_copies_same_and_cross_server_keeping_type_metadata_and_tags_and_skips_o
     bucket: str,
     bucket_second: str,
     outputs: dict[str, bytes],
-    test_env: dict[str, str],
+    storage_env: dict[str, str],
     fast: str,
 ) -> None:
     same_bucket = f"t-{uuid.uuid4().hex[:12]}"
@@ -214,10 +216,12 @@ def test_keys_of_any_utf8_and_control_characters_replicate_byte_exact(
 
 
 def test_a_target_refusing_writes_records_each_failure_and_a_rerun_after_repair_loses_nothing(
-    s3: Minio, s3_second: Minio, bucket: str, outputs: dict[str, bytes], test_env: dict[str, str], fast: str
+    s3: Minio, s3_second: Minio, bucket: str, outputs: dict[str, bytes], storage_env: dict[str, str], fast: str
 ) -> None:
 
-    revoked = make_client(test_env["PARAFLOW_TEST_S3_ENDPOINT_2"], test_env["PARAFLOW_TEST_S3_ACCESS_KEY"], "wrong")
+    revoked = make_client(
+        storage_env["PARAFLOW_TEST_S3_ENDPOINT_2"], storage_env["PARAFLOW_TEST_S3_ACCESS_KEY"], "wrong"
+    )
     missing = f"t2-{uuid.uuid4().hex[:12]}"
     targets = [ReplicationTarget(name="dev", bucket=missing, endpoint="y")]
     revoked_report = replicate(s3, bucket, task(targets), [revoked], fast)["dev"]
@@ -277,14 +281,14 @@ def test_big_objects_stream_across_servers_and_part_copy_on_one_server_keeping_m
 
 @pytest.mark.parametrize("size", [4096, 3 * 1024 * 1024], ids=["whole", "multipart"])
 def test_a_byte_corrupted_in_transit_is_caught_and_never_becomes_a_replica(
-    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, test_env: dict[str, str], size: int, fast: str
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, storage_env: dict[str, str], size: int, fast: str
 ) -> None:
     marker = b"\x00paraflow-flip-me\x00"
     data = os.urandom(size // 2) + marker + os.urandom(size - size // 2 - len(marker))
     write_outputs(s3, bucket, 0, 2, {"x.bin": data})
     host, port = s3._base_url.host.rsplit(":", 1)  # the relay sits between the copy and its source
     relay = Relay(host, int(port), flip=marker)
-    creds = (test_env["PARAFLOW_TEST_S3_ACCESS_KEY"], test_env["PARAFLOW_TEST_S3_SECRET_KEY"])
+    creds = (storage_env["PARAFLOW_TEST_S3_ACCESS_KEY"], storage_env["PARAFLOW_TEST_S3_SECRET_KEY"])
     through = make_client(relay.endpoint, *creds)
     targets = [ReplicationTarget(name="far", bucket=bucket_second, endpoint="y")]
     r = replicator(through, bucket, task(targets, partitions=[PartitionRef(index=0, attempt=2)]), [s3_second], fast)

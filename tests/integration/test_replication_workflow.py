@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from kubernetes import client
 from minio import Minio
 
@@ -12,6 +13,8 @@ from paraflow import constants as c
 from tests.operator_process import OperatorProcess
 from tests.support import wait_for
 from tests.workflows import condition, create, events, upload_inputs, wait_event, wait_phase, workflow
+
+pytestmark = pytest.mark.cluster
 
 
 def keys(s3: Minio, bucket: str, prefix: str = "") -> list[str]:

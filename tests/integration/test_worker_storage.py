@@ -17,6 +17,8 @@ from paraflow_worker.partition import partitions_of, write_plan
 from paraflow_worker.readers import list_items
 from paraflow_worker.storage import get_json
 
+pytestmark = pytest.mark.storage
+
 
 def put(s3: Minio, bucket: str, key: str, data: bytes) -> None:
     s3.put_object(bucket, key, io.BytesIO(data), len(data))
@@ -50,7 +52,7 @@ def test_the_partitioner_keeps_keys_ending_in_a_slash_with_or_without_content(s3
 
 
 @pytest.fixture
-def shard_env(bucket: str, test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def shard_env(bucket: str, storage_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = {
         Env.WORKFLOW: "wf",
         Env.PARTITION: "3",
@@ -62,9 +64,9 @@ def shard_env(bucket: str, test_env: dict[str, str], monkeypatch: pytest.MonkeyP
         Env.RUN_PREFIX: "run/",
         Env.OUTPUT_BUCKET: bucket,
         Env.OUTPUT_PREFIX: contract.attempt_output_prefix("out/", "uid-1", 3, 2),
-        Env.S3_ENDPOINT: test_env["PARAFLOW_TEST_S3_ENDPOINT"],
-        Env.S3_ACCESS_KEY: test_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
-        Env.S3_SECRET_KEY: test_env["PARAFLOW_TEST_S3_SECRET_KEY"],
+        Env.S3_ENDPOINT: storage_env["PARAFLOW_TEST_S3_ENDPOINT"],
+        Env.S3_ACCESS_KEY: storage_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
+        Env.S3_SECRET_KEY: storage_env["PARAFLOW_TEST_S3_SECRET_KEY"],
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)

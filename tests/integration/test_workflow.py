@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 from kubernetes import client
 from minio import Minio
 
@@ -22,6 +23,8 @@ from tests.workflows import (
     wait_phase,
     workflow,
 )
+
+pytestmark = pytest.mark.cluster
 
 
 def read_json(s3: Minio, bucket: str, key: str) -> dict:

@@ -6,11 +6,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 from minio import Minio
 
 from tests.conftest import PODRUNNER_NODE
 from tests.support import wait_for
+
+pytestmark = pytest.mark.local
 
 WRITE_ONE_OBJECT = """
 import os

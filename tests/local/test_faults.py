@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from kubernetes import client
 from minio import Minio
 
@@ -22,6 +23,8 @@ from paraflow import constants as c
 from tests.operator_process import OperatorProcess
 from tests.support import wait_for
 from tests.workflows import condition, create, get, partition_jobs, patch, upload_inputs, wait_phase, workflow
+
+pytestmark = [pytest.mark.local, pytest.mark.serial]
 
 CLUSTER = Path(__file__).resolve().parents[2] / "hack" / "cluster.sh"
 DEMO_SLEEP = {"name": "PARAFLOW_DEMO_SLEEP_SECONDS", "value": "1"}

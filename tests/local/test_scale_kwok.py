@@ -7,11 +7,14 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from kubernetes import client
 from minio import Minio
 
 from tests.operator_process import OperatorProcess
 from tests.workflows import create, partition_jobs, wait_phase, workflow
+
+pytestmark = [pytest.mark.local, pytest.mark.kwok]
 
 KWOK_PLACEMENT = {
     "nodeSelector": {"type": "kwok"},

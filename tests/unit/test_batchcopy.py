@@ -6,12 +6,15 @@ from __future__ import annotations
 import io
 import tarfile
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from paraflow_worker import batchcopy
 from paraflow_worker.batchcopy import Item
 from paraflow_worker.contract import OutputObject
+
+pytestmark = pytest.mark.unit
 
 SHA = "ab" * 32
 MARKS = {"paraflow-sha256": SHA, "paraflow-workflow": "ns/wf"}

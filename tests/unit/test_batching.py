@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from paraflow_worker.contract import Item, shard_slice
 from paraflow_worker.partition import batch
 
+pytestmark = pytest.mark.unit
+
 sizes = st.lists(st.integers(min_value=0, max_value=5000), max_size=300)
 
 

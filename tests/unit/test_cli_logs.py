@@ -3,7 +3,11 @@ deleted under succeededJobs: Delete (its logs went with it)."""
 
 from __future__ import annotations
 
+import pytest
+
 from paraflow.cli.app import _no_partition_job
+
+pytestmark = pytest.mark.unit
 
 
 def test_a_deleted_succeeded_partition_is_not_called_not_started() -> None:

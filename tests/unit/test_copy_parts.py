@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from paraflow_worker.replicate import MAX_COPY_PART, MAX_PARTS, MIN_COPY_PART, GiB, MiB, copy_parts
 
+pytestmark = pytest.mark.unit
+
 
 def test_just_over_5_gib_takes_two_near_equal_parts() -> None:
     parts = copy_parts(5 * GiB + 1)

@@ -23,6 +23,8 @@ from tests.unit.test_planner import observe, part, partitioned
 from tests.unit.test_planner_replication import repl
 from tests.unit.test_planner_replication import spec as replicated_spec
 
+pytestmark = pytest.mark.unit
+
 WF = WorkflowRef("wf", "ns", "uid-1")
 
 

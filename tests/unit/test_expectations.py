@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from paraflow import constants as c
 from paraflow.planning import planner
 from paraflow.planning.expectations import Expectations
 from paraflow.planning.planner import CreatePartition, JobFacts, JobState
 from tests.unit.builders import make_spec
 from tests.unit.test_planner import observe, partitioned
+
+pytestmark = pytest.mark.unit
 
 
 def job(p: int) -> JobFacts:

@@ -4,10 +4,13 @@ and how its errors read in a report."""
 from __future__ import annotations
 
 import obstore.exceptions
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from paraflow_worker import fastcopy
+
+pytestmark = pytest.mark.unit
 
 segment = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12)
 MARKS = {"paraflow-sha256": "ab" * 32, "paraflow-workflow": "ns/wf"}

@@ -8,6 +8,8 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from paraflow.k8s.api import SecretMissing
 from paraflow.loops import WorkflowLoops
 from paraflow.models import WorkflowStatus
@@ -19,6 +21,8 @@ from tests.unit.builders import T0, make_spec, spec_dict
 from tests.unit.test_planner import observe, part, partitioned
 from tests.unit.test_planner_replication import repl
 from tests.unit.test_planner_replication import spec as replicated_spec
+
+pytestmark = pytest.mark.unit
 
 
 class FakeApi:

@@ -8,7 +8,11 @@ import json
 import socket
 import urllib.request
 
+import pytest
+
 from paraflow import health
+
+pytestmark = pytest.mark.unit
 
 
 def free_port() -> int:

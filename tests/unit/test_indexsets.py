@@ -1,7 +1,10 @@
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from paraflow.planning import indexsets
+
+pytestmark = pytest.mark.unit
 
 
 def test_compress_merges_runs_like_completed_indexes() -> None:

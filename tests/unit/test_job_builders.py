@@ -18,6 +18,8 @@ from paraflow.k8s.builders import WorkflowRef
 from paraflow.settings import Settings
 from tests.unit.builders import make_spec
 
+pytestmark = pytest.mark.unit
+
 GOLDEN = Path(__file__).parent / "golden"
 WF = WorkflowRef("daily", "analytics", "0b8d5c1e-uid")
 SETTINGS = Settings(worker_image="paraflow/worker:0.1.0", identity="golden")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ from paraflow import constants as c
 from paraflow.k8s.builders import job_facts
 from paraflow.k8s.jobindex import JobIndex
 from paraflow.k8s.jobwatch import _lines
+
+pytestmark = pytest.mark.unit
 
 NAMESPACES = ("a", "b")
 WORKFLOWS = ("uid-1", "uid-2")

@@ -21,6 +21,8 @@ from paraflow.loops import WorkflowLoops
 from paraflow.planning.lease import Conflict, NotLeading, Record, Timings, next_try_in
 from paraflow.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 TIMINGS = Timings(lease_duration=15, renew_deadline=10, retry_period=2)
 WALL = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
 

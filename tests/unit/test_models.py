@@ -10,6 +10,8 @@ from paraflow import crdgen
 from paraflow.models import WorkflowSpec, parse_bytes
 from tests.unit.builders import make_spec, spec_dict
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults_match_the_documented_ones() -> None:
     spec = make_spec()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +20,8 @@ from paraflow.planning.planner import (
     PlanRead,
 )
 from tests.unit.builders import T0, make_spec
+
+pytestmark = pytest.mark.unit
 
 
 def partitioner(state: JobState, attempt: int = 1) -> JobFacts:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,8 @@ from paraflow.planning import indexsets, planner
 from paraflow.planning.planner import CreatePartition, JobFacts, JobState, Observed, PlanRead
 from paraflow.planning.retry import delay_seconds
 from tests.unit.builders import T0, make_spec
+
+pytestmark = pytest.mark.unit
 
 
 @st.composite

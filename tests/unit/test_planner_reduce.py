@@ -27,6 +27,8 @@ from paraflow.planning.planner import (
 from tests.unit.builders import T0, make_spec
 from tests.unit.test_planner import observe, part, partitioned
 
+pytestmark = pytest.mark.unit
+
 REDUCE = {"image": "registry.example/summarise:1"}
 AFTER_ALL = {"mode": "afterAll", "destinations": [{"name": "archive", "bucket": "archive"}]}
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from paraflow import constants as c
 from paraflow.models import WorkflowStatus
 from paraflow.planning import planner
 from paraflow.planning.planner import CreatePartition, CreateReplication, JobFacts, JobState, ReplicationTally
 from tests.unit.builders import T0, make_spec
 from tests.unit.test_planner import observe, part, partitioned
+
+pytestmark = pytest.mark.unit
 
 DESTS = [{"name": "archive", "bucket": "archive"}]
 

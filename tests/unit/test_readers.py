@@ -20,6 +20,8 @@ from paraflow_worker.contract import PartitionItems, ReaderConfig
 from paraflow_worker.partition import batch, partitions_of
 from paraflow_worker.readers import InputProblem, records
 
+pytestmark = pytest.mark.unit
+
 
 class Body(io.BytesIO):
     """Like urllib3's response: closes itself once read to its end, unless told not to."""

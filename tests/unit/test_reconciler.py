@@ -24,6 +24,8 @@ from paraflow.settings import Settings
 from tests.unit.builders import T0, make_spec, spec_dict
 from tests.unit.test_planner import observe, part, partitioned, partitioner
 
+pytestmark = pytest.mark.unit
+
 
 class FakeApi:
     """KubeApi's surface: records writes; Jobs named in ``existing`` answer 409."""

@@ -1,8 +1,11 @@
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from paraflow.models import RetrySpec
 from paraflow.planning.retry import backoff_seconds, delay_seconds, doubling_backoff
+
+pytestmark = pytest.mark.unit
 
 
 def test_backoff_grows_by_rate_and_is_capped() -> None:

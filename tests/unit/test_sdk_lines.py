@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from paraflow_worker.sdk import _lines
+
+pytestmark = pytest.mark.unit
 
 
 class Chunked:
