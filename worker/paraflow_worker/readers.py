@@ -3,8 +3,10 @@ objects (gzip-compressed or not), or items given inline in the workflow.
 
 Memory holds one record at a time whatever the input's size. Each record travels as the JSON
 text of its value: a JSONL line is checked and kept as it is, never parsed into objects and
-written again. Input that cannot be read raises ``InputProblem`` naming the object and the line
-(or item) at fault; it is final, so the partitioner records it instead of failing to be retried.
+written again. A UTF-8 byte-order mark opening an object (after gzip) is not part of its first
+record, whatever the format; one anywhere else is data like any other. Input that cannot be read
+raises ``InputProblem`` naming the object and the line (or item) at fault; it is final, so the
+partitioner records it instead of failing to be retried.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import ijson  # type: ignore[import-untyped]
 import pydantic_core
@@ -27,7 +29,11 @@ from minio.error import S3Error
 
 from paraflow_worker.contract import Item, ReaderConfig
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 GZIP_MAGIC = b"\x1f\x8b"
+BOM = b"\xef\xbb\xbf"
 
 
 class InputProblem(Exception):
@@ -114,14 +120,51 @@ def _open(client: Minio, bucket: str, key: str, compression: str) -> Iterator[IO
                 raise InputProblem(
                     "NotGzip", f"s3://{bucket}/{key} is not gzip-compressed (reader.compression: {compression})"
                 )
-            yield cast(IO[bytes], gzip.GzipFile(fileobj=stream))
+            yield _past_bom(gzip.GzipFile(fileobj=stream))
         else:
-            yield stream
+            yield _past_bom(stream)
     except (OSError, EOFError) as e:  # a truncated or corrupt gzip stream, a dropped connection
         raise InputProblem("InvalidRecord", f"s3://{bucket}/{key}: cannot read it to its end: {e}") from e
     finally:
         response.close()
         response.release_conn()
+
+
+def _past_bom(stream: io.BufferedReader[Any] | gzip.GzipFile) -> IO[bytes]:
+    """The stream after a byte-order mark at its start (Windows tools and many SaaS exports write
+    one), dropped here, before any reader, so that JSONL, JSON and CSV agree on it and a JSONL
+    line keeps its number and its whole maxBytesPerPartition."""
+    ahead = stream.peek(len(BOM))[: len(BOM)]
+    if ahead == BOM:
+        stream.read(len(BOM))
+    elif ahead and len(ahead) < len(BOM) and BOM.startswith(ahead):
+        # A peek makes at most one read, so it can stop short of 3 bytes where a gzip member
+        # ends: read them for sure, and hand back the ones that turn out not to be a mark.
+        head = b""
+        while len(head) < len(BOM) and (more := stream.read(len(BOM) - len(head))):
+            head += more
+        if head != BOM:
+            return cast(IO[bytes], io.BufferedReader(_Replayed(head, stream), 1 << 16))
+    return cast(IO[bytes], stream)
+
+
+class _Replayed(io.RawIOBase):
+    """``head``, bytes already taken from ``rest``, then the rest."""
+
+    def __init__(self, head: bytes, rest: io.BufferedIOBase) -> None:
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        view = memoryview(buffer).cast("B")
+        if self.head:
+            data, self.head = self.head[: len(view)], self.head[len(view) :]
+        else:
+            data = self.rest.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
 
 def _jsonl(stream: IO[bytes], where: str, max_record_bytes: int) -> Iterator[tuple[str, str]]:
@@ -163,8 +206,8 @@ def _json_array(stream: IO[bytes], where: str) -> Iterator[tuple[str, str]]:
 
 
 def _csv(stream: IO[bytes], where: str, config: ReaderConfig, max_record_bytes: int) -> Iterator[tuple[str, str]]:
-    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark that is not part of a name.
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    # Not utf-8-sig: _open dropped the mark Excel's "CSV UTF-8" starts with; a second one is data.
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
     csv.field_size_limit(max(max_record_bytes, 1))
     rows = csv.reader(text, delimiter=config.csv_delimiter)
     try:
