@@ -247,6 +247,10 @@ def test_record_partitions_keep_both_limits_and_their_documents_parse_back() -> 
     assert list(batch([], 1, 1)) == []
 
 
+# A gzip stream whose deflate data is damaged past its header.
+CORRUPT_GZIP = gzip.compress(b'{"a": 1}\n' * 100)[:12] + bytes(range(60))
+
+
 @pytest.mark.parametrize(
     ("objects", "config", "reason", "says"),
     [
@@ -266,6 +270,8 @@ def test_record_partitions_keep_both_limits_and_their_documents_parse_back() -> 
         ({"o.jsonl": b"1\n" + BOM + b"2\n"}, {"format": "jsonl"}, "InvalidRecord", "s3://in/o.jsonl line 2: not JSON"),
         ({"o.json": BOM + BOM + b"[1]"}, {"format": "json"}, "InvalidRecord", "s3://in/o.json near item 0: not valid"),
         ({"o.json": b"[1, " + BOM + b"2]"}, {"format": "json"}, "InvalidRecord", "o.json near item 0: not valid"),
+        # Damaged deflate data raises zlib's own error, not an OSError.
+        ({"o.jsonl.gz": CORRUPT_GZIP}, {"format": "jsonl"}, "InvalidRecord", "o.jsonl.gz: cannot read it to its end"),
     ],
 )
 def test_bad_input_is_refused_naming_the_object_and_where_in_it(

@@ -17,6 +17,7 @@ import gzip
 import io
 import itertools
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -123,7 +124,7 @@ def _open(client: Minio, bucket: str, key: str, compression: str) -> Iterator[IO
             yield _past_bom(gzip.GzipFile(fileobj=stream))
         else:
             yield _past_bom(stream)
-    except (OSError, EOFError) as e:  # a truncated or corrupt gzip stream, a dropped connection
+    except (OSError, EOFError, zlib.error) as e:  # a truncated or corrupt gzip stream, a dropped connection
         raise InputProblem("InvalidRecord", f"s3://{bucket}/{key}: cannot read it to its end: {e}") from e
     finally:
         response.close()
