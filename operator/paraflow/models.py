@@ -636,6 +636,11 @@ class ReplicationStatus(_Model):
     failed: int = 0
     deleted: int = 0
     pending: int = Field(default=0, description="Succeeded partitions whose outputs still wait for replication")
+    mode: Literal["perPartition", "afterAll"] | None = Field(
+        default=None,
+        description="The replication mode that replicatedIndexes, failedIndexes and attempts count in: a "
+        "change of spec.replication.mode starts them over",
+    )
     replicated_indexes: str = Field(default="", description="afterAll: 0 stands for the run-wide copy")
     failed_indexes: str = ""
     attempts: Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 128})] = Field(default_factory=dict)
@@ -653,8 +658,9 @@ class RedriveStatus(_Model):
     last_token: str = Field(default="", max_length=253)
 
 
-# Blocked: the operator cannot go on (a Secret or a bucket missing, MinIO unreachable); see the
-# Blocked condition. The next pass that can go on sets the phase from what it observes.
+# Blocked: the run cannot go on, and the message says why: a Secret or a bucket missing, MinIO
+# unreachable (the Blocked condition), or a child's pods refused, unschedulable or without their
+# image (PodsBlocked). The next pass that can go on sets the phase from what it observes.
 Phase = Literal[
     "Pending", "Blocked", "Partitioning", "Running", "Reducing", "Replicating", "Succeeded", "Failed", "Suspended"
 ]

@@ -41,6 +41,7 @@ from paraflow.planning.planner import (
     PlanRead,
     ReplicationTally,
 )
+from paraflow.planning.stalls import Stall
 from paraflow.settings import Settings
 from paraflow.storage import runstore
 from paraflow.storage.runstore import Credentials, StorageUnavailable, UnsafeSpec
@@ -135,6 +136,7 @@ class Reconciler:
             reduce_records = await self._read_reduce_record(spec, wf, status, jobs, creds)
         except StorageUnavailable as e:
             return await self._block(body, wf, before, status, generation, stamp, e)
+        stall = await self._ask_why_stalled(wf, jobs, now)
         observed = Observed(
             jobs=jobs,
             generation=generation,
@@ -146,10 +148,10 @@ class Reconciler:
             reduce_records=reduce_records,
             max_creates=self.settings.max_creates_per_pass,
             kept_while_running=self.settings.succeeded_jobs_kept_while_running,
+            stall_seconds=self.settings.stall_seconds,
+            stall=stall,
         )
         result = planner.plan(spec, status, observed)
-        result.status.conditions = remove_condition(result.status.conditions, c.COND_BLOCKED)
-        await self._stalls(wf, jobs, now, result, stamp)
         if result.manifest is not None:
             # Before any Job is created: the run-wide replication reads it.
             try:
@@ -217,19 +219,10 @@ class Reconciler:
             dest = self._storage(await self._credentials(wf.namespace, destination.storage or spec.storage))
             await self.api.offload(runstore.preflight_destination, client, dest, spec.output, run, target, writes=True)
 
-    async def _stalls(
-        self, wf: WorkflowRef, jobs: Sequence[JobFacts], now: dt.datetime, result: Plan, stamp: str
-    ) -> None:
-        """Sets or clears ``PodsBlocked`` from why stalled children do not run (asked sparingly)."""
-        st = result.status
+    async def _ask_why_stalled(self, wf: WorkflowRef, jobs: Sequence[JobFacts], now: dt.datetime) -> Stall | None:
+        """Why a child stalled for ``stall_seconds`` has no pod running, asked sparingly; the
+        planner turns the answer into ``PodsBlocked`` and the phase."""
         after = self.settings.stall_seconds
-        ages = [(now - j.created_at).total_seconds() for j in jobs if j.stalled and j.created_at is not None]
-        if ages:  # no Job event may come while pods are refused: look again when one is due
-            soonest = min(after - age if age < after else after for age in ages)
-            result.requeue_after = min(result.requeue_after or soonest, soonest)
-        if not any(age >= after for age in ages):
-            st.conditions = remove_condition(st.conditions, c.COND_PODS_BLOCKED)
-            return
         clock = time.monotonic()
         asked = {k: t for k, t in self._asked.get(wf.uid, {}).items() if clock - t < 10 * after}
         self._asked[wf.uid] = asked
@@ -239,7 +232,7 @@ class Reconciler:
             # three each pass listed the namespace's Events and Pods a dozen times a second: more
             # apiserver CPU than the run's own Jobs (measured at 1,000 x 500). A refusal is
             # still found at the first round.
-            return
+            return None
         for job in stalls.to_ask(jobs, now, after, asked, clock, self.settings.stall_checks_per_pass):
             asked[job.name] = clock
             try:
@@ -249,17 +242,11 @@ class Reconciler:
             except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
                 # A diagnosis only: without it the pass still does its work (e.g. RBAC not updated).
                 log.warning("%s/%s: cannot ask why Job %s has no pod running: %s", wf.namespace, wf.name, job.name, e)
-                return
+                return None
             stall = stalls.diagnose(job.name, events, pods)
-            if stall is None:
-                continue
-            old = get_condition(st.conditions, c.COND_PODS_BLOCKED)
-            if old is None or old.reason != stall.reason:
-                result.events.append(Event("Warning", stall.reason, stall.line()))
-            st.conditions = set_condition(
-                st.conditions, c.COND_PODS_BLOCKED, "True", stall.reason, stall.line(), st.observed_generation, stamp
-            )
-            return
+            if stall is not None:
+                return stall
+        return None
 
     def forget(self, uid: str) -> None:
         """The workflow is gone: drop what was kept for it."""

@@ -116,7 +116,7 @@ def test_in_a_restricted_namespace_every_pod_is_admitted_and_the_run_succeeds(
 
 
 @pytest.mark.cluster
-def test_pods_refused_by_pod_security_show_in_conditions_and_events_within_seconds(
+def test_pods_refused_by_pod_security_block_the_run_saying_why_until_the_namespace_allows_them(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,
     core: client.CoreV1Api,
@@ -141,6 +141,14 @@ def test_pods_refused_by_pod_security_show_in_conditions_and_events_within_secon
     assert "rooted-p0-a1" in cond["message"] and "violates PodSecurity" in cond["message"]
     wait_event(core, restricted, "rooted", "Warning", "FailedCreate")
     assert any("violates PodSecurity" in m for t, r, m in events(core, restricted, "rooted") if r == "FailedCreate")
+    now = get(custom, restricted, "rooted")["status"]
+    assert now["phase"] == "Blocked" and "violates PodSecurity" in now["message"], now
+
+    # The cause fixed, the run goes on by itself: the Job controller retries the pod.
+    core.patch_namespace(restricted, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}})
+    done = wait_phase(custom, restricted, "rooted", {"Succeeded", "Failed"}, 180)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert condition(done, c.COND_PODS_BLOCKED) is None
 
 
 @pytest.mark.cluster

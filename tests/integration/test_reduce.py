@@ -79,7 +79,8 @@ def test_a_reduce_image_that_cannot_be_pulled_is_named_and_fails_the_run_at_its_
     blocked = wait_for(lambda: condition(get(custom, namespace, "red-img"), c.COND_PODS_BLOCKED), 120, "PodsBlocked")
     assert blocked["reason"] in {"ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff"}, blocked
     assert "red-img-reduce-a1" in blocked["message"]
-    assert get(custom, namespace, "red-img")["status"]["phase"] == "Reducing"
+    now = get(custom, namespace, "red-img")["status"]
+    assert now["phase"] == "Blocked" and "red-img-reduce-a1" in now["message"], now
     done = wait_phase(custom, namespace, "red-img", {"Succeeded", "Failed"}, 120)
     failed = condition(done, c.COND_FAILED)
     assert failed is not None and failed["reason"] == "ReduceFailed", done["status"]

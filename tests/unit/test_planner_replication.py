@@ -10,6 +10,7 @@ from paraflow.planning import planner
 from paraflow.planning.planner import CreatePartition, CreateReplication, JobFacts, JobState, ReplicationTally
 from tests.unit.builders import T0, make_spec
 from tests.unit.test_planner import observe, part, partitioned
+from tests.unit.world import World
 
 pytestmark = pytest.mark.unit
 
@@ -101,3 +102,26 @@ def test_without_replication_status_has_no_replication_block() -> None:
     assert result.status.replication is None
     assert result.status.phase == "Succeeded"
     assert isinstance(result.status, WorkflowStatus)
+
+
+def test_a_finished_run_switched_from_per_partition_to_after_all_and_redriven_copies_once_run_wide_and_ends() -> None:
+    """What a user does to get deleteSync: the old per-partition records mean nothing run-wide."""
+    world = World(spec(), partitions=4)
+    assert world.run().phase == "Succeeded"
+    world.edit(**{"replication.mode": "afterAll"})
+    world.redrive("mode")
+    assert world.run().phase == "Succeeded", world.status
+    run_wide = [j for j in world.jobs.values() if j.role == c.ROLE_REPLICATION_ALL]
+    assert [j.state for j in run_wide] == [JobState.SUCCEEDED]
+    assert world.status.replication is not None and world.status.replication.replicated_indexes == "0"
+
+
+def test_a_run_switched_back_to_per_partition_and_redriven_copies_every_partition_again() -> None:
+    world = World(spec("afterAll"), partitions=3)
+    assert world.run().phase == "Succeeded"
+    world.edit(**{"replication.mode": "perPartition"})
+    world.redrive("back")
+    assert world.run().phase == "Succeeded", world.status
+    copied = sorted(j.partition for j in world.jobs.values() if j.role == c.ROLE_REPLICATION)
+    assert copied == [0, 1, 2]
+    assert world.status.replication is not None and world.status.replication.replicated_indexes == "0-2"

@@ -29,6 +29,7 @@ from paraflow.models import (
 )
 from paraflow.planning import indexsets
 from paraflow.planning.conditions import get_condition, remove_condition, set_condition
+from paraflow.planning.stalls import Stall
 from paraflow.planning.tracking import (
     Budget,
     JobFacts,
@@ -73,6 +74,10 @@ class Observed:
     max_creates: int = 500
     # succeededJobs: Delete keeps this many of a running workflow's newest succeeded Jobs.
     kept_while_running: int = 1000
+    # A child Job with no pod ready or finished for this long is stalled: the reconciler asks why
+    # (sparingly), and ``stall`` is what it learned this pass, if it asked and found a cause.
+    stall_seconds: float = 8.0
+    stall: Stall | None = None
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,10 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
     now = timestamp(obs.now)
     new.observed_generation = obs.generation
     new.start_time = new.start_time or now
+    # The reconciler plans only once it has read the Secret and reached the storage it needs.
+    new.conditions = remove_condition(new.conditions, c.COND_BLOCKED)
     out = Plan(status=new)
+    _replication_mode(out, spec, obs)
     _redrive(out, spec, obs, now)
     if get_condition(new.conditions, c.COND_PARTITIONED) is None:
         _partition_stage(out, spec, obs, now)
@@ -234,6 +242,32 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
     if len(done) > MAX_DELETES_PER_PASS:
         out.requeue_after = min(out.requeue_after or CAPPED_REQUEUE_SECONDS, CAPPED_REQUEUE_SECONDS)
     return _finish(out, status, obs, now)
+
+
+def _replication_mode(out: Plan, spec: WorkflowSpec, obs: Observed) -> None:
+    """A replication mode changed since the records were made (perPartition to afterAll is how a
+    user gets deleteSync): a partition's index and the run-wide copy's 0 are different units, so
+    the records start over, and a unit that already has Jobs in the new mode (from an earlier
+    switch) starts past them."""
+    rs = out.status.replication
+    if spec.replication is None or rs is None or rs.mode == spec.replication.mode:
+        return
+    if rs.mode is not None:
+        unit_of = _replication_unit(spec.replication.mode)
+        earlier = {unit for job in obs.jobs if (unit := unit_of(job)) is not None}
+        budget = Budget(spec.retry, out.status.redrive.count)
+        rs.attempts = fresh_attempts(obs.jobs, unit_of, {}, earlier, budget)
+        rs.replicated_indexes, rs.failed_indexes, rs.failed, rs.start_time = "", "", 0, None
+        out.status.conditions = remove_condition(out.status.conditions, c.COND_REPLICATION_LATE)
+        out.events.append(
+            Event(
+                "Normal",
+                "ReplicationModeChanged",
+                f"replication.mode is {spec.replication.mode} now (was {rs.mode}): what was replicated is "
+                "counted again in the new mode",
+            )
+        )
+    rs.mode = spec.replication.mode
 
 
 def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
@@ -568,6 +602,7 @@ def replication_stage(
     """Plans replication Jobs and accounts finished ones; True when every output is replicated."""
     st = out.status
     rs = st.replication = (st.replication or ReplicationStatus()).model_copy(deep=True)
+    rs.mode = rs.mode or rspec.mode
     budget = Budget(spec.retry, st.redrive.count)
     unit_of = _replication_unit(rspec.mode)
     progress = track(
@@ -695,8 +730,39 @@ def _breached(spec: WorkflowSpec, failed: int, total: int) -> bool:
     return over_count or over_pct
 
 
+def _pods_blocked(out: Plan, obs: Observed, now: str) -> None:
+    """``PodsBlocked`` while a child has waited ``stall_seconds`` for a pod and the reconciler found
+    why; cleared once no child waits that long. No Job event may come while pods are refused, so
+    the pass comes back when the next child would be due."""
+    st = out.status
+    after = obs.stall_seconds
+    ages = [(obs.now - j.created_at).total_seconds() for j in obs.jobs if j.stalled and j.created_at is not None]
+    if ages:
+        soonest = min(after - age if age < after else after for age in ages)
+        out.requeue_after = min(out.requeue_after or soonest, soonest)
+    if not any(age >= after for age in ages):
+        st.conditions = remove_condition(st.conditions, c.COND_PODS_BLOCKED)
+        return
+    if obs.stall is None:
+        return  # not asked this pass, or nothing found: what the last answer said still holds
+    old = get_condition(st.conditions, c.COND_PODS_BLOCKED)
+    if old is None or old.reason != obs.stall.reason:
+        out.events.append(Event("Warning", obs.stall.reason, obs.stall.line()))
+    st.conditions = set_condition(
+        st.conditions, c.COND_PODS_BLOCKED, "True", obs.stall.reason, obs.stall.line(), st.observed_generation, now
+    )
+
+
 def _finish(out: Plan, before: WorkflowStatus, obs: Observed, now: str) -> Plan:
     st = out.status
+    _pods_blocked(out, obs, now)
+    blocked = get_condition(st.conditions, c.COND_PODS_BLOCKED)
+    if blocked is not None and st.phase not in TERMINAL and st.phase != "Suspended":
+        # A run whose pods cannot be created or scheduled is not running: it says why, and goes
+        # back to its phase by itself once the cause is fixed.
+        st.phase, st.message = "Blocked", blocked.message
+    elif before.phase == "Blocked" and st.phase not in TERMINAL:
+        st.message = ""  # the cause is gone (a Secret, the storage, or the pods)
     if st.phase in TERMINAL and st.completion_time is None:
         st.completion_time = now
     if st.phase == "Suspended":
@@ -712,6 +778,6 @@ def _finish(out: Plan, before: WorkflowStatus, obs: Observed, now: str) -> Plan:
     else:
         st.conditions = remove_condition(st.conditions, c.COND_SUSPENDED)
     if st.phase != before.phase:
-        kind: Literal["Normal", "Warning"] = "Warning" if st.phase == "Failed" else "Normal"
+        kind: Literal["Normal", "Warning"] = "Warning" if st.phase in ("Failed", "Blocked") else "Normal"
         out.events.append(Event(kind, st.phase, st.message or f"phase {before.phase} -> {st.phase}"))
     return out

@@ -1,0 +1,97 @@
+"""Pods that cannot be created or scheduled: the planner shows the run as Blocked, says why, and
+lets it go back to its phase by itself once the cause is gone (decided from what the reconciler
+observed: the Jobs' ages and, when it asked, why one stalls)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from paraflow import constants as c
+from paraflow.models import WorkflowStatus
+from paraflow.planning import planner
+from paraflow.planning.conditions import get_condition, set_condition
+from paraflow.planning.planner import JobFacts, JobState, Observed, PlanRead
+from paraflow.planning.stalls import Stall
+from tests.unit.builders import T0, make_spec
+
+pytestmark = pytest.mark.unit
+
+REFUSED = Stall("wf-p0-a1", "FailedCreate", 'pods "wf-p0-a1-x" is forbidden: violates PodSecurity "restricted"')
+
+
+def partition_job(p: int, *, stalled_for: float | None, state: JobState = JobState.ACTIVE) -> JobFacts:
+    job = JobFacts(f"wf-p{p}-a1", c.ROLE_PARTITION, p, 1, state, None if state is JobState.ACTIVE else T0)
+    if stalled_for is None:
+        return job
+    return dataclasses.replace(job, stalled=True, created_at=T0 - dt.timedelta(seconds=stalled_for))
+
+
+def observe(*jobs: JobFacts, stall: Stall | None = None, plan: PlanRead | None = None) -> Observed:
+    done = JobFacts("wf-part-a1", c.ROLE_PARTITIONER, None, 1, JobState.SUCCEEDED, T0)
+    return Observed(jobs=[done, *jobs], generation=1, now=T0, uid="u", plan=plan, stall_seconds=8, stall=stall)
+
+
+def running(total: int) -> WorkflowStatus:
+    return planner.plan(make_spec(), WorkflowStatus(), observe(plan=PlanRead(partition_count=total))).status
+
+
+def test_a_run_whose_pods_are_refused_is_blocked_with_the_reason_in_its_message_and_a_warning() -> None:
+    result = planner.plan(make_spec(), running(1), observe(partition_job(0, stalled_for=30), stall=REFUSED))
+    assert result.status.phase == "Blocked"
+    assert result.status.message == REFUSED.line()
+    cond = get_condition(result.status.conditions, c.COND_PODS_BLOCKED)
+    assert cond is not None and cond.reason == "FailedCreate" and cond.message == REFUSED.line()
+    warned = {(e.type, e.reason) for e in result.events}
+    assert {("Warning", "FailedCreate"), ("Warning", "Blocked")} <= warned
+
+
+def test_a_blocked_run_stays_blocked_between_questions_and_is_not_warned_about_again() -> None:
+    blocked = planner.plan(make_spec(), running(1), observe(partition_job(0, stalled_for=30), stall=REFUSED))
+    again = planner.plan(make_spec(), blocked.status, observe(partition_job(0, stalled_for=31)))
+    assert again.status.phase == "Blocked" and again.status.message == REFUSED.line()
+    assert again.events == []
+
+
+def test_a_blocked_run_goes_back_to_running_by_itself_once_its_pods_run() -> None:
+    blocked = planner.plan(make_spec(), running(2), observe(partition_job(0, stalled_for=30), stall=REFUSED))
+    healed = planner.plan(make_spec(), blocked.status, observe(partition_job(0, stalled_for=None)))
+    assert healed.status.phase == "Running"
+    assert healed.status.message == ""
+    assert get_condition(healed.status.conditions, c.COND_PODS_BLOCKED) is None
+    assert ("Normal", "Running") in {(e.type, e.reason) for e in healed.events}
+
+
+def test_a_child_stalled_for_less_than_stall_seconds_blocks_nothing_and_the_pass_comes_back_when_it_is_due() -> None:
+    result = planner.plan(make_spec(), running(1), observe(partition_job(0, stalled_for=3), stall=REFUSED))
+    assert result.status.phase == "Running"
+    assert get_condition(result.status.conditions, c.COND_PODS_BLOCKED) is None
+    assert result.requeue_after == pytest.approx(5)
+
+
+def test_a_stalled_child_without_a_known_cause_keeps_the_run_running() -> None:
+    result = planner.plan(make_spec(), running(1), observe(partition_job(0, stalled_for=30)))
+    assert result.status.phase == "Running"
+
+
+def test_a_suspended_or_finished_run_keeps_its_phase_while_a_child_is_blocked() -> None:
+    suspended = planner.plan(
+        make_spec(suspend=True), running(2), observe(partition_job(0, stalled_for=30), stall=REFUSED)
+    )
+    assert suspended.status.phase == "Suspended"
+    failed = running(2)
+    failed.phase = "Failed"
+    failed.conditions = set_condition(failed.conditions, c.COND_FAILED, "True", "X", "m", 1, "t")
+    after = planner.plan(make_spec(), failed, observe(partition_job(0, stalled_for=30), stall=REFUSED))
+    assert after.status.phase == "Failed"
+
+
+def test_a_pass_that_reached_the_planner_is_no_longer_blocked_on_storage_and_drops_that_message() -> None:
+    status = running(1)
+    status.phase, status.message = "Blocked", "MinIO at http://x:9000 unreachable; retrying"
+    status.conditions = set_condition(status.conditions, c.COND_BLOCKED, "True", "StorageUnavailable", "m", 1, "t")
+    result = planner.plan(make_spec(), status, observe(partition_job(0, stalled_for=None)))
+    assert result.status.phase == "Running" and result.status.message == ""
+    assert get_condition(result.status.conditions, c.COND_BLOCKED) is None
