@@ -573,6 +573,15 @@ class WorkflowSpec(_Model):
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, le=365 * 86400, description="Delete the workflow (and its Jobs) this long after it finished"
     )
+    progress_deadline_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=30 * 86400,
+        description="A run whose every active child Job has waited this long for a pod (refused, unschedulable, "
+        "no image), with nothing else moving, fails with reason ProgressDeadlineExceeded; its stuck Jobs are "
+        "deleted, its manifest is written, and a redrive re-runs what did not finish. A child with a pod running "
+        "is progress, however long it takes",
+    )
     succeeded_jobs: Literal["Retain", "Delete"] = Field(
         default="Retain",
         description="Succeeded partition Jobs: Retain keeps them (and their pods' logs) until the workflow is "
@@ -686,6 +695,11 @@ class WorkflowStatus(_Model):
     output_prefix: str = Field(default="", description="Where this run's outputs live: <output.prefix><uid>/")
     manifest: str = ""
     message: str = ""
+    no_progress_since: str | None = Field(
+        default=None,
+        description="Since when (RFC 3339) every active child Job has waited for a pod with nothing else moving; "
+        "the run fails spec.progressDeadlineSeconds after it",
+    )
     start_time: str | None = None
     completion_time: str | None = None
     conditions: list[Condition] = Field(default_factory=list, max_length=16)

@@ -364,7 +364,7 @@ class Reconciler:
             sent.add(name)
 
         await asyncio.gather(*(delete(n) for n in todo))
-        log.info("%s/%s: deleted %d succeeded Job(s)", wf.namespace, wf.name, len(todo) - len(failures))
+        log.info("%s/%s: deleted %d Job(s)", wf.namespace, wf.name, len(todo) - len(failures))
         if failures:
             log.warning(
                 "%s/%s: %d succeeded Job(s) not deleted (retried later), e.g. %s",

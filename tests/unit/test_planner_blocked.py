@@ -13,9 +13,10 @@ from paraflow import constants as c
 from paraflow.models import WorkflowStatus
 from paraflow.planning import planner
 from paraflow.planning.conditions import get_condition, set_condition
-from paraflow.planning.planner import JobFacts, JobState, Observed, PlanRead
+from paraflow.planning.planner import CreatePartition, JobFacts, JobState, Observed, PlanRead
 from paraflow.planning.stalls import Stall
 from tests.unit.builders import T0, make_spec
+from tests.unit.world import World
 
 pytestmark = pytest.mark.unit
 
@@ -95,3 +96,54 @@ def test_a_pass_that_reached_the_planner_is_no_longer_blocked_on_storage_and_dro
     result = planner.plan(make_spec(), status, observe(partition_job(0, stalled_for=None)))
     assert result.status.phase == "Running" and result.status.message == ""
     assert get_condition(result.status.conditions, c.COND_BLOCKED) is None
+
+
+def partitions_wait(action: object) -> JobState:
+    """The partitioner runs; every partition's Job stays active."""
+    return JobState.ACTIVE if isinstance(action, CreatePartition) else JobState.SUCCEEDED
+
+
+def test_a_run_whose_pods_never_run_fails_at_its_progress_deadline_keeping_its_manifest_and_redrive_reruns_it() -> None:
+    """Partition 0 succeeds; partition 1's pods are refused and never run."""
+
+    def outcome(action: object) -> JobState:
+        return JobState.ACTIVE if isinstance(action, CreatePartition) and action.index == 1 else JobState.SUCCEEDED
+
+    world = World(make_spec(progressDeadlineSeconds=60, maxConcurrency=2), partitions=2, outcome=outcome)
+    world.step()  # the partitioner
+    world.step()  # both partitions
+    world.jobs["wf-p1-a1"] = dataclasses.replace(world.jobs["wf-p1-a1"], stalled=True)
+    world.step()  # records partition 0's success: progress
+    world.step()
+    assert world.status.phase == "Running" and world.status.no_progress_since is not None
+    status = world.run(passes=100, seconds=5)
+    assert status.phase == "Failed", status
+    failed = get_condition(status.conditions, c.COND_FAILED)
+    assert failed is not None and failed.reason == "ProgressDeadlineExceeded"
+    assert "no progress for 60s" in failed.message
+    assert "wf-p1-a1" not in world.jobs, "the stuck Job is deleted"
+    assert status.manifest, "the manifest indexes what succeeded"
+    assert status.succeeded_indexes == "0"
+
+    world.outcome = lambda _: JobState.SUCCEEDED
+    world.redrive("after-fix")
+    assert world.run().phase == "Succeeded", world.status
+
+
+def test_a_long_partition_with_a_pod_running_is_progress_however_long_it_takes() -> None:
+    world = World(make_spec(progressDeadlineSeconds=60), partitions=1, outcome=partitions_wait)
+    for _ in range(100):
+        world.step(seconds=10)
+    assert world.status.phase == "Running" and world.status.no_progress_since is None
+
+
+def test_a_suspended_run_waits_without_a_deadline() -> None:
+    world = World(make_spec(progressDeadlineSeconds=60), partitions=2, outcome=partitions_wait)
+    world.step()
+    world.step()
+    world.edit(suspend=True)
+    for job in list(world.jobs.values()):
+        world.jobs[job.name] = dataclasses.replace(job, stalled=True)
+    for _ in range(50):
+        world.step(seconds=10)
+    assert world.status.phase == "Suspended"

@@ -233,7 +233,7 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
     if get_condition(new.conditions, c.COND_PARTITIONED) is None:
         _partition_stage(out, spec, obs, now)
         if get_condition(new.conditions, c.COND_PARTITIONED) is None:
-            return _finish(out, status, obs, now)
+            return _finish(out, spec, status, obs, now)
     _fan_out(out, spec, obs, now)
     # Written by this pass's status patch, which the reconciler sends before any delete.
     keep = 0 if out.status.phase in TERMINAL else obs.kept_while_running
@@ -241,7 +241,7 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
     out.deletes = done[:MAX_DELETES_PER_PASS]
     if len(done) > MAX_DELETES_PER_PASS:
         out.requeue_after = min(out.requeue_after or CAPPED_REQUEUE_SECONDS, CAPPED_REQUEUE_SECONDS)
-    return _finish(out, status, obs, now)
+    return _finish(out, spec, status, obs, now)
 
 
 def _replication_mode(out: Plan, spec: WorkflowSpec, obs: Observed) -> None:
@@ -753,9 +753,59 @@ def _pods_blocked(out: Plan, obs: Observed, now: str) -> None:
     )
 
 
-def _finish(out: Plan, before: WorkflowStatus, obs: Observed, now: str) -> Plan:
+def _milestones(st: WorkflowStatus) -> tuple[object, ...]:
+    """What moves when a run makes progress."""
+    rs, rd = st.replication, st.reduce
+    return (
+        st.partitions.total,
+        st.succeeded_indexes,
+        st.failed_indexes,
+        st.manifest,
+        (rs.replicated_indexes, rs.failed_indexes, rs.objects) if rs is not None else None,
+        (rd.phase, rd.attempt) if rd is not None else None,
+    )
+
+
+def _progress_deadline(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, obs: Observed, now: str) -> None:
+    """A run whose every active child waits for a pod, with nothing else moving, fails once that
+    has lasted ``progressDeadlineSeconds`` instead of waiting forever. Its stuck Jobs go (the
+    failed run writes its manifest once nothing is active), and a redrive re-runs them."""
+    st = out.status
+    active = [j for j in obs.jobs if j.state is JobState.ACTIVE]
+    stuck = (
+        st.phase not in TERMINAL
+        and not spec.suspend
+        and bool(active)
+        and all(j.stalled for j in active)
+        and not out.creates
+        and _milestones(st) == _milestones(before)
+    )
+    if not stuck:
+        st.no_progress_since = None
+        return
+    st.no_progress_since = st.no_progress_since or now
+    since = dt.datetime.fromisoformat(st.no_progress_since.replace("Z", "+00:00"))
+    left = spec.progress_deadline_seconds - (obs.now - since).total_seconds()
+    if left > 0:
+        out.requeue_after = min(out.requeue_after or left, left)
+        return
+    blocked = get_condition(st.conditions, c.COND_PODS_BLOCKED)
+    why = blocked.message if blocked is not None else "no child Job got a pod running"
+    _fail(
+        out,
+        "ProgressDeadlineExceeded",
+        f"no progress for {spec.progress_deadline_seconds}s (spec.progressDeadlineSeconds): {why}; its waiting Jobs "
+        "are deleted and a redrive re-runs them",
+        now,
+    )
+    st.no_progress_since = None
+    out.deletes += [j.name for j in active if j.name not in out.deletes]
+
+
+def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, obs: Observed, now: str) -> Plan:
     st = out.status
     _pods_blocked(out, obs, now)
+    _progress_deadline(out, spec, before, obs, now)
     blocked = get_condition(st.conditions, c.COND_PODS_BLOCKED)
     if blocked is not None and st.phase not in TERMINAL and st.phase != "Suspended":
         # A run whose pods cannot be created or scheduled is not running: it says why, and goes
