@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import ValidationError
+
 from paraflow import constants as c
 from paraflow.models import TERMINAL, WorkflowSpec, WorkflowStatus
 from paraflow.planning import planner
@@ -31,8 +33,9 @@ Create = CreatePartitioner | CreatePartition | CreateReduce | CreateReplication
 Outcome = Callable[[Create], JobState]
 
 
-def job_for(spec: WorkflowSpec, action: Create, state: JobState, at: dt.datetime) -> JobFacts:
-    """The Job the reconciler would create for ``action``, named as builders name it."""
+def job_for(spec: WorkflowSpec, status: WorkflowStatus, action: Create, state: JobState, at: dt.datetime) -> JobFacts:
+    """The Job the reconciler would create for ``action`` in a pass that wrote ``status``, named as
+    builders name it."""
     finished = None if state is JobState.ACTIVE else at
     if isinstance(action, CreatePartition):
         return JobFacts(
@@ -68,7 +71,8 @@ def job_for(spec: WorkflowSpec, action: Create, state: JobState, at: dt.datetime
             finished,
             created_at=at,
         )
-    return JobFacts("wf-part-a1", c.ROLE_PARTITIONER, None, 1, state, finished, created_at=at)
+    attempt = status.redrive.count + 1  # as the reconciler numbers the partitioner
+    return JobFacts(f"wf-part-a{attempt}", c.ROLE_PARTITIONER, None, attempt, state, finished, created_at=at)
 
 
 @dataclass
@@ -106,7 +110,7 @@ class World:
         if result.manifest is not None:
             result.status.manifest = "s3://out/_paraflow/uid-1/manifest.json"
         for action in result.creates:
-            job = job_for(self.spec, action, self.outcome(action), self.now)
+            job = job_for(self.spec, result.status, action, self.outcome(action), self.now)
             self.jobs.setdefault(job.name, job)
         for name in result.deletes:
             self.jobs.pop(name, None)
@@ -131,8 +135,9 @@ class World:
             if job.state is JobState.ACTIVE:
                 self.jobs[name] = replace(job, state=state, finished_at=self.now)
 
-    def edit(self, **changes: Any) -> None:
-        """A spec edit, as ``kubectl patch`` makes it (dotted keys reach into the spec)."""
+    def edit(self, **changes: Any) -> bool:
+        """A spec edit, as ``kubectl patch`` makes it (dotted keys reach into the spec); False, and
+        nothing changed, when admission would refuse the result."""
         body = self.spec.model_dump(by_alias=True, exclude_none=True)
         for dotted, value in changes.items():
             *path, last = dotted.split(".")
@@ -140,7 +145,11 @@ class World:
             for key in path:
                 node = node.setdefault(key, {})
             node[last] = value
-        self.spec = WorkflowSpec.model_validate(body)
+        try:
+            self.spec = WorkflowSpec.model_validate(body)
+        except ValidationError:
+            return False
+        return True
 
     def redrive(self, token: str) -> None:
         self.redrive_token = token
