@@ -1,28 +1,32 @@
-"""The ``paraflow`` commands."""
+"""The ``paraflow`` commands.
+
+Imported for every command, ``--help`` included, so only what every command needs is imported here:
+typer, rich's console, and paraflow's own small modules. The rest (the Kubernetes client, through
+``kube``; pydantic's models, yaml, MinIO, kopf and asyncio) is imported by the commands that use
+it, inside them; ``tests/unit/test_cli_imports.py`` holds that, ``bench/cli`` times it.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
-from minio import Minio
-from pydantic import ValidationError
 from rich.console import Console
 
 from paraflow import constants as c
 from paraflow.cli import kube
-from paraflow.cli.render import WatchView, status_table
 from paraflow.k8s import names
-from paraflow.models import TERMINAL, WorkflowSpec, parse_bytes, spec_error
 from paraflow.planning import indexsets
+
+if TYPE_CHECKING:
+    from minio import Minio
+
+    from paraflow.models import WorkflowSpec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True, soft_wrap=True)  # long s3:// URLs stay on one line, copyable
@@ -43,6 +47,9 @@ def operator(
     log_format: Annotated[str, typer.Option(help="full (with timestamps), plain or json")] = "full",
 ) -> None:
     """Run the operator (all namespaces unless --namespace is given)."""
+    import asyncio
+    import logging
+
     import kopf
 
     from paraflow import handlers  # noqa: F401  (registers the handlers)
@@ -66,6 +73,8 @@ def operator(
 
 
 def _load_file(path: Path) -> dict[str, Any]:
+    import yaml
+
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -76,6 +85,10 @@ def _load_file(path: Path) -> dict[str, Any]:
 
 
 def _validate(doc: dict[str, Any]) -> WorkflowSpec:
+    from pydantic import ValidationError
+
+    from paraflow.models import WorkflowSpec, spec_error
+
     try:
         return WorkflowSpec.model_validate(doc.get("spec") or {})
     except ValidationError as e:
@@ -119,6 +132,9 @@ def watch(
 
 
 def _follow(name: str, namespace: str, timeout: float) -> None:
+    from paraflow.cli.render import WatchView
+    from paraflow.models import TERMINAL
+
     deadline = time.monotonic() + timeout
     with WatchView.make(console) as progress:
         view = WatchView(progress)
@@ -148,6 +164,10 @@ def status(
     output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")] = "table",
 ) -> None:
     """Phase, counts, failed partitions with their last error, replication."""
+    import yaml
+
+    from paraflow.cli.render import status_table
+
     kube.load()
     obj = kube.get_workflow(name, namespace)
     if output == "json":
@@ -289,6 +309,7 @@ def plan(
     """Dry-run the built-in partitioner from here and summarise the partitions it would make.
     Credentials: env PARAFLOW_S3_ACCESS_KEY/SECRET_KEY, else the workflow's Secret."""
     from paraflow.k8s.builders import reader_config
+    from paraflow.models import parse_bytes
     from paraflow_worker.partition import partitions_of
     from paraflow_worker.readers import InputProblem
 

@@ -3,6 +3,10 @@
 Synchronous (a CLI has nothing else to do meanwhile). Responses are read raw
 (``_preload_content=False``) so that callers deal in the same dicts ``kubectl get -o json``
 prints, not in the client's optional-everything model classes.
+
+The client is imported by the first call that needs it, never by importing this module: the CLI
+imports this for every command, ``--help`` included, and the client costs more than the rest of
+the CLI together (``bench/cli``).
 """
 
 from __future__ import annotations
@@ -10,16 +14,19 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from typing import Any
-
-from kubernetes import client, config
+from typing import TYPE_CHECKING, Any
 
 from paraflow import constants as c
+
+if TYPE_CHECKING:
+    from kubernetes import client
 
 Doc = dict[str, Any]
 
 
 def load() -> None:
+    from kubernetes import config
+
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -38,6 +45,8 @@ def _raw(call: Callable[..., Any], *args: Any) -> str:
 
 
 def _custom() -> client.CustomObjectsApi:
+    from kubernetes import client
+
     return client.CustomObjectsApi()
 
 
@@ -58,6 +67,8 @@ def create_workflow(namespace: str, body: Doc, dry_run: bool = False) -> Doc:
 
 def workflow_events(name: str, namespace: str, reason: str) -> list[str]:
     """Messages of the workflow's Events with ``reason``, oldest first."""
+    from kubernetes import client
+
     selector = f"involvedObject.kind={c.KIND},involvedObject.name={name},reason={reason}"
     items = _json(client.CoreV1Api().list_namespaced_event, namespace, field_selector=selector)["items"]
     items.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
@@ -70,6 +81,8 @@ def labels(obj: Doc) -> dict[str, str]:
 
 
 def partition_jobs(name: str, namespace: str) -> list[Doc]:
+    from kubernetes import client
+
     selector = f"{c.LABEL_WORKFLOW}={name},{c.LABEL_ROLE}={c.ROLE_PARTITION}"
     items: list[Doc] = _json(client.BatchV1Api().list_namespaced_job, namespace, label_selector=selector)["items"]
     return items
@@ -77,6 +90,8 @@ def partition_jobs(name: str, namespace: str) -> list[Doc]:
 
 def failure_of(job: Doc, namespace: str) -> str:
     """Why a partition Job failed: its failed pod's exit code and reason, else the Job's condition."""
+    from kubernetes import client
+
     job_name = job["metadata"]["name"]
     pods = _json(client.CoreV1Api().list_namespaced_pod, namespace, label_selector=f"job-name={job_name}")["items"]
     for pod in pods:
@@ -91,6 +106,8 @@ def failure_of(job: Doc, namespace: str) -> str:
 
 
 def pod_logs(job_name: str, namespace: str, shard: int | None) -> list[tuple[str, str]]:
+    from kubernetes import client
+
     core = client.CoreV1Api()
     selector = f"job-name={job_name}"
     if shard is not None:
@@ -102,15 +119,21 @@ def pod_logs(job_name: str, namespace: str, shard: int | None) -> list[tuple[str
 
 
 def read_secret(namespace: str, name: str) -> dict[str, str]:
+    from kubernetes import client
+
     data = _json(client.CoreV1Api().read_namespaced_secret, name, namespace).get("data") or {}
     return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
 def deployment_available(name: str, namespace: str) -> bool:
+    from kubernetes import client
+
     status = _json(client.AppsV1Api().read_namespaced_deployment, name, namespace).get("status") or {}
     return int(status.get("availableReplicas") or 0) >= 1
 
 
 def crd_served(name: str) -> bool:
+    from kubernetes import client
+
     status = _json(client.ApiextensionsV1Api().read_custom_resource_definition, name).get("status") or {}
     return any(x.get("type") == "Established" and x.get("status") == "True" for x in status.get("conditions") or [])
