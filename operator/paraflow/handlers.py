@@ -42,9 +42,11 @@ SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/names
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     ours = Settings()
+    identity = _identity(ours)
     settings.posting.level = logging.INFO  # only our Events; kopf's own handler chatter stays in logs
     settings.posting.reporting_component = c.USER_AGENT_PRODUCT  # `kubectl describe`: "From paraflow-operator"
-    settings.posting.reporting_instance = socket.gethostname()
+    # Events name the replica that wrote them (`kubectl describe`: "From paraflow-operator, <identity>").
+    settings.posting.reporting_instance = identity
     settings.posting.event_name_prefix = "paraflow-event-"
     settings.watching.server_timeout = ours.watch_server_timeout_seconds
     settings.watching.client_timeout = ours.watch_client_timeout_seconds
@@ -62,7 +64,6 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    identity = ours.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
     elector = _elector(ours, identity) if ours.leader_election else None
     fence = elector.fence if elector is not None else _always
     api = KubeApi(
@@ -142,6 +143,13 @@ def _state(memo: Any) -> dict[str, Any]:
     election = memo.get("election")
     electing = election is None or not election.done()
     return {"healthy": electing, "leading": memo.loops.active, "workflows": len(memo.loops.loops)}
+
+
+def _identity(ours: Settings) -> str:
+    """This replica's name in the Lease, Events and user agent: PARAFLOW_IDENTITY (the chart sets
+    the pod's name, which a restarted container keeps, so it re-takes its own Lease at once), or
+    the host name with a suffix, so two processes on one host never share one."""
+    return ours.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 def _api_client(pool_size: int, identity: str) -> client.ApiClient:

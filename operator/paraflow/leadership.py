@@ -27,6 +27,7 @@ from paraflow.planning.lease import (
     may_hold,
     next_try_in,
     released,
+    takeover_in,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class Elector:
         # can act until its renew deadline, which began before our create.
         self.acting_from = 0.0
         self._unreachable = False
+        # The other holder this replica last said it waits for: said once per holder, not every try.
+        self._waiting_for = ""
 
     def leading(self) -> bool:
         return self._gate_left() > 0
@@ -102,6 +105,7 @@ class Elector:
             if record.holder != self.identity:
                 self.renew_started = None  # taken over or released: shut the gate now, not at the deadline
         if not may_hold(self.observed, self.identity, self.clock(), self.timings):
+            self._say_who_holds_it()
             return False
         current = None if read is None else read[0]
         record = claim(current, self.identity, self.wall(), self.timings)
@@ -179,6 +183,19 @@ class Elector:
                     return announced
         finally:
             pending.cancel()
+
+    def _say_who_holds_it(self) -> None:
+        observed = self.observed
+        if observed is None or observed.record.holder == self._waiting_for:
+            return
+        self._waiting_for = observed.record.holder
+        left = takeover_in(observed, self.clock(), self.timings)
+        log.info(
+            "standing by as %s: the Lease is held by %s; taken over in %.0fs unless it renews",
+            self.identity,
+            observed.record.holder,
+            left,
+        )
 
     def _attempt(self) -> None:
         try:

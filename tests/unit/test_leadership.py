@@ -429,3 +429,26 @@ def test_passes_started_by_taking_the_lease_run_in_the_handlers_context() -> Non
 
 async def _activate(loops: WorkflowLoops) -> None:
     loops.activate()
+
+
+def test_a_standby_says_once_who_holds_the_lease_and_when_it_may_take_over(caplog: pytest.LogCaptureFixture) -> None:
+    lease, clock = FakeLease(), Clock()
+    a, b = elector(lease, "a", clock), elector(lease, "b", clock)
+    a.try_acquire_or_renew()
+    clock.now += 3
+    with caplog.at_level("INFO", logger="paraflow.leadership"):
+        b.try_acquire_or_renew()  # first sight of a's record: a whole lease from now
+        clock.now += 2
+        b.try_acquire_or_renew()
+    said = [r.getMessage() for r in caplog.records if "standing by" in r.getMessage()]
+    assert said == ["standing by as b: the Lease is held by a; taken over in 15s unless it renews"]
+
+
+def test_a_restarted_replica_with_the_same_identity_takes_its_own_lease_back_at_once() -> None:
+    """A container restarted in the same pod keeps the pod's name: it does not wait out itself."""
+    lease, clock = FakeLease(), Clock()
+    assert elector(lease, "pod-0", clock).try_acquire_or_renew()
+    clock.now += 1
+    restarted = elector(lease, "pod-0", clock)
+    assert restarted.try_acquire_or_renew()
+    assert lease.record is not None and lease.record.transitions == 1, "still its own tenure"

@@ -74,6 +74,12 @@ def may_hold(observed: Observed | None, me: str, now: float, timings: Timings) -
     return now >= observed.changed_at + (record.lease_duration_seconds or timings.lease_duration)
 
 
+def takeover_in(observed: Observed, now: float, timings: Timings) -> float:
+    """Seconds until a standby may take the Lease if its holder does not renew it (0: now)."""
+    duration = observed.record.lease_duration_seconds or timings.lease_duration
+    return max(0.0, observed.changed_at + duration - now)
+
+
 def claim(current: Record | None, me: str, wall: dt.datetime, timings: Timings) -> Record:
     """The record ``me`` writes to take the Lease or to renew it."""
     seconds = math.ceil(timings.lease_duration)
