@@ -618,11 +618,14 @@ class WorkflowSpec(_Model):
 
 
 class PartitionCounts(_Model):
+    """pending + running + succeeded + failed + notRun = total."""
+
     total: int = 0
-    pending: int = 0
+    pending: int = Field(default=0, description="Not started yet, and the run may still start them")
     running: int = 0
     succeeded: int = 0
-    failed: int = 0
+    failed: int = Field(default=0, description="Failed for good: after their last attempt, or non-retryable")
+    not_run: int = Field(default=0, description="Never started by a run that failed: a redrive runs them")
 
 
 class Condition(_Model):
@@ -726,6 +729,7 @@ def printer_columns() -> list[dict[str, Any]]:
         {"name": "Running", "type": "integer", "jsonPath": ".status.partitions.running"},
         {"name": "Pending", "type": "integer", "jsonPath": ".status.partitions.pending"},
         {"name": "Failed", "type": "integer", "jsonPath": ".status.partitions.failed"},
+        {"name": "NotRun", "type": "integer", "jsonPath": ".status.partitions.notRun", "priority": 1},
         {"name": "Replicated", "type": "integer", "jsonPath": ".status.replication.objects"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},

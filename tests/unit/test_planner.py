@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -62,6 +63,7 @@ def test_a_read_plan_fans_out_lowest_indexes_first_up_to_max_concurrency() -> No
         "running": 3,
         "succeeded": 0,
         "failed": 0,
+        "notRun": 0,
     }
     assert result.status.phase == "Running"
 
@@ -106,6 +108,19 @@ def test_exhausted_attempts_fail_the_workflow_when_nothing_is_tolerated() -> Non
     failed = next(cnd for cnd in result.status.conditions if cnd.type == c.COND_FAILED)
     assert failed.reason == "FailureToleranceExceeded"
     assert {e.reason for e in result.events} >= {"PartitionsFailed", "Failed"}
+    # Partition 2 never started: not "pending" on a run that will start nothing more.
+    assert (result.status.partitions.pending, result.status.partitions.not_run) == (0, 1)
+
+
+def test_a_non_retryable_failure_is_named_as_such_and_not_retried() -> None:
+    status = partitioned(2)
+    final = dataclasses.replace(part(0, 1, JobState.FAILED), retryable=False)
+    result = planner.plan(make_spec(), status, observe(final, part(1, 1, JobState.SUCCEEDED)))
+    said = [e.message for e in result.events if e.reason == "PartitionsFailed"]
+    assert said == [
+        "partition(s) 0 failed with a non-retryable exit code (processor.nonRetryableExitCodes): not retried"
+    ]
+    assert result.creates == [] and result.status.failed_indexes == "0"
 
 
 def test_failures_within_the_tolerated_count_still_succeed_with_a_manifest() -> None:

@@ -114,9 +114,13 @@ class Runs(RuleBasedStateMachine):
     def counters_add_up_and_never_pass_their_total(self) -> None:
         st_ = self.world.status
         counts = st_.partitions
-        assert min(counts.pending, counts.running, counts.succeeded, counts.failed) >= 0, counts
+        assert min(counts.pending, counts.running, counts.succeeded, counts.failed, counts.not_run) >= 0, counts
         if counts.total:
-            assert counts.pending + counts.running + counts.succeeded + counts.failed == counts.total, counts
+            assert (
+                sum((counts.pending, counts.running, counts.succeeded, counts.failed, counts.not_run)) == counts.total
+            )
+        if st_.phase == "Failed":
+            assert counts.pending == 0, "a failed run starts nothing more: nothing of it is pending"
         assert counts.succeeded >= self.best_succeeded, "a recorded success was lost"
         self.best_succeeded = counts.succeeded
         rs = st_.replication

@@ -28,7 +28,8 @@ def status_table(obj: dict[str, Any], failures: dict[int, str]) -> Group:
     summary.add_row(
         "partitions",
         f"{parts.get('succeeded', 0)}/{parts.get('total', 0)} succeeded, "
-        f"{parts.get('running', 0)} running, {parts.get('pending', 0)} pending, {parts.get('failed', 0)} failed",
+        f"{parts.get('running', 0)} running, {parts.get('pending', 0)} pending, {parts.get('failed', 0)} failed"
+        + (f", {parts['notRun']} not run (a redrive runs them)" if parts.get("notRun") else ""),
     )
     if st.get("attempts"):
         summary.add_row("retried", ", ".join(f"attempt {a}: {idx}" for a, idx in st["attempts"].items()))

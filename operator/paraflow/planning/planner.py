@@ -402,12 +402,22 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     progress = track(
         jobs, _partition_of, st.attempts, st.succeeded_indexes, st.failed_indexes, budget, obs.uid, obs.now
     )
-    if progress.newly_failed:
+    final = {u for u in progress.newly_failed if (job := progress.current_job(u)) is not None and not job.retryable}
+    if progress.newly_failed - final:
         out.events.append(
             Event(
                 "Warning",
                 "PartitionsFailed",
-                f"partition(s) {indexsets.compress(progress.newly_failed)} failed after their last attempt",
+                f"partition(s) {indexsets.compress(progress.newly_failed - final)} failed after their last attempt",
+            )
+        )
+    if final:
+        out.events.append(
+            Event(
+                "Warning",
+                "PartitionsFailed",
+                f"partition(s) {indexsets.compress(final)} failed with a non-retryable exit code "
+                "(processor.nonRetryableExitCodes): not retried",
             )
         )
     failed = progress.failed
@@ -806,6 +816,11 @@ def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, obs: Observed
     st = out.status
     _pods_blocked(out, obs, now)
     _progress_deadline(out, spec, before, obs, now)
+    counts = st.partitions
+    if counts.total:
+        unstarted = counts.total - counts.succeeded - counts.failed - counts.running
+        # A failed run starts nothing more: what it never started is not "pending".
+        counts.not_run, counts.pending = (unstarted, 0) if st.phase == "Failed" else (0, unstarted)
     blocked = get_condition(st.conditions, c.COND_PODS_BLOCKED)
     if blocked is not None and st.phase not in TERMINAL and st.phase != "Suspended":
         # A run whose pods cannot be created or scheduled is not running: it says why, and goes
