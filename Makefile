@@ -1,20 +1,17 @@
 # The two commands a newcomer needs are `make demo` and `make test`; the rest are parts of them.
-.PHONY: demo test unit e2e-node e2e-kind cluster-up cluster-down crds build
+.PHONY: demo test unit e2e-kind cluster-up cluster-down crds build
 
 demo:           ## set everything up on this machine and run the demo workflow
 	hack/demo.sh
 
-test:           ## every test: static checks, unit, integration, e2e on the two local clusters and kind
+test:           ## every test once, on the tier where it can fail: static checks, unit, the local cluster, kind
 	hack/test.sh
 
-e2e-node:       ## integration + e2e on the real-kubelet cluster only: our images in real pods (root)
-	PARAFLOW_CLUSTER_NODE=kubelet hack/test.sh
-
-e2e-kind:       ## the same suite on kind (node image built offline; PARAFLOW_KIND_IMAGE=kindest/node:... for the stock one)
+e2e-kind:       ## every tier any cluster can run, on kind (node image built offline; PARAFLOW_KIND_IMAGE=kindest/node:... for the stock one)
 	hack/e2e-kind.sh
 
-unit:           ## the fast tier only (no cluster)
-	hack/python.sh && .venv/bin/python -m pytest tests/unit -q
+unit:           ## the unit tier only (no cluster)
+	hack/python.sh && .venv/bin/python -m pytest -m unit -q
 
 build:          ## build and cache every binary the local cluster needs
 	hack/build.sh all

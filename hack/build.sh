@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once) every binary the local test environment needs, from the Go module proxy,
 # into $CACHE_DIR/bin/<name>-<version>/. Re-running builds only what is missing.
-#   hack/build.sh [all|node|kind-node|<one binary>]...
-# `node` is what the real-kubelet node needs on top of `all` (hack/node.sh); `kind-node` what
-# the offline kind node image is made of (hack/kind-image.sh).
+#   hack/build.sh [all|kind-node|<one binary>]...
+# `kind-node` is what the offline kind node image is made of (hack/kind-image.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -42,7 +41,7 @@ build_k8s_mains() { # cache-name main...   (each main is k8s.io/kubernetes/cmd/<
     done
     mkdir -p "$out.tmp"
     [ ${#static[@]} -eq 0 ] || CGO_ENABLED=0 go build -trimpath -ldflags "$ldf" -o "$out.tmp/" "${static[@]}"
-    # The kubelet keeps cgo (as released): it runs on this host or in a node of the same Debian.
+    # The kubelet keeps cgo (as released): it runs in a kind node of the same Debian.
     case " $* " in *" kubelet "*) go build -trimpath -ldflags "$ldf" -o "$out.tmp/" k8s.io/kubernetes/cmd/kubelet ;; esac
   )
   rm -rf "$out" "$work"; mv "$out.tmp" "$out"
@@ -122,9 +121,8 @@ targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=(all)
 for t in "${targets[@]}"; do
   case $t in
     all) build_etcd; build_kwok; build_minio; build_mc; build_helm; build_k8s ;;
-    node) build_k8s; build_crictl; build_pause ;;
     kind-node) build_k8s; build_kubeadm; build_etcd_at "$KIND_ETCD_VERSION"; build_coredns; build_crictl; build_pause ;;
     k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns) "build_$t" ;;
-    *) die "unknown target '$t' (all|node|kind-node|k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns)" ;;
+    *) die "unknown target '$t' (all|kind-node|k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns)" ;;
   esac
 done

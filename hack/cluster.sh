@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # The local test cluster: a real Kubernetes control plane, KWOK fake nodes, the test pod
-# runner and two MinIO servers, all as processes on 127.0.0.1.
-# With PARAFLOW_CLUSTER_NODE=kubelet (root only) the pod runner and KWOK give way to a real
-# node: kubelet, containerd and kube-proxy running our images (hack/node.sh); the apiserver and
-# MinIO then listen on the node's bridge address so pods reach them. That cluster has its own
-# state directory (/tmp/paraflow-node) and ports, so it can run beside the default one.
+# runner and two MinIO servers, all as processes on 127.0.0.1. Real containers are kind's
+# (hack/e2e-kind.sh): the same kubelet, containerd and runc, in a node users test with.
 #   hack/cluster.sh up       build what is missing, start everything, wait for health
 #   hack/cluster.sh down     stop every process this script started (by recorded PID)
 #   hack/cluster.sh status   one line per component
@@ -15,17 +12,13 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-NODE_MODE=$CLUSTER_NODE
-case $NODE_MODE in podrunner|kubelet) ;; *) die "PARAFLOW_CLUSTER_NODE must be podrunner or kubelet, not '$NODE_MODE'" ;; esac
-# The kubelet-node cluster's ports are 10000 higher, so the two clusters never collide.
-PORT_SHIFT=0; [ "$NODE_MODE" = kubelet ] && PORT_SHIFT=10000
-API_PORT=${PARAFLOW_API_PORT:-$((16443 + PORT_SHIFT))}
-ETCD_PORT=${PARAFLOW_ETCD_PORT:-$((12379 + PORT_SHIFT))}
-KCM_PORT=${PARAFLOW_KCM_PORT:-$((10357 + PORT_SHIFT))}
-SCHED_PORT=${PARAFLOW_SCHED_PORT:-$((10359 + PORT_SHIFT))}
+API_PORT=${PARAFLOW_API_PORT:-16443}
+ETCD_PORT=${PARAFLOW_ETCD_PORT:-12379}
+KCM_PORT=${PARAFLOW_KCM_PORT:-10357}
+SCHED_PORT=${PARAFLOW_SCHED_PORT:-10359}
 KWOK_PORT=${PARAFLOW_KWOK_PORT:-10347}
-MINIO_PORT=${PARAFLOW_MINIO_PORT:-$((19000 + PORT_SHIFT))}
-MINIO2_PORT=${PARAFLOW_MINIO2_PORT:-$((19100 + PORT_SHIFT))}
+MINIO_PORT=${PARAFLOW_MINIO_PORT:-19000}
+MINIO2_PORT=${PARAFLOW_MINIO2_PORT:-19100}
 KWOK_NODES=${PARAFLOW_KWOK_NODES:-2}
 KUBELET_PORT=${PARAFLOW_KUBELET_PORT:-10350}
 PODRUNNER_NODE=podrunner
@@ -41,12 +34,6 @@ PKI=$STATE_DIR/pki
 KUBECONFIG_FILE=$STATE_DIR/admin.kubeconfig
 LISTEN_IP=127.0.0.1
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok podrunner minio minio2 operator)
-if [ "$NODE_MODE" = kubelet ]; then
-  # shellcheck source=node.sh
-  source "$HACK_DIR/node.sh"
-  LISTEN_IP=$NODE_IP
-  COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy minio minio2 operator)
-fi
 API_URL=https://$LISTEN_IP:$API_PORT
 
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
@@ -60,7 +47,8 @@ start() { # name env-assignments... -- command...
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done; shift
   alive "$name" && { log "$name already running"; return 0; }
-  env "${envs[@]}" setsid "$@" >"$LOGS/$name.log" 2>&1 < /dev/null &
+  # Appended, never truncated: a restarted component's log keeps its predecessor's last lines.
+  env "${envs[@]}" setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! >"$PIDS/$name.pid"
 }
 
@@ -152,11 +140,8 @@ YAML
 }
 
 start_apiserver() {
-  local kubelet_client=()
-  [ "$NODE_MODE" = kubelet ] && kubelet_client=(--kubelet-client-certificate="$PKI/kubelet-client.crt"
-    --kubelet-client-key="$PKI/kubelet-client.key")
   start kube-apiserver -- "$K8S_BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address="$LISTEN_IP" --advertise-address="$LISTEN_IP" --secure-port="$API_PORT" "${kubelet_client[@]}" \
+    --bind-address="$LISTEN_IP" --advertise-address="$LISTEN_IP" --secure-port="$API_PORT" \
     --kubelet-preferred-address-types=InternalIP,Hostname \
     --cert-dir="$PKI" --authorization-mode=Node,RBAC --token-auth-file="$PKI/tokens.csv" \
     --service-account-issuer=https://kubernetes.default.svc --service-account-key-file="$PKI/sa.pub" \
@@ -199,9 +184,8 @@ cmd_restart() {
 # A port already taken (say, by a process left from an interrupted run) would make a component
 # exit at once, or worse, let health checks reach the stranger: refuse to start instead.
 check_ports() {
-  local port node_ports=("$KWOK_PORT" "$KUBELET_PORT")
-  [ "$NODE_MODE" = kubelet ] && node_ports=("$NODE_KUBELET_PORT" 10248 10249 10256)
-  for port in "$ETCD_PORT" "$((ETCD_PORT + 1))" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" "${node_ports[@]}" \
+  local port
+  for port in "$ETCD_PORT" "$((ETCD_PORT + 1))" "$API_PORT" "$KCM_PORT" "$SCHED_PORT" "$KWOK_PORT" "$KUBELET_PORT" \
     "$MINIO_PORT" "$MINIO2_PORT"; do
     if ss -ltn "sport = :$port" | grep -q LISTEN; then
       die "port $port is in use ($(ss -ltnpH "sport = :$port" | sed 's/.*users://')); stop that process or set PARAFLOW_*_PORT"
@@ -213,10 +197,8 @@ cmd_up() {
   alive kube-apiserver || check_ports
   [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$ETCD_BIN/etcd" ] || "$HACK_DIR/build.sh" all
   "$HACK_DIR/python.sh"
-  [ "$NODE_MODE" = kubelet ] && node_require
   mkdir -p "$PIDS" "$LOGS" "$STATE_DIR/minio" "$STATE_DIR/minio2" "$STATE_DIR/pod-logs"
   make_pki
-  if [ "$NODE_MODE" = kubelet ]; then node_pki; node_network_up; fi
 
   start etcd -- "$ETCD_BIN/etcd" --name=paraflow --data-dir="$STATE_DIR/etcd" \
     --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
@@ -243,18 +225,14 @@ cmd_up() {
   wait_for kube-scheduler 60 curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
   wait_for "default service account" 60 kubectl get serviceaccount default -n default
 
-  if [ "$NODE_MODE" = kubelet ]; then
-    node_up
-  else
-    start_process_nodes
-  fi
+  start_process_nodes
 
   start_minio minio "$MINIO_PORT"
   start_minio minio2 "$MINIO2_PORT"
   wait_for minio 60 curl -fsS "http://$LISTEN_IP:$MINIO_PORT/minio/health/ready"
   wait_for minio2 60 curl -fsS "http://$LISTEN_IP:$MINIO2_PORT/minio/health/ready"
   cmd_env >"$STATE_DIR/env"
-  log "cluster is up ($NODE_MODE node): eval \"\$(hack/cluster.sh env)\""
+  log "cluster is up: eval \"\$(hack/cluster.sh env)\""
 }
 
 # KWOK's fake nodes and the pod runner, which runs pods as local processes.
@@ -284,7 +262,6 @@ cmd_operator() {
 
 cmd_down() {
   local i
-  [ "$NODE_MODE" = kubelet ] && node_down
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop "${COMPONENTS[$i]}"; done
   # Cluster state is disposable: the next `up` starts from an empty etcd and empty buckets.
   rm -rf "$STATE_DIR"
@@ -309,9 +286,6 @@ export PARAFLOW_TEST_S3_ENDPOINT=http://$LISTEN_IP:$MINIO_PORT
 export PARAFLOW_TEST_S3_ENDPOINT_2=http://$LISTEN_IP:$MINIO2_PORT
 export PARAFLOW_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY
 export PARAFLOW_TEST_S3_SECRET_KEY=$S3_SECRET_KEY
-ENV
-  [ "$NODE_MODE" = kubelet ] && return 0
-  cat <<ENV
 export PARAFLOW_TEST_PODRUNNER_NODE=$PODRUNNER_NODE
 export PARAFLOW_TEST_POD_LOGS=$STATE_DIR/pod-logs
 export PARAFLOW_TEST_KWOK=1
@@ -323,7 +297,7 @@ case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  # What `up` recorded: the ports and mode it really used, whatever this shell sets.
+  # What `up` recorded: the ports it really used, whatever this shell sets.
   env) if [ -f "$STATE_DIR/env" ]; then cat "$STATE_DIR/env"; else cmd_env; fi ;;
   operator) cmd_operator ;;
   operator-stop) stop operator; log "operator stopped" ;;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The integration and e2e suites on kind: our images in real pods on a cluster with CoreDNS,
-# kube-proxy and kubeadm's static pods, as users run it (make e2e-kind).
+# The suites on kind: our images in real pods on a cluster with CoreDNS, kube-proxy and kubeadm's
+# static pods, as users run it. `make e2e-kind` runs every tier that any cluster can run there
+# (storage, cluster, runtime); `make test` only the runtime tier (PARAFLOW_TEST_MARKERS=runtime).
 #   hack/e2e-kind.sh                                      the node image built here, offline
 #                                                         (hack/kind-image.sh)
 #   PARAFLOW_KIND_IMAGE=kindest/node:v1.36.1 hack/e2e-kind.sh   kind's stock image, from its registry
@@ -45,8 +46,7 @@ use_podman() {
   # kind bind-mounts /lib/modules into every node; podman, unlike Docker, refuses a missing source
   # (kernels built without modules have none).
   [ -d /lib/modules ] || mkdir -p /lib/modules
-  # podman would pick the next free 10.89.x.0/24 for kind's network, the real-kubelet node's
-  # bridge range (hack/node.sh): pin one of its own.
+  # A range of its own, so a host bridge in podman's next free 10.89.x.0/24 cannot collide.
   podman network exists kind 2>/dev/null ||
     podman network create --subnet "${PARAFLOW_KIND_SUBNET:-10.90.0.0/24}" kind >/dev/null
 }

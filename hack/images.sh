@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds paraflow's images with no registry: a Debian base made by debootstrap + docker import
 # (from the mirror apt is configured with), Python wheels built on the host, and
-# operator/Dockerfile + worker/Dockerfile built FROM that base with no network inside the build.
+# the Dockerfile's two targets (operator, worker) built FROM that base with no network inside the build.
 #   hack/images.sh            -> paraflow/operator:<version>, paraflow/worker:<version>
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -25,6 +25,6 @@ rm -rf dist/wheels && mkdir -p dist/wheels
 
 for role in worker operator; do
   log "building paraflow/$role:$PROJECT_VERSION"
-  "$DOCKER" build -q --network none --build-arg "BASE_IMAGE=$BASE" -f "$role/Dockerfile" -t "paraflow/$role:$PROJECT_VERSION" . >/dev/null
+  "$DOCKER" build -q --network none --build-arg "BASE_IMAGE=$BASE" --target "$role" -t "paraflow/$role:$PROJECT_VERSION" . >/dev/null
 done
 "$DOCKER" images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^paraflow/'

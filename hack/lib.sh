@@ -10,12 +10,8 @@ PROJECT_VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/pyproject.toml"
 
 # Built binaries live outside the repo so a clean clone (and CI) reuses them.
 CACHE_DIR=${PARAFLOW_CACHE:-$HOME/.cache/paraflow}
-# Which local cluster: pods as local processes plus KWOK nodes (podrunner, the default), or a
-# real kubelet node running our images (kubelet). Both can run side by side.
-CLUSTER_NODE=${PARAFLOW_CLUSTER_NODE:-podrunner}
-# Runtime state (etcd data, certificates, logs, pid files) of that cluster.
-if [ "$CLUSTER_NODE" = kubelet ]; then STATE_DIR=${PARAFLOW_STATE:-/tmp/paraflow-node}
-else STATE_DIR=${PARAFLOW_STATE:-/tmp/paraflow-cluster}; fi
+# Runtime state (etcd data, certificates, logs, pid files) of the local cluster.
+STATE_DIR=${PARAFLOW_STATE:-/tmp/paraflow-cluster}
 
 # Only the proxy: "direct" would try hosts this machine cannot reach.
 export GOPROXY=${GOPROXY_OVERRIDE:-https://proxy.golang.org}

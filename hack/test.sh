@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: static checks, then unit, integration and e2e tests against real clusters.
-#
-# Without PARAFLOW_TEST_EXTERNAL=1 it runs three clusters in turn (each started here, and
-# stopped again if this script started it):
-#   1. pods as local processes + KWOK nodes: every tier, including tests/local (scale on KWOK,
-#      restarts of control-plane processes, the pod runner itself);
-#   2. a real kubelet + containerd node (root): tests/integration and tests/e2e again, with our
-#      images in real pods, the Helm-installed operator in a real Deployment;
-#   3. kind (hack/e2e-kind.sh, its node image built offline): tests/integration and tests/e2e on
-#      the cluster users test with, CoreDNS included.
-# PARAFLOW_CLUSTER_NODE=podrunner|kubelet|kind runs only that cluster's tier. PARAFLOW_REAL_NODE=0
-# runs only the first, on a machine without root (and says so: CI never sets it).
-# With PARAFLOW_TEST_EXTERNAL=1 it uses KUBECONFIG and the PARAFLOW_TEST_S3_* endpoint you
-# exported (a kind cluster, or your own).
-#   hack/test.sh [pytest args...]
+# The whole test suite, each test on the tier where it can fail (tests/tiers.py; the README's Tests
+# section maps every file):
+#   1. static checks, then the unit tier, once, with no cluster: a failure stops here;
+#   2. the local cluster (pods as local processes + KWOK nodes): the storage, cluster and local
+#      tiers, a parallel part under pytest-xdist, then the serial part alone;
+#   3. kind (hack/e2e-kind.sh, its node image built offline): the runtime tier, what needs real
+#      containers (our images, the kubelet, probes, Helm's Deployment, CoreDNS).
+# Each cluster is started if not running, and stopped again if this script started it.
+# PARAFLOW_TIERS="unit local kind" picks some of them (e.g. PARAFLOW_TIERS=local).
+# With PARAFLOW_TEST_EXTERNAL=1 it runs every tier but `local` against KUBECONFIG and the
+# PARAFLOW_TEST_S3_* endpoints you exported (a kind cluster, or your own).
+# PARAFLOW_TEST_WORKERS sets the parallel part's pytest-xdist workers (0: none).
+# PARAFLOW_HYPOTHESIS_SEED=N replays a run's property-test draws (the seed is logged at the start).
+#   hack/test.sh [pytest args...]      e.g. -k redrive, -x
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_DIR"
@@ -23,29 +22,52 @@ started=$SECONDS
 # shellcheck disable=SC1091
 source "${PARAFLOW_VENV:-$REPO_DIR/.venv}/bin/activate"
 
+WORKERS=${PARAFLOW_TEST_WORKERS:-2}
+SEED=${PARAFLOW_HYPOTHESIS_SEED:-$((RANDOM * 32768 + RANDOM))}
+export PARAFLOW_HYPOTHESIS_SEED=$SEED
+log "hypothesis seed $SEED (replay this run's draws: PARAFLOW_HYPOTHESIS_SEED=$SEED make test)"
+COMMON=(--durations=25 "--hypothesis-seed=$SEED")
+
+# One selection of tests: those that may share the cluster in parallel, then the serial ones alone.
+# pytest's exit 5 (nothing selected, e.g. -k matched none of this part) is no failure.
+run_part() { # marker-expression pytest-args...
+  local expr=$1; shift
+  local parallel=(); [ "$WORKERS" -gt 0 ] && parallel=(-n "$WORKERS")
+  local rc=0
+  python -m pytest "${COMMON[@]}" "${parallel[@]}" -m "($expr) and not serial" "$@" || rc=$?
+  [ $rc = 0 ] || [ $rc = 5 ] || return $rc
+  rc=0
+  python -m pytest "${COMMON[@]}" -m "($expr) and serial" "$@" || rc=$?
+  [ $rc = 0 ] || [ $rc = 5 ] || return $rc
+}
+
 # Checked once per run: the kind tier runs this script again for its pytest only.
 if [ "${PARAFLOW_TEST_PREPARED:-0}" != 1 ]; then
-  log "static checks: ruff, mypy (strict), import-linter, CRD drift"
+  log "static checks: ruff, mypy (strict), import-linter, CRD and manifest drift"
   ruff format --check --quiet .
   ruff check --quiet .
   mypy
   lint-imports --no-cache >/dev/null
   python -m paraflow.crdgen --check
   "$HACK_DIR/render-deploy.sh" --check
+fi
 
-  # Our images, built with no registry (a Docker engine is started if none answers).
+tiers=${PARAFLOW_TIERS:-unit local kind}
+[ "${PARAFLOW_TEST_EXTERNAL:-0}" = 1 ] && tiers=${PARAFLOW_TIERS:-unit external}
+[ "${PARAFLOW_TEST_PREPARED:-0}" = 1 ] && tiers=external
+
+if [[ " $tiers " == *" unit "* ]]; then
+  log "unit tier (no cluster)"
+  python -m pytest "${COMMON[@]}" -m unit "$@" || die "unit tests failed: no cluster tier runs (after $((SECONDS - started))s)"
+fi
+
+# Our images, built with no registry (a Docker engine is started if none answers).
+if [ "${PARAFLOW_TEST_PREPARED:-0}" != 1 ] && [[ " $tiers " == *" kind "* || " $tiers " == *" external "* ]]; then
   "$HACK_DIR/images.sh"
 fi
 
-run_pytest() { # default suites... -- pytest args...
-  local suites=()
-  while [ "$1" != "--" ]; do suites+=("$1"); shift; done; shift
-  if [ $# -gt 0 ]; then python -m pytest "$@"; else python -m pytest "${suites[@]}"; fi
-}
-
-# One local cluster's tier, in a subshell so its environment stays its own.
-cluster_tier() ( # podrunner|kubelet default-suites... -- pytest args...
-  export PARAFLOW_CLUSTER_NODE=$1; shift
+# The local cluster's tiers, in a subshell so its environment stays its own.
+local_tiers() (
   local cluster=("$HACK_DIR/cluster.sh")
   if ! "${cluster[@]}" status >/dev/null 2>&1; then
     "${cluster[@]}" down >/dev/null 2>&1 || true
@@ -60,36 +82,26 @@ cluster_tier() ( # podrunner|kubelet default-suites... -- pytest args...
     "${cluster[@]}" operator-stop
     trap '"$HACK_DIR/cluster.sh" operator >/dev/null' EXIT
   fi
-  log "pytest on the $PARAFLOW_CLUSTER_NODE cluster"
-  run_pytest "$@"
+  log "storage, cluster and local tiers on the local cluster"
+  run_part "storage or cluster or local" "$@"
 )
 
-if [ "${PARAFLOW_TEST_EXTERNAL:-0}" = 1 ]; then
-  # tests/local needs a local cluster (pod runner, KWOK nodes, restarts of its processes).
-  log "pytest on KUBECONFIG=$KUBECONFIG"
-  run_pytest tests/unit tests/integration tests/e2e -- "$@"
-else
-  "$HACK_DIR/build.sh" all
-  tiers=(podrunner kubelet kind)
-  [ -n "${PARAFLOW_CLUSTER_NODE:-}" ] && tiers=("$PARAFLOW_CLUSTER_NODE")
-  if [ "${PARAFLOW_REAL_NODE:-1}" = 0 ] && [ -z "${PARAFLOW_CLUSTER_NODE:-}" ]; then
-    log "PARAFLOW_REAL_NODE=0: SKIPPING the real-kubelet and kind tiers; our images are not tested in real pods"
-    tiers=(podrunner)
-  fi
-  # Every tier runs even if an earlier one failed: one run shows every failure.
-  failed=()
-  for tier in "${tiers[@]}"; do
-    case $tier in
-      kubelet)
-        [ "$(id -u)" = 0 ] || die "the real-kubelet tier needs root (PARAFLOW_REAL_NODE=0 skips it)"
-        cluster_tier kubelet tests/integration tests/e2e -- "$@" || failed+=("$tier") ;;
-      kind)
-        [ "$(id -u)" = 0 ] || die "the kind tier builds its node image as root (PARAFLOW_REAL_NODE=0 skips it)"
-        log "pytest on a kind cluster"
-        PARAFLOW_TEST_PREPARED=1 "$HACK_DIR/e2e-kind.sh" "$@" || failed+=("$tier") ;;
-      *) cluster_tier podrunner tests -- "$@" || failed+=("$tier") ;;
-    esac
-  done
-  [ ${#failed[@]} -eq 0 ] || die "tests failed on: ${failed[*]} (after $((SECONDS - started))s)"
-fi
+failed=()
+for tier in $tiers; do
+  case $tier in
+    unit) ;;
+    local)
+      "$HACK_DIR/build.sh" all
+      local_tiers "$@" || failed+=(local) ;;
+    kind)
+      [ "$(id -u)" = 0 ] || die "the kind tier builds its node image as root (PARAFLOW_TIERS=\"unit local\" leaves it out)"
+      log "runtime tier on a kind cluster"
+      PARAFLOW_TEST_PREPARED=1 PARAFLOW_TEST_MARKERS=runtime "$HACK_DIR/e2e-kind.sh" "$@" || failed+=(kind) ;;
+    external)
+      log "pytest on KUBECONFIG=$KUBECONFIG"
+      run_part "${PARAFLOW_TEST_MARKERS:-storage or cluster or runtime}" "$@" || failed+=(external) ;;
+    *) die "unknown tier '$tier' in PARAFLOW_TIERS (unit, local, kind, external)" ;;
+  esac
+done
+[ ${#failed[@]} -eq 0 ] || die "tests failed on: ${failed[*]} (after $((SECONDS - started))s)"
 log "all tests passed in $((SECONDS - started))s"

@@ -65,7 +65,9 @@ def test_retry_then_tolerance_breach_then_redrive_reruns_only_the_failed_partiti
         succeededJobs=succeeded_jobs,
     )
     body["spec"]["processor"]["nonRetryableExitCodes"] = [42]
-    body["spec"]["processor"]["backoffLimitPerIndex"] = 3  # exit 42 must skip these pod retries
+    # Exit 42 must skip this pod retry. One is enough to prove it: each retry of partition 1's
+    # failing first attempt waits out the Job controller's pod backoff (10 s, then 20 s, 40 s).
+    body["spec"]["processor"]["backoffLimitPerIndex"] = 1
     with partition_job_creations(batch, namespace, "flaky") as created:
         wf = create(custom, namespace, body)
         wait_phase(custom, namespace, "flaky", {"Suspended"}, 30)
@@ -82,7 +84,7 @@ def test_retry_then_tolerance_breach_then_redrive_reruns_only_the_failed_partiti
         assert condition(failed, c.COND_FAILED)["reason"] == "FailureToleranceExceeded"
         wait_event(core, namespace, "flaky", "Warning", "PartitionsFailed")
         wait_event(core, namespace, "flaky", "Warning", "Failed")
-        # One pod, one attempt, despite backoffLimitPerIndex 3 and maxAttempts 2.
+        # One pod, one attempt, despite backoffLimitPerIndex 1 and maxAttempts 2.
         p4 = [j for j in partition_jobs(batch, namespace, "flaky") if j.metadata.labels[c.LABEL_PARTITION] == "4"]
         assert [(j.metadata.name, j.status.failed) for j in p4] == [("flaky-p4-a1", 1)]
         # A failed run still indexes what succeeded, once nothing runs any more.

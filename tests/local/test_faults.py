@@ -10,6 +10,7 @@ hack/test.sh leaves tests/local out when it is pointed at another cluster.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import time
@@ -100,6 +101,8 @@ def test_apiserver_and_minio_restarts_mid_run(
     body = workflow("restarts", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, maxConcurrency=2)
     body["spec"]["processor"]["env"] = [DEMO_SLEEP]
     body["spec"]["retry"] = {"maxAttempts": 4, "intervalSeconds": 1, "jitter": "none"}
+    apiserver_log = Path(os.environ["PARAFLOW_TEST_AUDIT_LOG"]).with_name("kube-apiserver.log")
+    before = apiserver_log.read_bytes()
     wf = create(custom, namespace, body)
     wait_phase(custom, namespace, "restarts", {"Running"}, 60)
     restart("kube-apiserver")
@@ -108,6 +111,7 @@ def test_apiserver_and_minio_restarts_mid_run(
     done = wait_phase(custom, namespace, "restarts", {"Succeeded", "Failed"}, 300)
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert_each_partition_won_once(s3, bucket, wf, 8)
+    assert apiserver_log.read_bytes().startswith(before), "a restarted component's log keeps its last lines"
 
 
 def test_pods_killed_mid_write_and_a_job_deleted_by_hand(
