@@ -647,6 +647,11 @@ class ReplicationStatus(_Model):
     skipped: int = 0
     failed: int = 0
     deleted: int = 0
+    partitions: int = Field(
+        default=0,
+        description="Succeeded partitions whose outputs are replicated to every destination (kubectl get's REPLICATED "
+        "column, a count of partitions like its neighbours); a redrive that copies again counts them again",
+    )
     pending: int = Field(default=0, description="Succeeded partitions whose outputs still wait for replication")
     mode: Literal["perPartition", "afterAll"] | None = Field(
         default=None,
@@ -730,7 +735,7 @@ def printer_columns() -> list[dict[str, Any]]:
         {"name": "Pending", "type": "integer", "jsonPath": ".status.partitions.pending"},
         {"name": "Failed", "type": "integer", "jsonPath": ".status.partitions.failed"},
         {"name": "NotRun", "type": "integer", "jsonPath": ".status.partitions.notRun", "priority": 1},
-        {"name": "Replicated", "type": "integer", "jsonPath": ".status.replication.objects"},
+        {"name": "Replicated", "type": "integer", "jsonPath": ".status.replication.partitions"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     ]

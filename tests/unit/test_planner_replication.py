@@ -125,3 +125,25 @@ def test_a_run_switched_back_to_per_partition_and_redriven_copies_every_partitio
     copied = sorted(j.partition for j in world.jobs.values() if j.role == c.ROLE_REPLICATION)
     assert copied == [0, 1, 2]
     assert world.status.replication is not None and world.status.replication.replicated_indexes == "0-2"
+
+
+@pytest.mark.parametrize("mode", ["perPartition", "afterAll"])
+def test_replicated_counts_partitions_like_its_neighbour_columns_and_comes_back_after_a_redrive(mode: str) -> None:
+    world = World(spec(mode), partitions=5)
+    done = world.run()
+    assert done.phase == "Succeeded" and done.replication is not None
+    assert (done.replication.partitions, done.replication.pending) == (5, 0)
+    world.redrive("copy-again")
+    world.step()
+    assert world.status.replication is not None and world.status.replication.partitions == 0, "copying again"
+    again = world.run()
+    assert again.replication is not None and (again.replication.partitions, again.replication.pending) == (5, 0)
+
+
+def test_while_the_run_wide_copy_waits_every_succeeded_partition_is_pending_replication() -> None:
+    jobs = [part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.SUCCEEDED), repl(None, 1, JobState.ACTIVE)]
+    status = partitioned(2)
+    status.manifest = "s3://out/_paraflow/uid-1/manifest.json"
+    result = planner.plan(spec("afterAll"), status, observe(*jobs))
+    assert result.status.replication is not None
+    assert (result.status.replication.partitions, result.status.replication.pending) == (0, 2)

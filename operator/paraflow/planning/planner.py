@@ -678,12 +678,12 @@ def replication_stage(
     rs.failed_indexes = indexsets.compress(progress.failed)
     rs.attempts = progress.attempt_sets()
     total_units = 1 if rspec.mode == "afterAll" else len(winners)
-    rs.pending = max(
-        0,
-        (len(winners) if rspec.mode != "afterAll" else (1 if fanned_out else 0))
-        - len(progress.succeeded)
-        - len(progress.failed),
-    )
+    if rspec.mode == "afterAll":
+        rs.partitions = len(winners) if progress.succeeded else 0
+        rs.pending = 0 if progress.failed else len(winners) - rs.partitions
+    else:
+        rs.partitions = len(progress.succeeded & winners.keys())
+        rs.pending = max(0, len(winners) - len(progress.succeeded) - len(progress.failed))
     if progress.failed and st.phase != "Failed":
         _fail(
             out,
