@@ -33,6 +33,14 @@ def status_table(obj: dict[str, Any], failures: dict[int, str]) -> Group:
     )
     if st.get("attempts"):
         summary.add_row("retried", ", ".join(f"attempt {a}: {idx}" for a, idx in st["attempts"].items()))
+    redrives = int((st.get("redrive") or {}).get("count") or 0)
+    if redrives:
+        max_attempts = int(((obj.get("spec") or {}).get("retry") or {}).get("maxAttempts") or 3)
+        summary.add_row(
+            "redriven",
+            f"{redrives} time(s); redrive r starts what it re-runs at attempt {max_attempts} x r + 1 "
+            f"(this round: attempt {max_attempts * redrives + 1})",
+        )
     reduced = st.get("reduce")
     if reduced:
         where = f", outputs under {reduced['outputPrefix']}" if reduced.get("outputPrefix") else ""
