@@ -164,6 +164,8 @@ def _rows(node: dict[str, Any], path: str) -> list[str]:
             for k in ("minimum", "maximum", "minLength", "maxLength", "maxItems", "maxProperties")
             if k in sub
         ]
+        if "pattern" in sub:
+            bounds.append(f"pattern `{sub['pattern'].replace('|', chr(92) + '|')}`")
         if "enum" in sub:
             bounds.append("one of " + ", ".join(f"`{v}`" for v in sub["enum"]))
         if name in node.get("required", []):

@@ -688,11 +688,15 @@ TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
 class WorkflowStatus(_Model):
     """Small and bounded whatever the partition count: counters and range-compressed index sets."""
 
-    phase: Phase = "Pending"
-    observed_generation: int | None = None
-    partitions: PartitionCounts = Field(default_factory=PartitionCounts)
-    succeeded_indexes: str = ""
-    failed_indexes: str = ""
+    phase: Phase = Field(
+        default="Pending",
+        description="Where the run is: Succeeded and Failed are final (only a redrive or the TTL acts on them); "
+        "Blocked says why in the message",
+    )
+    observed_generation: int | None = Field(default=None, description="The spec generation this status is from")
+    partitions: PartitionCounts = Field(default_factory=PartitionCounts, description="Partitions by state")
+    succeeded_indexes: str = Field(default="", description='Succeeded partitions, range-compressed ("0-27,29")')
+    failed_indexes: str = Field(default="", description="Partitions failed for good, range-compressed")
     attempts: Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 128})] = Field(
         default_factory=dict, description="Attempt number -> partitions whose latest attempt it is (only >1)"
     )
@@ -701,16 +705,25 @@ class WorkflowStatus(_Model):
     reduce: ReduceStatus | None = None
     run_prefix: str = Field(default="", description="Where this run's records (plan, results, manifest) live")
     output_prefix: str = Field(default="", description="Where this run's outputs live: <output.prefix><uid>/")
-    manifest: str = ""
-    message: str = ""
+    manifest: str = Field(
+        default="",
+        description="The result manifest, an s3://<bucket>/<key> URI (its bucket is spec.output's, on its endpoint), "
+        "written when the map is done",
+    )
+    message: str = Field(default="", description="Why the run is Blocked or Failed, or how it succeeded")
     no_progress_since: str | None = Field(
         default=None,
         description="Since when (RFC 3339) every active child Job has waited for a pod with nothing else moving; "
         "the run fails spec.progressDeadlineSeconds after it",
     )
-    start_time: str | None = None
-    completion_time: str | None = None
-    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    start_time: str | None = Field(default=None, description="When the first pass ran (RFC 3339, UTC)")
+    completion_time: str | None = Field(default=None, description="When the run became final (RFC 3339, UTC)")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Partitioned, Reduced, Replicated, Succeeded, Failed, Suspended, Blocked, PodsBlocked, "
+        "ReplicationDeadlineExceeded, in the standard shape",
+    )
 
     @classmethod
     def from_body(cls, status: Any) -> WorkflowStatus:
