@@ -63,6 +63,9 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out[key] = structural(value, defs)
         elif key == "const":
             out["enum"] = [value]
+        elif key == "description":
+            # Docstrings wrap at the source's width; kubectl explain would break its lines there.
+            out[key] = " ".join(value.split())
         else:
             out[key] = value
     if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:

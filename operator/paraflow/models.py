@@ -700,9 +700,11 @@ class WorkflowStatus(_Model):
     attempts: Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 128})] = Field(
         default_factory=dict, description="Attempt number -> partitions whose latest attempt it is (only >1)"
     )
-    redrive: RedriveStatus = Field(default_factory=RedriveStatus)
+    redrive: RedriveStatus = Field(
+        default_factory=RedriveStatus, description="Redrives taken, and the last paraflow.dev/redrive token answered"
+    )
     replication: ReplicationStatus | None = None
-    reduce: ReduceStatus | None = None
+    reduce: ReduceStatus | None = Field(default=None, description="The reduce step's phase, attempt and outputs")
     run_prefix: str = Field(default="", description="Where this run's records (plan, results, manifest) live")
     output_prefix: str = Field(default="", description="Where this run's outputs live: <output.prefix><uid>/")
     manifest: str = Field(

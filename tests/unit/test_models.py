@@ -80,3 +80,23 @@ def test_the_crd_is_structural_every_string_and_list_bounded() -> None:
 
     walk(schema, "spec")
     assert unbounded == []
+
+
+def _descriptions(node: object, path: str = "") -> list[tuple[str, str | None]]:
+    """(path, description) of every property in a schema."""
+    found: list[tuple[str, str | None]] = []
+    if isinstance(node, dict):
+        for name, sub in (node.get("properties") or {}).items():
+            found.append((f"{path}.{name}", sub.get("description")))
+            found += _descriptions(sub, f"{path}.{name}")
+        if isinstance(node.get("items"), dict):
+            found += _descriptions(node["items"], path + "[]")
+    return found
+
+
+def test_kubectl_explain_has_one_line_descriptions_and_every_top_status_field_has_one() -> None:
+    schema = crdgen.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    every = _descriptions(schema)
+    assert [p for p, d in every if d and "\n" in d] == [], "a description broken mid-sentence"
+    status = [p for p, d in every if p.count(".") == 2 and p.startswith(".status.") and not d]
+    assert status == [], "status fields kubectl explain would show without a description"
