@@ -114,7 +114,9 @@ for plugin in net.get("plugins") or []:
 print(next(g for g in found if g and ipaddress.ip_address(g).version == 4))')
 minio=$(bin_dir minio "$MINIO_VERSION")/minio
 export PARAFLOW_TEST_S3_ACCESS_KEY=paraflow PARAFLOW_TEST_S3_SECRET_KEY=paraflow-kind-secret
-for port in 19000 19100; do
+# Ports of their own: MinIO also listens on loopback whatever --address says, so the local
+# cluster's MinIO (still up after `make demo`) on 19000/19100 would share those sockets with these.
+for port in 19200 19300; do
   pidfile=$KIND_STATE/minio-$port.pid
   [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null && continue
   MINIO_ROOT_USER=$PARAFLOW_TEST_S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$PARAFLOW_TEST_S3_SECRET_KEY \
@@ -122,7 +124,7 @@ for port in 19000 19100; do
     >"$KIND_STATE/minio-$port.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
 done
-export PARAFLOW_TEST_S3_ENDPOINT=http://$gateway:19000 PARAFLOW_TEST_S3_ENDPOINT_2=http://$gateway:19100
+export PARAFLOW_TEST_S3_ENDPOINT=http://$gateway:19200 PARAFLOW_TEST_S3_ENDPOINT_2=http://$gateway:19300
 for url in "$PARAFLOW_TEST_S3_ENDPOINT" "$PARAFLOW_TEST_S3_ENDPOINT_2"; do
   for _ in $(seq 60); do curl -sf "$url/minio/health/ready" >/dev/null && break; sleep 0.5; done
   curl -sf "$url/minio/health/ready" >/dev/null || die "MinIO at $url did not start (log: $KIND_STATE)"

@@ -264,7 +264,8 @@ class BuiltinPartitioner(_Model):
         default="1Gi",
         json_schema_extra={"x-kubernetes-int-or-string": True},
         description="Byte quantity, e.g. 2Gi: a partition closes before it would exceed this (objects: their "
-        "sizes; records: their JSON)",
+        "sizes; records: their JSON). An object larger than this gets a partition of its own (paraflow plan "
+        "warns); a record larger than this fails the plan",
     )
     key_glob: str = Field(
         default="", max_length=256, description="Only keys (relative to the prefix) matching this glob"

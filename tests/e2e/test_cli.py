@@ -143,6 +143,18 @@ def test_plan_summarises_the_partitions_without_creating_anything(
     assert "4 partitions, 10 items" in done.stdout
     assert not batch.list_namespaced_job(namespace).items
 
+    small = workflow("planned", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket)
+    small["spec"]["partitioner"]["builtin"]["maxBytesPerPartition"] = 20
+    done = subprocess.run(
+        [PARAFLOW, "plan", str(write_workflow(tmp_path, small)), "-n", namespace],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    warned = " ".join((done.stdout + done.stderr).split())
+    assert "larger than maxBytesPerPartition (20 bytes) each get a partition of their own" in warned
+
 
 def test_the_progress_display_renders_in_a_terminal_and_ends_cleanly(
     operator: OperatorProcess,

@@ -337,6 +337,14 @@ def plan(
         console.print(f"[red]no input items[/] {where}")
         raise typer.Exit(1)
     total_items, total_bytes = sum(n for n, _ in sizes), sum(b for _, b in sizes)
+    limit = parse_bytes(builtin.max_bytes_per_partition)
+    alone = [i for i, (n, b) in enumerate(sizes) if n == 1 and b > limit]
+    if alone and spec.input.reader.format == "objects":
+        console.print(
+            f"[yellow]warning:[/] {len(alone)} object(s) larger than maxBytesPerPartition ({limit} bytes) each get "
+            f"a partition of their own (partition(s) {alone[:10]}{' …' if len(alone) > 10 else ''})",
+            highlight=False,
+        )
     out.print(
         f"{len(sizes)} partitions, {total_items} items, {total_bytes} bytes "
         f"(items per partition {min(n for n, _ in sizes)}-{max(n for n, _ in sizes)}, "
