@@ -485,7 +485,10 @@ class ReplicationSpec(_Model):
         "run; objects paraflow did not write there are never deleted, and each deletion is reported",
     )
     verify: Literal["none", "size", "checksum", "fullRead"] = Field(
-        default="checksum", description="checksum: sha256 during the copy; size; fullRead: read each replica back"
+        default="checksum",
+        description="checksum: sha256 during the copy; size; fullRead: read each replica back. Every mode re-copies "
+        "a replica missing, resized, unmarked, or (single-part) whose ETag differs; only fullRead finds a multipart "
+        "replica rewritten under its size and mark",
     )
     deadline_seconds: int | None = Field(
         default=None, ge=1, le=7 * 86400, description="Warn (Event) when replication takes longer"

@@ -138,13 +138,30 @@ def test_copies_same_and_cross_server_keeping_type_metadata_and_tags_and_skips_o
     assert (again["dev"]["copied"], again["dev"]["skipped"]) == (0, 3)
 
 
-def test_full_read_verification_catches_and_repairs_a_corrupted_replica(
+def test_a_rerun_restores_a_replica_rewritten_with_or_without_its_mark_from_the_listing_alone(
+    s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes], fast: str
+) -> None:
+    """What a redrive of a succeeded run does: a replica whose bytes changed is copied again, even
+    when its size and paraflow-sha256 mark stayed (its ETag, an MD5, no longer matches)."""
+    targets = [ReplicationTarget(name="dev", bucket=bucket_second, endpoint="y")]
+    replicate(s3, bucket, task(targets), [s3_second], fast)
+    good = outputs["p0/b.csv"]
+    bad = b"BETA\n"  # same size
+    mark = {"paraflow-sha256": hashlib.sha256(good).hexdigest()}
+    for kept in (mark, {}):
+        s3_second.put_object(bucket_second, "p0/b.csv", io.BytesIO(bad), len(bad), metadata=kept)
+        rerun = replicate(s3, bucket, task(targets, verify="checksum"), [s3_second], fast)
+        assert (rerun["dev"]["copied"], rerun["dev"]["skipped"]) == (1, 2), f"mark kept: {bool(kept)}"
+        assert s3_second.get_object(bucket_second, "p0/b.csv").read() == good
+
+
+def test_full_read_verification_reads_each_replica_back_and_repairs_a_corrupted_one(
     s3: Minio, s3_second: Minio, bucket: str, bucket_second: str, outputs: dict[str, bytes], fast: str
 ) -> None:
     targets = [ReplicationTarget(name="dev", bucket=bucket_second, endpoint="y")]
     replicate(s3, bucket, task(targets), [s3_second], fast)
     good = outputs["p0/b.csv"]
-    bad = b"BETA\n"  # same size, same recorded sha256 metadata: only a full read can tell
+    bad = b"BETA\n"
     s3_second.put_object(
         bucket_second,
         "p0/b.csv",
@@ -152,8 +169,6 @@ def test_full_read_verification_catches_and_repairs_a_corrupted_replica(
         len(bad),
         metadata={"paraflow-sha256": hashlib.sha256(good).hexdigest()},
     )
-    trusting = replicate(s3, bucket, task(targets, verify="checksum"), [s3_second], fast)
-    assert trusting["dev"]["copied"] == 0
     reading = replicate(s3, bucket, task(targets, verify="fullRead"), [s3_second], fast)
     assert (reading["dev"]["copied"], reading["dev"]["skipped"]) == (1, 2)
     assert s3_second.get_object(bucket_second, "p0/b.csv").read() == good
