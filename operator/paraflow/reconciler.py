@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -297,7 +298,18 @@ class Reconciler:
         failed = sorted(indexsets.expand(result.status.failed_indexes))
         succeeded = result.manifest or []
         return await self.api.offload(
-            runstore.write_manifest, client, spec.output.bucket, run, wf.name, wf.uid, succeeded, failed, writes=True
+            functools.partial(
+                runstore.write_manifest,
+                workflow=wf.name,
+                namespace=wf.namespace,
+                uid=wf.uid,
+                succeeded=succeeded,
+                failed=failed,
+            ),
+            client,
+            spec.output.bucket,
+            run,
+            writes=True,
         )
 
     async def _create_children(self, wf: WorkflowRef, spec: WorkflowSpec, result: Plan) -> None:

@@ -95,6 +95,7 @@ def test_retry_then_tolerance_breach_then_redrive_reruns_only_the_failed_partiti
         assert settled == f"s3://{bucket}/{run}manifest.json"
         failed_manifest = json.loads(s3.get_object(bucket, f"{run}manifest.json").read())
         assert ({p["index"] for p in failed_manifest["succeeded"]}, failed_manifest["failed"]) == ({0, 1, 2, 3}, [4])
+        assert (failed_manifest["workflow"], failed_manifest["namespace"]) == ("flaky", namespace)
 
         # The problem is fixed; a redrive re-runs partition 4 only.
         s3.remove_object(bucket, chaos_key(wf, 4))

@@ -102,7 +102,7 @@ def test_a_succeeded_reduce_step_succeeds_the_run_and_says_where_its_outputs_are
     assert [e.reason for e in done.events] == ["Reduced", "Succeeded"]
 
 
-def test_a_failed_reduce_attempt_is_retried_after_its_backoff_with_a_new_attempt() -> None:
+def test_a_failed_reduce_attempt_is_retried_after_its_backoff_with_a_new_attempt_and_a_warning() -> None:
     spec = make_spec(reduce=REDUCE, retry={"maxAttempts": 2, "intervalSeconds": 5, "jitter": "none"})
     status, jobs = mapped(spec)
     failed = reducer(1, JobState.FAILED, finished=T0 - dt.timedelta(seconds=1))
@@ -111,6 +111,8 @@ def test_a_failed_reduce_attempt_is_retried_after_its_backoff_with_a_new_attempt
     due = planner.plan(spec, status, observe_all(*jobs, failed, now=T0 + dt.timedelta(seconds=5)))
     assert due.creates == [CreateReduce(2)]
     assert due.status.reduce is not None and due.status.reduce.attempt == 2
+    said = [(e.type, e.message) for e in due.events if e.reason == "ReduceAttemptFailed"]
+    assert said == [("Warning", f"reduce Job wf-reduce-a1 failed ({failed.message}); starting attempt 2")]
 
 
 def test_a_reduce_step_failing_for_good_fails_the_run_with_its_reason_and_keeps_the_manifest() -> None:

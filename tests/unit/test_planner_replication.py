@@ -147,3 +147,14 @@ def test_while_the_run_wide_copy_waits_every_succeeded_partition_is_pending_repl
     result = planner.plan(spec("afterAll"), status, observe(*jobs))
     assert result.status.replication is not None
     assert (result.status.replication.partitions, result.status.replication.pending) == (0, 2)
+
+
+def test_the_replicated_condition_counts_deletions_when_delete_sync_is_on() -> None:
+    s = make_spec(replication={"mode": "afterAll", "destinations": DESTS, "deleteSync": True})
+    status = partitioned(1)
+    status.manifest = "s3://out/_paraflow/uid-1/manifest.json"
+    jobs = [part(0, 1, JobState.SUCCEEDED), repl(None, 1, JobState.SUCCEEDED)]
+    tally = {"wf-repl-a1": ReplicationTally(copied=2, bytes=20, deleted=3, deletions=("archive:old",))}
+    done = planner.plan(s, status, planner.Observed(jobs=jobs, generation=1, now=T0, uid="u", reports=tally))
+    replicated = next(x for x in done.status.conditions if x.type == c.COND_REPLICATED)
+    assert replicated.message.endswith("; 3 replica(s) deleted (deleteSync)")

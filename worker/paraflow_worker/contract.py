@@ -199,6 +199,9 @@ class ResultManifest(_Strict):
 
     version: Literal[1] = MANIFEST_VERSION
     workflow: str
+    # Two namespaces may each hold a workflow of one name over one output prefix: the uid tells
+    # the runs apart, the namespace tells a person whose run it was.
+    namespace: str = ""
     uid: str
     bucket: str
     succeeded: list[ManifestPartition]

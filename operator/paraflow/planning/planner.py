@@ -550,9 +550,19 @@ def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, fanned_out: bool,
         return False
     manifest_written = bool(st.manifest) or out.manifest is not None
     if fanned_out and manifest_written and st.phase != "Failed" and not spec.suspend:
+        last = progress.current_job(0)
         for _, attempt in schedule(progress, [0], out.room(1 - len(progress.active), obs.max_creates)):
             out.creates.append(CreateReduce(attempt))
             rd.attempt = attempt
+            if last is not None and last.state is JobState.FAILED and attempt > last.attempt:
+                out.events.append(
+                    Event(
+                        "Warning",
+                        "ReduceAttemptFailed",
+                        f"reduce Job {last.name} failed ({last.message or 'no reason given'}); "
+                        f"starting attempt {attempt}",
+                    )
+                )
     starting = any(isinstance(x, CreateReduce) for x in out.creates)
     rd.phase = "Running" if progress.active or starting else "Pending"
     _requeue(out, progress)
@@ -703,7 +713,8 @@ def replication_stage(
             "True",
             "AllReplicated",
             f"{rs.objects} objects ({rs.bytes} bytes) copied, {rs.skipped} already "
-            f"there, to {len(rspec.destinations)} destination(s)",
+            f"there, to {len(rspec.destinations)} destination(s)"
+            + (f"; {rs.deleted} replica(s) deleted (deleteSync)" if rspec.delete_sync else ""),
             obs.generation,
             now,
         )

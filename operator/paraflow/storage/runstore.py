@@ -141,10 +141,19 @@ def read_plan(client: Minio, bucket: str, run: str) -> PlanRead:
 
 
 def write_manifest(
-    client: Minio, bucket: str, run: str, workflow: str, uid: str, succeeded: list[tuple[int, int]], failed: list[int]
+    client: Minio,
+    bucket: str,
+    run: str,
+    *,
+    workflow: str,
+    namespace: str,
+    uid: str,
+    succeeded: list[tuple[int, int]],
+    failed: list[int],
 ) -> str:
     manifest = ResultManifest(
         workflow=workflow,
+        namespace=namespace,
         uid=uid,
         bucket=bucket,
         succeeded=[
