@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -298,18 +297,16 @@ class Reconciler:
         failed = sorted(indexsets.expand(result.status.failed_indexes))
         succeeded = result.manifest or []
         return await self.api.offload(
-            functools.partial(
-                runstore.write_manifest,
-                workflow=wf.name,
-                namespace=wf.namespace,
-                uid=wf.uid,
-                succeeded=succeeded,
-                failed=failed,
-            ),
+            runstore.write_manifest,
             client,
             spec.output.bucket,
             run,
             writes=True,
+            workflow=wf.name,
+            namespace=wf.namespace,
+            uid=wf.uid,
+            succeeded=succeeded,
+            failed=failed,
         )
 
     async def _create_children(self, wf: WorkflowRef, spec: WorkflowSpec, result: Plan) -> None:

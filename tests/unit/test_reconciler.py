@@ -57,7 +57,7 @@ class FakeApi:
             raise SecretMissing(f'Secret "{name}" not found in namespace "{namespace}"')
         return {"accessKey": "a", "secretKey": "s"}
 
-    async def offload(self, fn: Callable[..., Any], *args: Any, writes: bool = False) -> Any:
+    async def offload(self, fn: Callable[..., Any], *args: Any, writes: bool = False, **kwargs: Any) -> Any:
         self.storage.append(fn.__name__)
         return None  # preflight passes; the pass below never needs the plan
 

@@ -108,14 +108,14 @@ class KubeApi:
             await self.writes.acquire()
             await asyncio.get_running_loop().run_in_executor(self.pool, write)
 
-    async def offload(self, fn: Callable[..., T], *args: Any, writes: bool = False) -> T:
+    async def offload(self, fn: Callable[..., T], *args: Any, writes: bool = False, **kwargs: Any) -> T:
         """Run a blocking storage call on the client threads; one that writes is fenced too (its
         writes are deterministic, the same from any leader, so one landing late changes nothing)."""
 
         def call() -> T:
             if writes:
                 self.fence()
-            return fn(*args)
+            return fn(*args, **kwargs)
 
         return await asyncio.get_running_loop().run_in_executor(self.pool, call)
 
