@@ -28,17 +28,19 @@ export PARAFLOW_HYPOTHESIS_SEED=$SEED
 log "hypothesis seed $SEED (replay this run's draws: PARAFLOW_HYPOTHESIS_SEED=$SEED make test)"
 COMMON=(--durations=25 "--hypothesis-seed=$SEED")
 
-# One selection of tests: those that may share the cluster in parallel, then the serial ones alone.
-# pytest's exit 5 (nothing selected, e.g. -k matched none of this part) is no failure.
+# One selection of tests: those that may share the cluster in parallel, then the serial ones alone,
+# whatever the first part gave (one run shows every failure). pytest's exit 5 (nothing selected,
+# e.g. -k matched none of this part) is no failure.
 run_part() { # marker-expression pytest-args...
   local expr=$1; shift
   local parallel=(); [ "$WORKERS" -gt 0 ] && parallel=(-n "$WORKERS")
-  local rc=0
+  local rc=0 failed=0
   python -m pytest "${COMMON[@]}" "${parallel[@]}" -m "($expr) and not serial" "$@" || rc=$?
-  [ $rc = 0 ] || [ $rc = 5 ] || return $rc
+  [ $rc = 0 ] || [ $rc = 5 ] || failed=1
   rc=0
   python -m pytest "${COMMON[@]}" -m "($expr) and serial" "$@" || rc=$?
-  [ $rc = 0 ] || [ $rc = 5 ] || return $rc
+  [ $rc = 0 ] || [ $rc = 5 ] || failed=1
+  return $failed
 }
 
 # Checked once per run: the kind tier runs this script again for its pytest only.
