@@ -27,8 +27,7 @@ from paraflow.k8s.api import KubeApi, SecretMissing
 from paraflow.k8s.builders import WorkflowRef
 from paraflow.k8s.merge import merge_patch
 from paraflow.models import TERMINAL, StorageSpec, WorkflowSpec, WorkflowStatus, spec_error
-from paraflow.planning import indexsets, planner, stalls
-from paraflow.planning.conditions import get_condition, remove_condition, set_condition
+from paraflow.planning import gate, indexsets, planner, stalls
 from paraflow.planning.expectations import Expectations
 from paraflow.planning.planner import (
     CreatePartition,
@@ -51,8 +50,6 @@ log = logging.getLogger(__name__)
 Emit = Callable[[Mapping[str, Any], Event], None]
 CREATE_CONCURRENCY = 16
 SECRET_KEYS = ("accessKey", "secretKey")
-# Failures of a spec refused before anything ran: a corrected spec (or a redrive) starts the run.
-REFUSALS = frozenset({"InvalidSpec", "DestinationIsOutput"})
 
 
 @dataclass
@@ -99,21 +96,24 @@ class Reconciler:
         generation = int(meta.get("generation", 0))
         jobs = self.expectations.merge(wf.uid, jobs, time.monotonic())
         now = self.clock()
-        stamp = planner.timestamp(now)
         redrive = (meta.get("annotations") or {}).get(c.ANNOTATION_REDRIVE, "")
+
+        def refuse(problem: gate.Problem) -> Plan:
+            return gate.refused(before, problem, generation=generation, redrive=redrive, now=now)
+
+        def block(error: Exception) -> Plan:
+            reason = gate.SECRET_NOT_FOUND if isinstance(error, SecretMissing) else gate.STORAGE_UNAVAILABLE
+            return gate.blocked(before, status, gate.Problem(reason, str(error)), generation=generation, now=now)
 
         try:
             spec = WorkflowSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            return await self._reject(body, wf, before, generation, stamp, "InvalidSpec", spec_error(e), redrive)
+            return await self._apply_stop(body, wf, before, refuse(gate.Problem(gate.INVALID_SPEC, spec_error(e))))
 
         status = before.model_copy(deep=True)
         status.run_prefix = f"s3://{spec.output.bucket}/{contract.run_prefix(spec.output.prefix, wf.uid)}"
         status.output_prefix = f"s3://{spec.output.bucket}/{contract.run_output_prefix(spec.output.prefix, wf.uid)}"
-        refused = get_condition(before.conditions, c.COND_FAILED)
-        # Refused before anything ran: a changed spec or a redrive checks again, and may start.
-        recheck = refused is not None and refused.reason in REFUSALS and not jobs
-        recheck = recheck and (generation != before.observed_generation or redrive != before.redrive.last_token)
+        recheck = gate.recheck_due(before, generation=generation, redrive=redrive, has_jobs=bool(jobs))
         if not recheck and planner.settled(spec, before, jobs, redrive):
             return await self._idle(wf, spec, before, jobs, now)
         try:
@@ -122,20 +122,16 @@ class Reconciler:
                 await self._preflight(spec, wf, creds)
             plan_read = await self._read_plan(spec, wf, status, jobs, creds)
         except UnsafeSpec as e:
-            return await self._reject(body, wf, before, generation, stamp, e.reason, str(e), redrive)
+            return await self._apply_stop(body, wf, before, refuse(gate.Problem(e.reason, str(e))))
         except (SecretMissing, StorageUnavailable) as e:
-            return await self._block(body, wf, before, status, generation, stamp, e)
-        if recheck:
-            status.phase, status.message, status.completion_time = "Pending", "", None
-            status.conditions = remove_condition(status.conditions, c.COND_FAILED)
-            status.redrive.last_token = redrive  # this redrive, if any, is what started it
-            self.emit(body, Event("Normal", "Rechecked", "the spec passes the checks now: starting the run"))
+            return await self._apply_stop(body, wf, before, block(e))
+        started = gate.rechecked(status, redrive=redrive) if recheck else None
 
         try:
             reports = await self._read_reports(spec, wf, status, jobs, creds)
             reduce_records = await self._read_reduce_record(spec, wf, status, jobs, creds)
         except StorageUnavailable as e:
-            return await self._block(body, wf, before, status, generation, stamp, e)
+            return await self._apply_stop(body, wf, before, block(e))
         stall = await self._ask_why_stalled(wf, jobs, now)
         observed = Observed(
             jobs=jobs,
@@ -152,12 +148,14 @@ class Reconciler:
             stall=stall,
         )
         result = planner.plan(spec, status, observed)
+        if started is not None:
+            result.events.insert(0, started)
         if result.manifest is not None:
             # Before any Job is created: the run-wide replication reads it.
             try:
                 result.status.manifest = await self._write_manifest(spec, wf, creds, result)
             except StorageUnavailable as e:
-                return await self._block(body, wf, before, status, generation, stamp, e)
+                return await self._apply_stop(body, wf, before, block(e))
         await self._create_children(wf, spec, result)
         await self._write_status(wf, before, result.status)
         metrics.observe(wf.uid, result.status)
@@ -390,52 +388,13 @@ class Reconciler:
         if patch:
             await self.api.patch_status(wf.namespace, wf.name, patch)
 
-    async def _reject(
-        self,
-        body: Mapping[str, Any],
-        wf: WorkflowRef,
-        before: WorkflowStatus,
-        generation: int,
-        stamp: str,
-        reason: str,
-        message: str,
-        redrive: str,
+    async def _apply_stop(
+        self, body: Mapping[str, Any], wf: WorkflowRef, before: WorkflowStatus, result: Plan
     ) -> float:
-        """The spec cannot run as written: Failed, with the reason, until the spec changes. A
-        redrive asked meanwhile is answered (refused, and why), so `paraflow redrive` can say so."""
-        status = before.model_copy(deep=True)
-        status.phase, status.message, status.observed_generation = "Failed", message, generation
-        status.conditions = set_condition(status.conditions, c.COND_FAILED, "True", reason, message, generation, stamp)
-        answer = redrive and redrive != before.redrive.last_token
-        if answer:
-            status.redrive.last_token = redrive
-        if status != before:
-            await self._write_status(wf, before, status)
-        if get_condition(before.conditions, c.COND_FAILED) != get_condition(status.conditions, c.COND_FAILED):
-            self.emit(body, Event("Warning", reason, message))
-        if answer:
-            self.emit(
-                body, Event("Warning", "RedriveIgnored", f"redrive {redrive!r} ignored: fix the spec first: {message}")
-            )
-        return self.settings.resync_seconds
-
-    async def _block(
-        self,
-        body: Mapping[str, Any],
-        wf: WorkflowRef,
-        before: WorkflowStatus,
-        status: WorkflowStatus,
-        generation: int,
-        stamp: str,
-        error: Exception,
-    ) -> float:
-        reason = "SecretNotFound" if isinstance(error, SecretMissing) else "StorageUnavailable"
-        message = f"{error}; retrying"
-        status.message, status.observed_generation = message, generation
-        if status.phase not in TERMINAL:
-            status.phase = "Blocked"
-        status.conditions = set_condition(status.conditions, c.COND_BLOCKED, "True", reason, message, generation, stamp)
-        if status != before:
-            await self._write_status(wf, before, status)
-            self.emit(body, Event("Warning", reason, message))
-        return min(10.0, self.settings.resync_seconds)
+        """A pass that stopped before the planner's stages (refused, or blocked): its status, once
+        changed, and its Events; the next pass is due when the plan says, or at the resync."""
+        if result.status != before:
+            await self._write_status(wf, before, result.status)
+        for event in result.events:
+            self.emit(body, event)
+        return min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)

@@ -18,6 +18,7 @@ from minio.error import S3Error
 from pydantic import ValidationError
 
 from paraflow.models import Location
+from paraflow.planning import gate
 from paraflow.planning.planner import PlanRead, ReplicationTally
 from paraflow_worker import contract, identity
 from paraflow_worker.contract import ManifestPartition, PlanSummary, ReplicationReport, ResultManifest
@@ -100,7 +101,7 @@ def preflight_destination(
     storage = identity.compare(destination, output.bucket, run, token)
     problem = identity.overlap_error(target, output.bucket, output.prefix, storage)
     if problem is not None:
-        raise UnsafeSpec("DestinationIsOutput", problem)
+        raise UnsafeSpec(gate.DESTINATION_IS_OUTPUT, problem)
 
 
 def _cause(error: BaseException) -> str:
