@@ -13,7 +13,7 @@ from minio import Minio
 
 from paraflow_worker import contract, sdk
 from paraflow_worker.contract import Env, PartitionItems, PlanSummary, ReaderConfig, ShardResult
-from paraflow_worker.partition import partitions_of, write_plan
+from paraflow_worker.partition import partitions_of, write_plan, write_plan_or_problem
 from paraflow_worker.readers import list_items
 from paraflow_worker.storage import get_json
 
@@ -40,6 +40,20 @@ def test_the_partitioner_lists_past_one_page_and_writes_a_complete_plan(s3: Mini
         i.key for p in range(25) for i in get_json(s3, bucket, contract.partition_key("run/", p), PartitionItems).items
     ]
     assert listed == keys  # deterministic order, each key once
+
+
+def test_a_plan_that_fails_midway_leaves_no_partition_files_and_says_why(s3: Minio, bucket: str) -> None:
+    """A record too large for a partition, found after 1,200 partition files were written (more
+    than one removal request holds)."""
+    keys = [f"in/{i:05d}.jsonl" for i in range(1200)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: put(s3, bucket, k, b'{"a": 1}\n'), keys))
+    put(s3, bucket, "in/99999.jsonl", b'{"big": "' + b"x" * 500 + b'"}\n')
+    reader = ReaderConfig(format="jsonl")
+    summary = write_plan_or_problem(s3, bucket, "run/", partitions_of(s3, bucket, "in/", "", 1, 200, reader))
+    assert summary.problem is not None and summary.problem.reason == "RecordTooLarge"
+    assert get_json(s3, bucket, contract.plan_key("run/"), PlanSummary) == summary
+    assert list(s3.list_objects(bucket, prefix=contract.partitions_prefix("run/"), recursive=True)) == []
 
 
 def test_the_partitioner_keeps_keys_ending_in_a_slash_with_or_without_content(s3: Minio, bucket: str) -> None:

@@ -316,8 +316,12 @@ def plan_key(run: str) -> str:
     return f"{run}plan.json"
 
 
+def partitions_prefix(run: str) -> str:
+    return f"{run}partitions/"
+
+
 def partition_key(run: str, index: int) -> str:
-    return f"{run}partitions/{index}.json"
+    return f"{partitions_prefix(run)}{index}.json"
 
 
 def results_prefix(run: str, partition: int, attempt: int) -> str:

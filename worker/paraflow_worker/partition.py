@@ -23,7 +23,7 @@ from minio import Minio
 from paraflow_worker import contract, readers
 from paraflow_worker.contract import Env, Item, PartitionItems, PlanProblem, PlanSummary, ReaderConfig
 from paraflow_worker.readers import InputProblem, RawRecord
-from paraflow_worker.storage import client_from_env, put_bytes, put_json
+from paraflow_worker.storage import client_from_env, put_bytes, put_json, remove_prefix
 
 WRITERS = 16
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
@@ -121,6 +121,19 @@ def write_plan(client: Minio, bucket: str, run: str, partitions: Iterable[Encode
     return summary
 
 
+def write_plan_or_problem(client: Minio, bucket: str, run: str, partitions: Iterable[Encoded]) -> PlanSummary:
+    """The plan, or one that says why the input cannot be partitioned. Partition files written
+    before the problem showed are removed: a failed plan leaves no half of itself behind."""
+    try:
+        return write_plan(client, bucket, run, partitions)
+    except InputProblem as problem:
+        remove_prefix(client, bucket, contract.partitions_prefix(run))
+        refused = PlanProblem(reason=problem.reason, message=problem.message[:2048])
+        empty = PlanSummary(partition_count=0, item_count=0, total_bytes=0, problem=refused)
+        put_json(client, bucket, contract.plan_key(run), empty)
+        return empty
+
+
 def _wait(pending: list[Future[None]]) -> None:
     for f in pending:
         f.result()
@@ -149,13 +162,12 @@ def main() -> None:
     partitions = partitions_of(
         client, bucket, prefix, env.get(Env.KEY_GLOB, ""), int(env[Env.MAX_ITEMS]), int(env[Env.MAX_BYTES]), reader
     )
-    try:
-        summary = write_plan(client, run_bucket, run, partitions)
-    except InputProblem as problem:
-        refused = PlanProblem(reason=problem.reason, message=problem.message[:2048])
-        empty = PlanSummary(partition_count=0, item_count=0, total_bytes=0, problem=refused)
-        put_json(client, run_bucket, contract.plan_key(run), empty)
-        print(f"plan: the input cannot be partitioned: {problem.reason}: {problem.message}", file=sys.stderr)
+    summary = write_plan_or_problem(client, run_bucket, run, partitions)
+    if summary.problem is not None:
+        print(
+            f"plan: the input cannot be partitioned: {summary.problem.reason}: {summary.problem.message}",
+            file=sys.stderr,
+        )
         return
     print(
         f"plan: {summary.partition_count} partitions, {summary.item_count} items, {summary.total_bytes} bytes "

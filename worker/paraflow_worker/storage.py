@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import urllib3
 from minio import Minio
 from minio.commonconfig import Tags
+from minio.deleteobjects import DeleteObject
 from pydantic import BaseModel
 
 from paraflow_worker.contract import Env
@@ -97,3 +98,29 @@ def get_json(client: Minio, bucket: str, key: str, model: type[M]) -> M:
     finally:
         response.close()
         response.release_conn()
+
+
+def remove_prefix(client: Minio, bucket: str, prefix: str) -> int:
+    """Removes every object under ``prefix`` (1,000 to a request, as S3 allows); how many went.
+    Raises on the first object refused, so nothing is reported gone that is not."""
+    keys = (
+        DeleteObject(obj.object_name)
+        for obj in client.list_objects(bucket, prefix=prefix, recursive=True)
+        if obj.object_name
+    )
+    removed = 0
+    batch: list[DeleteObject] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == 1000:
+            removed += _remove(client, bucket, batch)
+            batch = []
+    if batch:
+        removed += _remove(client, bucket, batch)
+    return removed
+
+
+def _remove(client: Minio, bucket: str, batch: list[DeleteObject]) -> int:
+    for error in client.remove_objects(bucket, batch):
+        raise OSError(f"cannot remove s3://{bucket}/{error.name}: {error.code}: {error.message}")
+    return len(batch)
