@@ -308,8 +308,13 @@ REPLICA_RUN: Final = "paraflow-run"  # the workflow uid whose run made the repli
 REPLICA_DESTINATION: Final = "paraflow-destination"  # the destination's name in the spec
 
 
+def runs_prefix(output_prefix: str) -> str:
+    """Where every run's record folder under one output prefix lives."""
+    return f"{output_prefix}_paraflow/"
+
+
 def run_prefix(output_prefix: str, workflow_uid: str) -> str:
-    return f"{output_prefix}_paraflow/{workflow_uid}/"
+    return f"{runs_prefix(output_prefix)}{workflow_uid}/"
 
 
 def plan_key(run: str) -> str:

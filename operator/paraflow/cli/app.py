@@ -354,6 +354,57 @@ def plan(
     )
 
 
+@app.command()
+def gc(
+    bucket: Annotated[str, typer.Option(help="The output bucket (spec.output.bucket)")],
+    endpoint: Annotated[str, typer.Option(help="The storage endpoint (spec.storage.endpoint, or a port-forward)")],
+    prefix: Annotated[str, typer.Option(help="The output prefix (spec.output.prefix)")] = "",
+    secret: Annotated[
+        str | None, typer.Option(help="NAMESPACE/NAME of a Secret with accessKey/secretKey (default: env)")
+    ] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove them (default: only list them)")] = False,
+) -> None:
+    """List, and with --delete remove, the run records and outputs of runs whose workflow no longer
+    exists, under one output location. A live run's data and anything paraflow did not write stay."""
+    from paraflow.cli import gc as runs
+    from paraflow_worker.storage import make_client, remove_prefix
+
+    kube.load()
+    access, secret_key = os.environ.get("PARAFLOW_S3_ACCESS_KEY"), os.environ.get("PARAFLOW_S3_SECRET_KEY")
+    if secret:
+        namespace, _, name = secret.partition("/")
+        creds = kube.read_secret(namespace, name)
+        access, secret_key = creds["accessKey"], creds["secretKey"]
+    if not access or not secret_key:
+        raise typer.BadParameter("storage credentials: --secret NAMESPACE/NAME, or PARAFLOW_S3_ACCESS_KEY/SECRET_KEY")
+    client = make_client(endpoint, access, secret_key)
+    # Workflows first, storage second: a run started in between has a live uid either way.
+    live = kube.workflow_uids()
+    found = runs.orphans(prefix, runs.record_keys(client, bucket, prefix), live)
+    if not found:
+        out.print(f"no runs of deleted workflows under s3://{bucket}/{prefix}", highlight=False)
+        return
+    total = 0
+    for orphan in found:
+        records, outputs = (
+            runs.listed(client, bucket, orphan.run_prefix),
+            runs.listed(client, bucket, orphan.output_prefix),
+        )
+        total += records[0] + outputs[0]
+        out.print(
+            f"run {orphan.uid}: s3://{bucket}/{orphan.run_prefix} ({records[0]} objects, {records[1]} bytes), "
+            f"s3://{bucket}/{orphan.output_prefix} ({outputs[0]} objects, {outputs[1]} bytes)",
+            highlight=False,
+        )
+    if not delete:
+        out.print(f"{len(found)} run(s) of deleted workflows, {total} objects: --delete removes them", highlight=False)
+        return
+    removed = sum(
+        remove_prefix(client, bucket, where) for orphan in found for where in (orphan.output_prefix, orphan.run_prefix)
+    )
+    out.print(f"removed {removed} objects of {len(found)} run(s)", highlight=False)
+
+
 def _storage_client(spec: WorkflowSpec, namespace: str, endpoint: str | None) -> Minio:
     """MinIO as the workflow sees it, with env PARAFLOW_S3_ACCESS_KEY/SECRET_KEY, else its Secret."""
     from paraflow_worker.storage import make_client

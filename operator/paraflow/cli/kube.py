@@ -50,6 +50,12 @@ def _custom() -> client.CustomObjectsApi:
     return client.CustomObjectsApi()
 
 
+def workflow_uids() -> set[str]:
+    """The uid of every ParallelWorkflow in the cluster (every namespace: a run is anyone's)."""
+    listed = _json(_custom().list_cluster_custom_object, c.GROUP, c.VERSION, c.PLURAL)
+    return {item["metadata"]["uid"] for item in listed.get("items", [])}
+
+
 def get_workflow(name: str, namespace: str) -> Doc:
     return _json(_custom().get_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, name)
 
