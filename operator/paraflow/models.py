@@ -643,8 +643,9 @@ class Condition(_Model):
 
 class ReplicationStatus(_Model):
     """Counts of copies made (by every attempt, failed ones included), replicas already there
-    and deletions, from the replication Jobs' reports; a redrive of a succeeded run starts
-    them again; failures count those of the last attempt."""
+    and deletions, from the replication Jobs' reports, per destination (two destinations count
+    each output twice); a redrive of a succeeded run starts them again; failures count those of
+    the last attempt."""
 
     objects: int = 0
     bytes: int = 0

@@ -304,7 +304,9 @@ def replica_key(target_prefix: str, folder: str, name: str) -> str:
 # User metadata on every replica (ASCII only: header values cannot carry arbitrary keys).
 REPLICA_SHA256: Final = "paraflow-sha256"
 REPLICA_WORKFLOW: Final = "paraflow-workflow"  # <namespace>/<name>
-REPLICA_RUN: Final = "paraflow-run"  # the workflow uid whose run made the replica
+# The uid of the run whose copy wrote the replica's bytes: a later run (a re-created workflow's)
+# that finds the same bytes there skips them and leaves this mark as it is.
+REPLICA_RUN: Final = "paraflow-run"
 REPLICA_DESTINATION: Final = "paraflow-destination"  # the destination's name in the spec
 
 
