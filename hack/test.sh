@@ -45,11 +45,12 @@ run_part() { # marker-expression pytest-args...
 
 # Checked once per run: the kind tier runs this script again for its pytest only.
 if [ "${PARAFLOW_TEST_PREPARED:-0}" != 1 ]; then
-  log "static checks: ruff, mypy (strict), import-linter, CRD and manifest drift"
+  log "static checks: ruff, mypy (strict), import-linter, deptry, CRD and manifest drift"
   ruff format --check --quiet .
   ruff check --quiet .
   mypy
   lint-imports --no-cache >/dev/null
+  deptry operator worker >/dev/null 2>&1 || deptry operator worker  # quiet unless it has something to say
   python -m paraflow.crdgen --check
   "$HACK_DIR/render-deploy.sh" --check
 fi
