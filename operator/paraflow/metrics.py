@@ -23,31 +23,62 @@ LEADER = Gauge("paraflow_leader", "1 while this replica holds the Lease and runs
 API_WRITES = Counter("paraflow_api_writes_total", "Writes sent to the apiserver (Events excluded)", ["verb"])
 
 log = logging.getLogger(__name__)
-_statuses: dict[str, WorkflowStatus] = {}
+STATES = ("pending", "running", "succeeded", "failed", "not_run")
+
+
+def _share(status: WorkflowStatus) -> tuple[str, tuple[int, ...], int, int]:
+    """What one workflow adds to the gauges: its phase, its partitions by state, its replication."""
+    rs = status.replication
+    counts = tuple(getattr(status.partitions, state) for state in STATES)
+    return status.phase, counts, rs.objects if rs else 0, rs.bytes if rs else 0
+
+
+class _Totals:
+    """The gauges' sums over every workflow's last status, kept by difference: a pass changes
+    one workflow's share, not a walk over all of them."""
+
+    def __init__(self) -> None:
+        self.shares: dict[str, tuple[str, tuple[int, ...], int, int]] = {}
+        self.phases: dict[str, int] = dict.fromkeys(get_args(Phase), 0)
+        self.states = [0] * len(STATES)
+        self.objects = self.bytes = 0
+
+    def update(self, uid: str, share: tuple[str, tuple[int, ...], int, int] | None) -> None:
+        old = self.shares.pop(uid, None)
+        if old is not None:
+            self._add(old, -1)
+        if share is not None:
+            self.shares[uid] = share
+            self._add(share, 1)
+
+    def _add(self, share: tuple[str, tuple[int, ...], int, int], sign: int) -> None:
+        phase, counts, objects, size = share
+        self.phases[phase] = self.phases.get(phase, 0) + sign
+        for i, count in enumerate(counts):
+            self.states[i] += sign * count
+        self.objects += sign * objects
+        self.bytes += sign * size
+
+
+_totals = _Totals()
 
 
 def observe(uid: str, status: WorkflowStatus | None) -> None:
     """Record one workflow's latest status (None when it is gone) and refresh the gauges."""
-    if status is None:
-        _statuses.pop(uid, None)
-    else:
-        _statuses[uid] = status
-    phases: dict[str, int] = {}
-    states = {"pending": 0, "running": 0, "succeeded": 0, "failed": 0}
-    objects = size = 0
-    for st in _statuses.values():
-        phases[st.phase] = phases.get(st.phase, 0) + 1
-        for state in states:
-            states[state] += getattr(st.partitions, state)
-        if st.replication is not None:
-            objects += st.replication.objects
-            size += st.replication.bytes
-    for phase in get_args(Phase):
-        WORKFLOWS.labels(phase).set(phases.get(phase, 0))
-    for state, count in states.items():
+    share = None if status is None else _share(status)
+    if _totals.shares.get(uid) == share:
+        return
+    _totals.update(uid, share)
+    _publish()
+
+
+def _publish() -> None:
+    for phase, count in _totals.phases.items():
+        WORKFLOWS.labels(phase).set(count)
+    for state, count in zip(STATES, _totals.states, strict=True):
         PARTITIONS.labels(state).set(count)
-    REPLICATED_OBJECTS.set(objects)
-    REPLICATED_BYTES.set(size)
+    REPLICATED_OBJECTS.set(_totals.objects)
+    REPLICATED_BYTES.set(_totals.bytes)
 
 
 def serve(port: int) -> None:
