@@ -27,9 +27,9 @@ PODRUNNER_NODE = os.environ.get("PARAFLOW_TEST_PODRUNNER_NODE", "podrunner")
 NO_CLUSTER_DNS = pytest.StashKey[list[str]]()
 pytest_plugins = ["tests.tiers"]
 
-# Each test fixes its own example count; a failure prints the blob that replays it
-# (`@reproduce_failure(...)`), and the run's seed is in hack/test.sh's log.
-settings.register_profile("paraflow", print_blob=True, database=None)
+# Fixed example counts (100 unless a test names its own), draws random per run: a failure prints
+# the blob that replays it (`@reproduce_failure(...)`), and hack/test.sh logs the run's seed.
+settings.register_profile("paraflow", max_examples=100, print_blob=True, database=None)
 settings.load_profile("paraflow")
 
 
