@@ -88,3 +88,6 @@ def test_twenty_partitions_run_end_to_end_within_max_concurrency(
 
     reasons = {reason for _, reason, _ in events(core, namespace, "logs")}
     assert {"Partitioning", "Partitioned", "Running", "Succeeded"} <= reasons
+    # Each Event names the replica that posted it (kubectl describe: "From paraflow-operator, <it>").
+    posted = core.list_namespaced_event(namespace, field_selector="involvedObject.name=logs").items
+    assert {(e.reporting_component, e.reporting_instance) for e in posted} == {("paraflow-operator", operator.identity)}
