@@ -645,7 +645,8 @@ class ReplicationStatus(_Model):
     """Counts of copies made (by every attempt, failed ones included), replicas already there
     and deletions, from the replication Jobs' reports, per destination (two destinations count
     each output twice); a redrive of a succeeded run starts them again; failures count those of
-    the last attempt."""
+    the last attempt. skipped counts what each attempt found already there, so a retried copy
+    counts again, as skipped, what its failed attempt had copied."""
 
     objects: int = 0
     bytes: int = 0
