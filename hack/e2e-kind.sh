@@ -19,8 +19,11 @@ CLUSTER=${PARAFLOW_KIND_CLUSTER:-paraflow-e2e}
 KIND_STATE=${PARAFLOW_KIND_STATE:-/tmp/paraflow-kind}
 started=$SECONDS
 
-"$HACK_DIR/build.sh" minio helm
-command -v kind >/dev/null || { "$HACK_DIR/build.sh" kind; PATH=$(bin_dir kind "$KIND_VERSION"):$PATH; }
+command -v kind >/dev/null || PATH=$(bin_dir kind "$KIND_VERSION"):$PATH
+if [ "${1:-}" != down ]; then  # taking a cluster down builds and installs nothing
+  "$HACK_DIR/build.sh" minio helm
+  command -v kind >/dev/null || "$HACK_DIR/build.sh" kind
+fi
 mkdir -p "$KIND_STATE"
 
 # kind's nodes on podman. podman raises a container's open-files and process limits to 1048576,
@@ -60,8 +63,12 @@ stop_minio() {
 }
 
 if [ "${1:-}" = down ]; then
-  [ -f "$KIND_STATE/provider" ] && [ "$(cat "$KIND_STATE/provider")" = podman ] && use_podman
-  kind delete cluster --name "$CLUSTER"
+  if command -v kind >/dev/null; then
+    if [ -f "$KIND_STATE/provider" ] && [ "$(cat "$KIND_STATE/provider")" = podman ]; then
+      command -v podman >/dev/null && use_podman
+    fi
+    kind delete cluster --name "$CLUSTER" || true
+  fi
   stop_minio
   exit 0
 fi
