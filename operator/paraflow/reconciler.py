@@ -132,7 +132,7 @@ class Reconciler:
             reduce_records = await self._read_reduce_record(spec, wf, status, jobs, creds)
         except StorageUnavailable as e:
             return await self._apply_stop(body, wf, before, block(e))
-        stall = await self._ask_why_stalled(wf, jobs, now)
+        asked, stall = await self._ask_why_stalled(wf, jobs, now)
         observed = Observed(
             jobs=jobs,
             generation=generation,
@@ -145,6 +145,7 @@ class Reconciler:
             max_creates=self.settings.max_creates_per_pass,
             kept_while_running=self.settings.succeeded_jobs_kept_while_running,
             stall_seconds=self.settings.stall_seconds,
+            stall_asked=asked,
             stall=stall,
         )
         result = planner.plan(spec, status, observed)
@@ -217,9 +218,12 @@ class Reconciler:
             dest = self._storage(await self._credentials(wf.namespace, destination.storage or spec.storage))
             await self.api.offload(runstore.preflight_destination, client, dest, spec.output, run, target, writes=True)
 
-    async def _ask_why_stalled(self, wf: WorkflowRef, jobs: Sequence[JobFacts], now: dt.datetime) -> Stall | None:
-        """Why a child stalled for ``stall_seconds`` has no pod running, asked sparingly; the
-        planner turns the answer into ``PodsBlocked`` and the phase."""
+    async def _ask_why_stalled(
+        self, wf: WorkflowRef, jobs: Sequence[JobFacts], now: dt.datetime
+    ) -> tuple[tuple[str, ...], Stall | None]:
+        """Why a child stalled for ``stall_seconds`` has no pod running, asked sparingly: the Jobs
+        it asked about this pass, and the cause it found. The planner turns that into ``PodsBlocked``
+        and the phase."""
         after = self.settings.stall_seconds
         clock = time.monotonic()
         asked = {k: t for k, t in self._asked.get(wf.uid, {}).items() if clock - t < 10 * after}
@@ -230,8 +234,9 @@ class Reconciler:
             # three each pass listed the namespace's Events and Pods a dozen times a second: more
             # apiserver CPU than the run's own Jobs (measured at 1,000 x 500). A refusal is
             # still found at the first round.
-            return None
-        for job in stalls.to_ask(jobs, now, after, asked, clock, self.settings.stall_checks_per_pass):
+            return (), None
+        due = stalls.to_ask(jobs, now, after, asked, clock, self.settings.stall_checks_per_pass)
+        for job in due:
             asked[job.name] = clock
             try:
                 events, pods = await asyncio.gather(
@@ -240,11 +245,11 @@ class Reconciler:
             except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
                 # A diagnosis only: without it the pass still does its work (e.g. RBAC not updated).
                 log.warning("%s/%s: cannot ask why Job %s has no pod running: %s", wf.namespace, wf.name, job.name, e)
-                return None
+                return (), None
             stall = stalls.diagnose(job.name, events, pods)
             if stall is not None:
-                return stall
-        return None
+                return (job.name,), stall
+        return tuple(j.name for j in due), None
 
     def forget(self, uid: str) -> None:
         """The workflow is gone: drop what was kept for it."""

@@ -77,3 +77,10 @@ def test_what_cannot_be_reached_blocks_a_run_said_once_and_retried_soon() -> Non
 def test_a_finished_run_blocked_on_storage_keeps_its_phase() -> None:
     done = WorkflowStatus(phase="Succeeded")
     assert gate.blocked(done, done, NO_BUCKET, generation=1, now=T0).status.phase == "Succeeded"
+
+
+def test_a_finished_run_blocked_on_storage_keeps_the_message_that_says_how_it_ended() -> None:
+    failed = WorkflowStatus(phase="Failed", message="3 of 10 partitions failed")
+    blocked = gate.blocked(failed, failed, NO_BUCKET, generation=1, now=T0).status
+    assert blocked.message == "3 of 10 partitions failed"
+    assert get_condition(blocked.conditions, c.COND_BLOCKED) is not None

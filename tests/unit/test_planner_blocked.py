@@ -147,3 +147,50 @@ def test_a_suspended_run_waits_without_a_deadline() -> None:
     for _ in range(50):
         world.step(seconds=10)
     assert world.status.phase == "Suspended"
+
+
+def test_one_child_waiting_among_running_ones_keeps_the_run_running_with_its_condition() -> None:
+    """A busy cluster or a scale-up: one wave's Job waits while the others run."""
+    status = running(3)
+    jobs = [partition_job(0, stalled_for=None), partition_job(1, stalled_for=None), partition_job(2, stalled_for=30)]
+    unschedulable = Stall("wf-p2-a1", "Unschedulable", "0/3 nodes are available")
+    result = planner.plan(make_spec(maxConcurrency=3), status, observe(*jobs, stall=unschedulable))
+    assert result.status.phase == "Running"
+    assert get_condition(result.status.conditions, c.COND_PODS_BLOCKED) is not None
+    assert "Blocked" not in {e.reason for e in result.events}
+
+
+def test_a_cause_that_healed_is_cleared_once_its_job_is_asked_about_again() -> None:
+    """A quota refusal fixed, then a slow image pull: the Job still waits, with no cause now."""
+    blocked = planner.plan(make_spec(), running(1), observe(partition_job(0, stalled_for=30), stall=REFUSED))
+    asked = dataclasses.replace(observe(partition_job(0, stalled_for=300)), stall_asked=("wf-p0-a1",))
+    healed = planner.plan(make_spec(), blocked.status, asked)
+    assert get_condition(healed.status.conditions, c.COND_PODS_BLOCKED) is None
+    assert healed.status.phase == "Running" and healed.status.message == ""
+
+
+def test_the_same_cause_found_on_another_job_writes_nothing_new() -> None:
+    jobs = [partition_job(0, stalled_for=30), partition_job(1, stalled_for=30)]
+    first = planner.plan(make_spec(maxConcurrency=2), running(2), observe(*jobs, stall=REFUSED))
+    other = Stall("wf-p1-a1", REFUSED.reason, REFUSED.message.replace("wf-p0", "wf-p1"))
+    again = planner.plan(make_spec(maxConcurrency=2), first.status, observe(*jobs, stall=other))
+    assert again.status == first.status and again.events == []
+
+
+def test_a_failed_run_deletes_its_children_that_never_got_a_pod_so_it_settles_with_a_manifest() -> None:
+    """Tolerance breached by partition 0 while partition 1's Job never gets a pod."""
+
+    def outcome(action: object) -> JobState:
+        if isinstance(action, CreatePartition):
+            return JobState.FAILED if action.index == 0 else JobState.ACTIVE
+        return JobState.SUCCEEDED
+
+    world = World(make_spec(maxConcurrency=2, **{"retry.maxAttempts": 1}), partitions=2, outcome=outcome)
+    world.step()
+    world.step()
+    world.jobs["wf-p1-a1"] = dataclasses.replace(world.jobs["wf-p1-a1"], stalled=True)
+    status = world.run(passes=50, seconds=5)
+    assert status.phase == "Failed" and status.manifest, status
+    assert "wf-p1-a1" not in world.jobs
+    assert (status.partitions.failed, status.partitions.not_run, status.partitions.pending) == (1, 1, 0)
+    assert planner.settled(world.spec, status, list(world.jobs.values()), "")

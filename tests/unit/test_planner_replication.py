@@ -158,3 +158,17 @@ def test_the_replicated_condition_counts_deletions_when_delete_sync_is_on() -> N
     done = planner.plan(s, status, planner.Observed(jobs=jobs, generation=1, now=T0, uid="u", reports=tally))
     replicated = next(x for x in done.status.conditions if x.type == c.COND_REPLICATED)
     assert replicated.message.endswith("; 3 replica(s) deleted (deleteSync)")
+
+
+def test_a_failed_run_has_no_replication_pending_since_nothing_will_copy_it() -> None:
+    """Partition 1 fails for good in the pass partition 0 succeeds: the run fails before copying it."""
+
+    def outcome(action: object) -> JobState:
+        failing = isinstance(action, CreatePartition) and action.index == 1
+        return JobState.FAILED if failing else JobState.SUCCEEDED
+
+    world = World(spec(maxConcurrency=2, **{"retry.maxAttempts": 1}), partitions=4, outcome=outcome)
+    status = world.run(passes=60, seconds=5)
+    assert status.phase == "Failed" and status.replication is not None
+    assert (status.partitions.succeeded, status.replication.partitions) == (1, 0)
+    assert status.replication.pending == 0

@@ -187,6 +187,30 @@ class FastStores:
     targets: dict[str, S3Store]
 
 
+def marked_alike(there: Replica | None, obj: OutputObject) -> bool:
+    """A replica listed with this output's size and paraflow-sha256 mark."""
+    return there is not None and (there.size, there.sha256) == (obj.size, obj.sha256)
+
+
+def already_there(client: Minio, bucket: str, key: str, there: Replica | None, obj: OutputObject) -> bool:
+    """The replica listed at ``key`` holds this output: same size and mark and, where both ETags
+    are an MD5 of the bytes (one part, unencrypted: MinIO's, a copy's, a batch's), the same ETag,
+    so bytes rewritten under a kept mark are found from the listing alone. Multipart ETags say
+    nothing of the bytes (only verify: fullRead reads those), nor do an encrypting destination's
+    (SSE-KMS, SSE-C): an ETag that differs is asked about once, and trusted to differ only where
+    the replica is not encrypted."""
+    if there is None or not marked_alike(there, obj):
+        return False
+    both_md5 = there.etag and obj.etag and "-" not in there.etag and "-" not in obj.etag
+    if not both_md5 or there.etag == obj.etag:
+        return True
+    try:
+        headers = client.stat_object(bucket, key).metadata or {}
+    except S3Error:
+        return False
+    return any(name.lower().startswith("x-amz-server-side-encryption") for name in headers)
+
+
 class Replicator:
     def __init__(
         self,
@@ -342,7 +366,8 @@ class Replicator:
         for w in work:
             key = self._dest_key(target, w)
             item = batchcopy.Item(w.obj, key, self._metadata(w.obj, target), w.obj.tags)
-            if key not in small and not self._matches(existing, key, w.obj) and batchcopy.batchable(item):
+            # A replica marked alike goes one by one, where its ETag is weighed (and skipped if right).
+            if key not in small and not marked_alike(existing.get(key), w.obj) and batchcopy.batchable(item):
                 small[key] = (item, w)
             else:
                 rest.append(w)
@@ -454,7 +479,7 @@ class Replicator:
         counters: Counters,
     ) -> None:
         key = self._dest_key(target, w)
-        if self._matches(existing, key, w.obj) and (
+        if already_there(client, target.bucket, key, existing.get(key), w.obj) and (
             self.task.verify != "fullRead" or self._read_matches(client, target, key, w.obj)
         ):
             counters.add(skipped=1)
@@ -473,18 +498,6 @@ class Replicator:
             except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
                 last = f"{type(e).__name__}: {getattr(e, 'code', '') or e}"
         counters.fail(key, f"after {TRIES} tries: {last}")
-
-    @staticmethod
-    def _matches(existing: dict[str, Replica], key: str, obj: OutputObject) -> bool:
-        """The replica is this output's: same size and mark, and, where both ETags are an MD5 of
-        the bytes (single-part, unencrypted: MinIO's, a copy's and a batch's), the same ETag, so
-        bytes rewritten under a kept mark are found from the listing alone. Multipart ETags
-        say nothing of the bytes: only verify: fullRead reads those."""
-        there = existing.get(key)
-        if there is None or (there.size, there.sha256) != (obj.size, obj.sha256):
-            return False
-        both_md5 = there.etag and obj.etag and "-" not in there.etag and "-" not in obj.etag
-        return not both_md5 or there.etag == obj.etag
 
     def _metadata(self, obj: OutputObject, target: ReplicationTarget) -> dict[str, str]:
         return {

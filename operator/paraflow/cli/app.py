@@ -378,9 +378,10 @@ def gc(
     if not access or not secret_key:
         raise typer.BadParameter("storage credentials: --secret NAMESPACE/NAME, or PARAFLOW_S3_ACCESS_KEY/SECRET_KEY")
     client = make_client(endpoint, access, secret_key)
-    # Workflows first, storage second: a run started in between has a live uid either way.
-    live = kube.workflow_uids()
-    found = runs.orphans(prefix, runs.record_keys(client, bucket, prefix), live)
+    # Storage first, workflows second: a run whose first record lands after the listing is not
+    # in it, and one listed there whose workflow was created meanwhile has a live uid.
+    keys = list(runs.record_keys(client, bucket, prefix))
+    found = runs.orphans(prefix, keys, kube.workflow_uids())
     if not found:
         out.print(f"no runs of deleted workflows under s3://{bucket}/{prefix}", highlight=False)
         return

@@ -75,9 +75,11 @@ def blocked(
     message = f"{problem.message}; retrying"
     out = Plan(status=status.model_copy(deep=True), requeue_after=BLOCKED_RETRY_SECONDS)
     st = out.status
-    st.message, st.observed_generation = message, generation
+    st.observed_generation = generation
     if st.phase not in TERMINAL:
-        st.phase = "Blocked"
+        # A finished run keeps its phase and the message that says how it ended; the condition
+        # alone tells what it cannot reach now.
+        st.phase, st.message = "Blocked", message
     st.conditions = set_condition(
         st.conditions, c.COND_BLOCKED, "True", problem.reason, message, generation, timestamp(now)
     )

@@ -27,7 +27,7 @@ from paraflow.models import (
     WorkflowSpec,
     WorkflowStatus,
 )
-from paraflow.planning import indexsets
+from paraflow.planning import indexsets, stalls
 from paraflow.planning.conditions import get_condition, remove_condition, set_condition
 from paraflow.planning.stalls import Stall
 from paraflow.planning.tracking import (
@@ -75,8 +75,10 @@ class Observed:
     # succeededJobs: Delete keeps this many of a running workflow's newest succeeded Jobs.
     kept_while_running: int = 1000
     # A child Job with no pod ready or finished for this long is stalled: the reconciler asks why
-    # (sparingly), and ``stall`` is what it learned this pass, if it asked and found a cause.
+    # (sparingly). ``stall_asked``: the Jobs it asked about this pass; ``stall``: the cause it
+    # found, if any (none found: no asked Job has one now).
     stall_seconds: float = 8.0
+    stall_asked: tuple[str, ...] = ()
     stall: Stall | None = None
 
 
@@ -761,14 +763,18 @@ def _pods_blocked(out: Plan, obs: Observed, now: str) -> None:
     if ages:
         soonest = min(after - age if age < after else after for age in ages)
         out.requeue_after = min(out.requeue_after or soonest, soonest)
-    if not any(age >= after for age in ages):
+    old = get_condition(st.conditions, c.COND_PODS_BLOCKED)
+    healed = old is not None and obs.stall is None and any(stalls.is_about(old.message, j) for j in obs.stall_asked)
+    if not any(age >= after for age in ages) or healed:
+        # Nobody waits long enough, or the Job the condition names was asked about again and
+        # has no cause any more (a refusal fixed, now a slow image pull): nothing to say.
         st.conditions = remove_condition(st.conditions, c.COND_PODS_BLOCKED)
         return
     if obs.stall is None:
-        return  # not asked this pass, or nothing found: what the last answer said still holds
-    old = get_condition(st.conditions, c.COND_PODS_BLOCKED)
-    if old is None or old.reason != obs.stall.reason:
-        out.events.append(Event("Warning", obs.stall.reason, obs.stall.line()))
+        return  # not asked about that Job this pass: what the last answer said still holds
+    if old is not None and old.reason == obs.stall.reason:
+        return  # the same cause, found on another Job: no new Event, no status write
+    out.events.append(Event("Warning", obs.stall.reason, obs.stall.line()))
     st.conditions = set_condition(
         st.conditions, c.COND_PODS_BLOCKED, "True", obs.stall.reason, obs.stall.line(), st.observed_generation, now
     )
@@ -793,11 +799,14 @@ def _progress_deadline(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, ob
     failed run writes its manifest once nothing is active), and a redrive re-runs them."""
     st = out.status
     active = [j for j in obs.jobs if j.state is JobState.ACTIVE]
+    if st.phase == "Failed":
+        # A failed run starts nothing more, and one whose child never got a pod would never
+        # settle (nor write its manifest): those children go, each pass until they are gone.
+        out.deletes += [j.name for j in _waiting_long(active, obs) if j.name not in out.deletes]
     stuck = (
         st.phase not in TERMINAL
         and not spec.suspend
-        and bool(active)
-        and all(j.stalled for j in active)
+        and _all_waiting(active)
         and not out.creates
         and _milestones(st) == _milestones(before)
     )
@@ -823,6 +832,20 @@ def _progress_deadline(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, ob
     out.deletes += [j.name for j in active if j.name not in out.deletes]
 
 
+def _waiting_long(active: Sequence[JobFacts], obs: Observed) -> list[JobFacts]:
+    """Active children that have had no pod ready or finished for ``stall_seconds``."""
+    return [
+        j
+        for j in active
+        if j.stalled and j.created_at is not None and (obs.now - j.created_at).total_seconds() >= obs.stall_seconds
+    ]
+
+
+def _all_waiting(active: Sequence[JobFacts]) -> bool:
+    """Every active child waits for a pod: the run is not running, however busy it looks."""
+    return bool(active) and all(j.stalled for j in active)
+
+
 def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, obs: Observed, now: str) -> Plan:
     st = out.status
     _pods_blocked(out, obs, now)
@@ -832,8 +855,13 @@ def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, obs: Observed
         unstarted = counts.total - counts.succeeded - counts.failed - counts.running
         # A failed run starts nothing more: what it never started is not "pending".
         counts.not_run, counts.pending = (unstarted, 0) if st.phase == "Failed" else (0, unstarted)
+    if st.phase == "Failed" and st.replication is not None:
+        st.replication.pending = 0  # nothing will copy them: a redrive does
     blocked = get_condition(st.conditions, c.COND_PODS_BLOCKED)
-    if blocked is not None and st.phase not in TERMINAL and st.phase != "Suspended":
+    active = [j for j in obs.jobs if j.state is JobState.ACTIVE]
+    # Blocked only when nothing runs: one child waiting among running ones (a busy cluster, a
+    # scale-up) keeps its PodsBlocked condition and the run its phase.
+    if blocked is not None and st.phase not in TERMINAL and st.phase != "Suspended" and _all_waiting(active):
         # A run whose pods cannot be created or scheduled is not running: it says why, and goes
         # back to its phase by itself once the cause is fixed.
         st.phase, st.message = "Blocked", blocked.message

@@ -40,6 +40,11 @@ class Stall:
         return f"Job {self.job}: {self.reason}: {self.message}"
 
 
+def is_about(line: str, job: str) -> bool:
+    """Whether ``line`` (a ``Stall.line()``) names ``job``."""
+    return line.startswith(f"Job {job}: ")
+
+
 def to_ask(
     jobs: Sequence[JobFacts],
     now: dt.datetime,
