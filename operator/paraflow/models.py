@@ -624,21 +624,21 @@ class WorkflowSpec(_Model):
 class PartitionCounts(_Model):
     """pending + running + succeeded + failed + notRun = total."""
 
-    total: int = 0
+    total: int = Field(default=0, description="Partitions in the plan")
     pending: int = Field(default=0, description="Not started yet, and the run may still start them")
-    running: int = 0
-    succeeded: int = 0
+    running: int = Field(default=0, description="Partitions with a Job running")
+    succeeded: int = Field(default=0, description="Partitions whose winning attempt is recorded")
     failed: int = Field(default=0, description="Failed for good: after their last attempt, or non-retryable")
     not_run: int = Field(default=0, description="Never started by a run that failed: a redrive runs them")
 
 
 class Condition(_Model):
-    type: str = Field(max_length=64)
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(max_length=128)
-    message: str = Field(default="", max_length=2048)
-    last_transition_time: str
-    observed_generation: int | None = None
+    type: str = Field(max_length=64, description="What the condition is about, e.g. PodsBlocked")
+    status: Literal["True", "False", "Unknown"] = Field(description="Whether it holds now")
+    reason: str = Field(max_length=128, description="Why, in one CamelCase word (also the Event's reason)")
+    message: str = Field(default="", max_length=2048, description="Why, for a person")
+    last_transition_time: str = Field(description="When its status last changed (RFC 3339, UTC)")
+    observed_generation: int | None = Field(default=None, description="The spec generation it was set from")
 
 
 class ReplicationStatus(_Model):
@@ -648,11 +648,11 @@ class ReplicationStatus(_Model):
     the last attempt. skipped counts what each attempt found already there, so a retried copy
     counts again, as skipped, what its failed attempt had copied."""
 
-    objects: int = 0
-    bytes: int = 0
-    skipped: int = 0
-    failed: int = 0
-    deleted: int = 0
+    objects: int = Field(default=0, description="Replicas written, per destination")
+    bytes: int = Field(default=0, description="Bytes of the replicas written")
+    skipped: int = Field(default=0, description="Replicas found already there, per destination")
+    failed: int = Field(default=0, description="Objects the last attempt could not copy")
+    deleted: int = Field(default=0, description="Replicas deleteSync removed")
     partitions: int = Field(
         default=0,
         description="Succeeded partitions whose outputs are replicated to every destination (kubectl get's REPLICATED "
@@ -665,20 +665,26 @@ class ReplicationStatus(_Model):
         "change of spec.replication.mode starts them over",
     )
     replicated_indexes: str = Field(default="", description="afterAll: 0 stands for the run-wide copy")
-    failed_indexes: str = ""
-    attempts: Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 128})] = Field(default_factory=dict)
-    start_time: str | None = None
+    failed_indexes: str = Field(default="", description="Units whose replication failed for good, range-compressed")
+    attempts: Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 128})] = Field(
+        default_factory=dict, description="Attempt number -> units whose latest attempt it is (only >1)"
+    )
+    start_time: str | None = Field(default=None, description="When the first replication Job started (RFC 3339)")
 
 
 class ReduceStatus(_Model):
-    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = "Pending"
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] = Field(
+        default="Pending", description="The step's state"
+    )
     attempt: int = Field(default=1, description="The latest attempt (the winning one once Succeeded)")
     output_prefix: str = Field(default="", description="Where the winning attempt's outputs are")
 
 
 class RedriveStatus(_Model):
-    count: int = 0
-    last_token: str = Field(default="", max_length=253)
+    count: int = Field(default=0, description="Redrives taken")
+    last_token: str = Field(
+        default="", max_length=253, description="The last paraflow.dev/redrive annotation answered (taken or refused)"
+    )
 
 
 # Blocked: the run cannot go on, and the message says why: a Secret or a bucket missing, MinIO

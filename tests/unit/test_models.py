@@ -94,9 +94,9 @@ def _descriptions(node: object, path: str = "") -> list[tuple[str, str | None]]:
     return found
 
 
-def test_kubectl_explain_has_one_line_descriptions_and_every_top_status_field_has_one() -> None:
+def test_kubectl_explain_has_one_line_descriptions_and_every_status_field_has_one() -> None:
     schema = crdgen.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     every = _descriptions(schema)
     assert [p for p, d in every if d and "\n" in d] == [], "a description broken mid-sentence"
-    status = [p for p, d in every if p.count(".") == 2 and p.startswith(".status.") and not d]
+    status = [p for p, d in every if p.startswith(".status.") and not d]
     assert status == [], "status fields kubectl explain would show without a description"
