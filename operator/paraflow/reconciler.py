@@ -320,18 +320,9 @@ class Reconciler:
         async def create(
             action: planner.CreatePartitioner | CreatePartition | CreateReduce | CreateReplication,
         ) -> None:
-            if isinstance(action, CreatePartition):
-                body = builders.partition_job(wf, spec, action.index, action.attempt, self.settings)
-            elif isinstance(action, CreateReduce):
-                body = builders.reduce_job(wf, spec, action.attempt, self.settings)
-            elif isinstance(action, CreateReplication):
-                whole_run = spec.replication is not None and spec.replication.mode == "afterAll"
-                partition = None if whole_run else action.index
-                body = builders.replication_job(
-                    wf, spec, partition, action.attempt, action.winner, self.settings, action.reduce_attempt
-                )
-            else:
-                body = builders.partitioner_job(wf, spec, result.status.redrive.count + 1, self.settings)
+            body = builders.child_job(
+                wf, spec, action, partitioner_attempt=result.status.redrive.count + 1, settings=self.settings
+            )
             role = body["metadata"]["labels"][c.LABEL_ROLE]
             async with gate:
                 if await self.api.create_job(body):

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from paraflow import constants as c
+from paraflow.k8s import builders
+from paraflow.k8s.builders import WorkflowRef
 from paraflow.models import TERMINAL, WorkflowSpec, WorkflowStatus
 from paraflow.planning import planner
 from paraflow.planning.planner import (
@@ -26,6 +27,7 @@ from paraflow.planning.planner import (
     PlanRead,
     ReplicationTally,
 )
+from paraflow.settings import Settings
 from tests.unit.builders import T0
 
 Create = CreatePartitioner | CreatePartition | CreateReduce | CreateReplication
@@ -33,46 +35,17 @@ Create = CreatePartitioner | CreatePartition | CreateReduce | CreateReplication
 Outcome = Callable[[Create], JobState]
 
 
+WORKFLOW = WorkflowRef("wf", "ns", "uid-1")
+
+
 def job_for(spec: WorkflowSpec, status: WorkflowStatus, action: Create, state: JobState, at: dt.datetime) -> JobFacts:
-    """The Job the reconciler would create for ``action`` in a pass that wrote ``status``, named as
-    builders name it."""
+    """The Job the reconciler creates for ``action`` in a pass that wrote ``status``, built as it
+    builds it, as the Job watch sees it in ``state``: an active one with its pod running."""
+    body = builders.child_job(WORKFLOW, spec, action, partitioner_attempt=status.redrive.count + 1, settings=Settings())
+    facts = builders.job_facts(body)
+    assert facts is not None
     finished = None if state is JobState.ACTIVE else at
-    if isinstance(action, CreatePartition):
-        return JobFacts(
-            f"wf-p{action.index}-a{action.attempt}",
-            c.ROLE_PARTITION,
-            action.index,
-            action.attempt,
-            state,
-            finished,
-            created_at=at,
-        )
-    if isinstance(action, CreateReduce):
-        return JobFacts(
-            f"wf-reduce-a{action.attempt}", c.ROLE_REDUCE, None, action.attempt, state, finished, created_at=at
-        )
-    if isinstance(action, CreateReplication):
-        if spec.replication is not None and spec.replication.mode == "afterAll":
-            return JobFacts(
-                f"wf-repl-a{action.attempt}",
-                c.ROLE_REPLICATION_ALL,
-                None,
-                action.attempt,
-                state,
-                finished,
-                created_at=at,
-            )
-        return JobFacts(
-            f"wf-r{action.index}-a{action.attempt}",
-            c.ROLE_REPLICATION,
-            action.index,
-            action.attempt,
-            state,
-            finished,
-            created_at=at,
-        )
-    attempt = status.redrive.count + 1  # as the reconciler numbers the partitioner
-    return JobFacts(f"wf-part-a{attempt}", c.ROLE_PARTITIONER, None, attempt, state, finished, created_at=at)
+    return replace(facts, state=state, finished_at=finished, created_at=at, stalled=False)
 
 
 @dataclass

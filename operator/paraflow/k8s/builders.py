@@ -10,7 +10,14 @@ from typing import Any
 from paraflow import constants as c
 from paraflow.k8s import names
 from paraflow.models import ContainerSpec, SecuritySpec, WorkflowSpec, parse_bytes
-from paraflow.planning.planner import JobFacts, JobState
+from paraflow.planning.planner import (
+    CreatePartition,
+    CreatePartitioner,
+    CreateReduce,
+    CreateReplication,
+    JobFacts,
+    JobState,
+)
 from paraflow.settings import Settings
 from paraflow_worker import contract
 from paraflow_worker.contract import Env
@@ -379,6 +386,26 @@ def _placement(pod: dict[str, Any], spec: WorkflowSpec) -> None:
         pod["tolerations"] = [t.model_dump(exclude_defaults=True) for t in proc.tolerations]
     if proc.service_account_name:
         pod["serviceAccountName"] = proc.service_account_name
+
+
+def child_job(
+    wf: WorkflowRef,
+    spec: WorkflowSpec,
+    action: CreatePartitioner | CreatePartition | CreateReduce | CreateReplication,
+    *,
+    partitioner_attempt: int,
+    settings: Settings,
+) -> dict[str, Any]:
+    """The Job one of the plan's creates names."""
+    if isinstance(action, CreatePartition):
+        return partition_job(wf, spec, action.index, action.attempt, settings)
+    if isinstance(action, CreateReduce):
+        return reduce_job(wf, spec, action.attempt, settings)
+    if isinstance(action, CreateReplication):
+        whole_run = spec.replication is not None and spec.replication.mode == "afterAll"
+        partition = None if whole_run else action.index
+        return replication_job(wf, spec, partition, action.attempt, action.winner, settings, action.reduce_attempt)
+    return partitioner_job(wf, spec, partitioner_attempt, settings)
 
 
 def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
