@@ -48,6 +48,7 @@ from paraflow import constants as c
 from paraflow.models import WorkflowStatus
 from paraflow.planning import planner
 from paraflow.planning.planner import JobFacts, JobState, Observed, PlanRead
+from paraflow.reasons import ConditionType
 from paraflow_worker.storage import make_client
 
 SYSTEMS = ("native", "floor", "argo", "paraflow")
@@ -173,7 +174,9 @@ def paraflow_run(
         obj = wait(lambda: _phase(custom, ns, name, ("Succeeded", "Failed")), 7200, 0.5)
         total = time.monotonic() - started
         status = obj["status"]
-        partitioned = next(x for x in status["conditions"] if x["type"] == c.COND_PARTITIONED)["lastTransitionTime"]
+        partitioned = next(x for x in status["conditions"] if x["type"] == ConditionType.PARTITIONED)[
+            "lastTransitionTime"
+        ]
         completed = status["completionTime"]
         fan_out = (_ts(completed) - _ts(partitioned)).total_seconds()
         cleanup = 0.0

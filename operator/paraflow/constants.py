@@ -30,16 +30,6 @@ ROLE_REDUCE: Final = "reduce"  # the optional step after the map
 # Setting this annotation to a new value re-runs the failed partitions of a finished workflow.
 ANNOTATION_REDRIVE: Final = f"{GROUP}/redrive"
 
-# Condition types.
-COND_PARTITIONED: Final = "Partitioned"
-COND_SUCCEEDED: Final = "Succeeded"
-COND_FAILED: Final = "Failed"
-COND_SUSPENDED: Final = "Suspended"
-COND_BLOCKED: Final = "Blocked"
-COND_REPLICATED: Final = "Replicated"
-COND_REDUCED: Final = "Reduced"
-COND_REPLICATION_LATE: Final = "ReplicationDeadlineExceeded"
-COND_PODS_BLOCKED: Final = "PodsBlocked"  # a child Job's pods are refused, unschedulable or cannot start
 
 # The operator's HTTP user agent is "<this>/<version>".
 USER_AGENT_PRODUCT = "paraflow-operator"

@@ -101,14 +101,13 @@ class Reconciler:
         def refuse(problem: gate.Problem) -> Plan:
             return gate.refused(before, problem, generation=generation, redrive=redrive, now=now)
 
-        def block(error: Exception) -> Plan:
-            reason = gate.SECRET_NOT_FOUND if isinstance(error, SecretMissing) else gate.STORAGE_UNAVAILABLE
-            return gate.blocked(before, status, gate.Problem(reason, str(error)), generation=generation, now=now)
+        def block(error: SecretMissing | StorageUnavailable) -> Plan:
+            return gate.blocked(before, status, gate.Problem(error.reason, str(error)), generation=generation, now=now)
 
         try:
             spec = WorkflowSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            return await self._apply_stop(body, wf, before, refuse(gate.Problem(gate.INVALID_SPEC, spec_error(e))))
+            return await self._apply_stop(body, wf, before, refuse(gate.invalid_spec(spec_error(e))))
 
         status = before.model_copy(deep=True)
         status.run_prefix = f"s3://{spec.output.bucket}/{contract.run_prefix(spec.output.prefix, wf.uid)}"

@@ -11,6 +11,7 @@ from kubernetes import client
 from minio import Minio
 
 from paraflow import constants as c
+from paraflow.reasons import ConditionType
 from tests.operator_process import OperatorProcess
 from tests.workflows import (
     WORKER_IMAGE,
@@ -155,7 +156,7 @@ def test_an_unparseable_quantity_fails_the_workflow_with_the_field(
     namespace: str,
 ) -> None:
     create(custom, namespace, with_spec(**{"spec.partitioner.builtin.maxBytesPerPartition": "lots"}))
-    failed = wait_condition(custom, namespace, "bad", c.COND_FAILED)
+    failed = wait_condition(custom, namespace, "bad", ConditionType.FAILED)
     assert failed["reason"] == "InvalidSpec"
     assert "spec.partitioner.builtin.maxBytesPerPartition" in failed["message"]
     assert "'lots' is not a byte quantity" in failed["message"]
@@ -177,7 +178,7 @@ def test_a_missing_secret_blocks_the_workflow_until_it_exists(
     body = workflow("nosecret", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket)
     body["spec"]["storage"]["credentialsSecret"] = "not-there"
     create(custom, namespace, body)
-    blocked = wait_condition(custom, namespace, "nosecret", c.COND_BLOCKED)
+    blocked = wait_condition(custom, namespace, "nosecret", ConditionType.BLOCKED)
     assert blocked["reason"] == "SecretNotFound"
     assert 'Secret "not-there" not found' in blocked["message"]
     wait_event(core, namespace, "nosecret", "Warning", "SecretNotFound")
@@ -186,7 +187,7 @@ def test_a_missing_secret_blocks_the_workflow_until_it_exists(
     secret = core.read_namespaced_secret("minio-creds", namespace)
     core.create_namespaced_secret(namespace, {"metadata": {"name": "not-there"}, "data": secret.data})
     done = wait_phase(custom, namespace, "nosecret", {"Succeeded"}, 120)
-    assert condition(done, c.COND_BLOCKED) is None
+    assert condition(done, ConditionType.BLOCKED) is None
 
 
 def test_a_secret_without_the_keys_names_the_missing_key(
@@ -201,7 +202,7 @@ def test_a_secret_without_the_keys_names_the_missing_key(
     body = workflow("halfsecret", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket)
     body["spec"]["storage"]["credentialsSecret"] = "half"
     create(custom, namespace, body)
-    blocked = wait_condition(custom, namespace, "halfsecret", c.COND_BLOCKED)
+    blocked = wait_condition(custom, namespace, "halfsecret", ConditionType.BLOCKED)
     assert 'Secret "half" has no key(s) secretKey' in blocked["message"]
 
 
@@ -228,7 +229,7 @@ def test_storage_problems_block_before_anything_starts(
         body = workflow("nostore", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket)
         body["spec"]["input"]["bucket"] = "no-such-bucket-here"
     create(custom, namespace, body)
-    blocked = wait_condition(custom, namespace, "nostore", c.COND_BLOCKED)
+    blocked = wait_condition(custom, namespace, "nostore", ConditionType.BLOCKED)
     assert blocked["reason"] == "StorageUnavailable"
     assert message in blocked["message"]
     assert no_jobs(batch, namespace)
@@ -281,7 +282,7 @@ def test_a_bad_plan_from_a_custom_partitioner_fails_the_workflow_with_the_reason
     }
     create(custom, namespace, body)
     failed = wait_phase(custom, namespace, "badplan", {"Failed"}, 120)
-    assert condition(failed, c.COND_FAILED)["reason"] == reason
+    assert condition(failed, ConditionType.FAILED)["reason"] == reason
     assert message in failed["status"]["message"]
     wait_event(core, namespace, "badplan", "Warning", "Failed")
     roles = {j.metadata.labels[c.LABEL_ROLE] for j in batch.list_namespaced_job(namespace).items}

@@ -11,6 +11,7 @@ from kubernetes import client
 from minio import Minio
 
 from paraflow import constants as c
+from paraflow.reasons import ConditionType
 from tests.operator_process import OperatorProcess
 from tests.support import wait_for
 from tests.workflows import condition, create, events, get, patch, upload_inputs, wait_event, wait_phase, workflow
@@ -50,7 +51,7 @@ def test_delete_sync_to_the_output_under_an_endpoint_alias_is_refused_before_any
 
     failed = wait_phase(custom, namespace, "aliased", {"Failed", "Succeeded"}, 60)
 
-    assert condition(failed, c.COND_FAILED)["reason"] == "DestinationIsOutput"
+    assert condition(failed, ConditionType.FAILED)["reason"] == "DestinationIsOutput"
     assert "is the storage holding the output prefix" in failed["status"]["message"]
     wait_event(core, namespace, "aliased", "Warning", "DestinationIsOutput")
     posted = core.list_namespaced_event(namespace, field_selector="involvedObject.name=aliased").items
@@ -80,11 +81,11 @@ def test_a_missing_destination_bucket_blocks_the_workflow_at_preflight(
     body["spec"]["replication"] = {"destinations": [{"name": "archive", "bucket": "no-such-bucket-here"}]}
     create(custom, namespace, body)
     blocked = wait_for(
-        lambda: (o := get(custom, namespace, "nowhere")) and condition(o, c.COND_BLOCKED) and o, 30, "Blocked"
+        lambda: (o := get(custom, namespace, "nowhere")) and condition(o, ConditionType.BLOCKED) and o, 30, "Blocked"
     )
     assert (
         "replication destination 'archive': bucket 'no-such-bucket-here' does not exist"
-        in (condition(blocked, c.COND_BLOCKED)["message"])
+        in (condition(blocked, ConditionType.BLOCKED)["message"])
     )
     assert blocked["status"]["phase"] == "Blocked"  # and nothing started
 
@@ -112,7 +113,7 @@ def test_in_a_restricted_namespace_every_pod_is_admitted_and_the_run_succeeds(
     create(custom, restricted, body)
     done = wait_phase(custom, restricted, "hardened", {"Succeeded", "Failed"}, 180)
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    assert condition(done, c.COND_PODS_BLOCKED) is None
+    assert condition(done, ConditionType.PODS_BLOCKED) is None
 
 
 @pytest.mark.cluster
@@ -131,12 +132,12 @@ def test_pods_refused_by_pod_security_block_the_run_saying_why_until_the_namespa
     create(custom, restricted, body)
 
     blocked = wait_for(
-        lambda: (o := get(custom, restricted, "rooted")) and condition(o, c.COND_PODS_BLOCKED) and o,
+        lambda: (o := get(custom, restricted, "rooted")) and condition(o, ConditionType.PODS_BLOCKED) and o,
         60,
         "the PodsBlocked condition",
     )
 
-    cond = condition(blocked, c.COND_PODS_BLOCKED)
+    cond = condition(blocked, ConditionType.PODS_BLOCKED)
     assert cond["reason"] == "FailedCreate"
     assert "rooted-p0-a1" in cond["message"] and "violates PodSecurity" in cond["message"]
     wait_event(core, restricted, "rooted", "Warning", "FailedCreate")
@@ -148,7 +149,7 @@ def test_pods_refused_by_pod_security_block_the_run_saying_why_until_the_namespa
     core.patch_namespace(restricted, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}})
     done = wait_phase(custom, restricted, "rooted", {"Succeeded", "Failed"}, 180)
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    assert condition(done, c.COND_PODS_BLOCKED) is None
+    assert condition(done, ConditionType.PODS_BLOCKED) is None
 
 
 @pytest.mark.cluster

@@ -11,6 +11,7 @@ from kubernetes import client
 from minio import Minio
 
 from paraflow import constants as c
+from paraflow.reasons import ConditionType
 from tests.operator_process import OperatorProcess
 from tests.support import wait_for
 from tests.workflows import (
@@ -81,7 +82,7 @@ def test_retry_then_tolerance_breach_then_redrive_reruns_only_the_failed_partiti
         assert status["failedIndexes"] == "4"
         # Partition 1 was retried; exit 42 is non-retryable: partition 4 got no second attempt.
         assert status["attempts"] == {"2": "1"}
-        assert condition(failed, c.COND_FAILED)["reason"] == "FailureToleranceExceeded"
+        assert condition(failed, ConditionType.FAILED)["reason"] == "FailureToleranceExceeded"
         wait_event(core, namespace, "flaky", "Warning", "PartitionsFailed")
         wait_event(core, namespace, "flaky", "Warning", "Failed")
         # One pod, one attempt, despite backoffLimitPerIndex 1 and maxAttempts 2.

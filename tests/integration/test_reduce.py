@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 from minio import Minio
 
-from paraflow import constants as c
+from paraflow.reasons import ConditionType
 from tests.e2e.test_cli import cli
 from tests.operator_process import OperatorProcess
 from tests.support import wait_for
@@ -46,7 +46,7 @@ def test_a_failing_reduce_step_fails_the_run_and_a_redrive_runs_it_again(
     )
     create(custom, namespace, body)
     done = wait_phase(custom, namespace, "red-fail", {"Succeeded", "Failed"}, 180)
-    failed = condition(done, c.COND_FAILED)
+    failed = condition(done, ConditionType.FAILED)
     assert failed is not None and failed["reason"] == "ReduceFailed", done["status"]
     assert "red-fail-reduce-a1" in failed["message"] and "a redrive runs the reduce step again" in failed["message"]
     assert done["status"]["partitions"]["succeeded"] == 2 and done["status"]["reduce"]["phase"] == "Failed"
@@ -76,13 +76,15 @@ def test_a_reduce_image_that_cannot_be_pulled_is_named_and_fails_the_run_at_its_
     upload_inputs(s3, bucket, 3)
     missing = {"image": "paraflow/no-such-reducer:0.0.0", "activeDeadlineSeconds": 25}
     create(custom, namespace, reduce_workflow("red-img", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, missing))
-    blocked = wait_for(lambda: condition(get(custom, namespace, "red-img"), c.COND_PODS_BLOCKED), 120, "PodsBlocked")
+    blocked = wait_for(
+        lambda: condition(get(custom, namespace, "red-img"), ConditionType.PODS_BLOCKED), 120, "PodsBlocked"
+    )
     assert blocked["reason"] in {"ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff"}, blocked
     assert "red-img-reduce-a1" in blocked["message"]
     now = get(custom, namespace, "red-img")["status"]
     assert now["phase"] == "Blocked" and "red-img-reduce-a1" in now["message"], now
     done = wait_phase(custom, namespace, "red-img", {"Succeeded", "Failed"}, 120)
-    failed = condition(done, c.COND_FAILED)
+    failed = condition(done, ConditionType.FAILED)
     assert failed is not None and failed["reason"] == "ReduceFailed", done["status"]
     assert "DeadlineExceeded" in failed["message"]
     assert_map_kept(s3, done)
@@ -124,7 +126,7 @@ def test_a_reduce_step_with_odd_output_names_in_a_restricted_namespace_replicate
     create(custom, namespace, body)
     done = wait_phase(custom, namespace, "red-odd", {"Succeeded", "Failed"}, 180)
     assert done["status"]["phase"] == "Succeeded", done["status"]
-    assert condition(done, c.COND_PODS_BLOCKED) is None
+    assert condition(done, ConditionType.PODS_BLOCKED) is None
     listed = cli("reduce-output", "red-odd", "-n", namespace).stdout
     assert all(name in listed for name in ODD_NAMES), listed
     for name in ODD_NAMES:

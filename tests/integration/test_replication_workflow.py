@@ -10,6 +10,7 @@ from kubernetes import client
 from minio import Minio
 
 from paraflow import constants as c
+from paraflow.reasons import ConditionType
 from tests.operator_process import OperatorProcess
 from tests.support import wait_for
 from tests.workflows import condition, create, events, upload_inputs, wait_event, wait_phase, workflow
@@ -53,7 +54,7 @@ def test_per_partition_replication_to_same_and_other_server(
     assert status["replication"]["objects"] == 8  # 4 outputs x 2 destinations
     assert status["replication"]["replicatedIndexes"] == "0-3"
     assert status["replication"]["failed"] == 0
-    assert condition(done, c.COND_REPLICATED)["status"] == "True"
+    assert condition(done, ConditionType.REPLICATED)["status"] == "True"
     expected = [f"p{i}/checksums-s0.txt" for i in range(4)]
     assert keys(s3, archive) == [f"copy/{k}" for k in expected]
     assert keys(s3_second, bucket_second) == expected

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from minio import Minio
 
-from paraflow import constants as c
+from paraflow.reasons import ConditionType
 from paraflow_worker.contract import ResultManifest, ShardResult
 from tests.operator_process import OperatorProcess
 from tests.workflows import (
@@ -58,8 +58,8 @@ def test_twenty_partitions_run_end_to_end_within_max_concurrency(
     assert status["partitions"] == {"total": 20, "pending": 0, "running": 0, "succeeded": 20, "failed": 0, "notRun": 0}
     assert status["succeededIndexes"] == "0-19"
     assert 1 <= peak <= 4, f"{peak} partition Jobs were active at once with maxConcurrency 4"
-    assert condition(done, c.COND_PARTITIONED)["status"] == "True"
-    assert condition(done, c.COND_SUCCEEDED)["status"] == "True"
+    assert condition(done, ConditionType.PARTITIONED)["status"] == "True"
+    assert condition(done, ConditionType.SUCCEEDED)["status"] == "True"
 
     # Every child is owned by the workflow and labelled for selection.
     jobs = partition_jobs(batch, namespace, "logs")

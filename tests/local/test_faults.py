@@ -21,6 +21,7 @@ from kubernetes import client
 from minio import Minio
 
 from paraflow import constants as c
+from paraflow.reasons import ConditionType
 from tests.operator_process import OperatorProcess
 from tests.support import wait_for
 from tests.workflows import condition, create, get, partition_jobs, patch, upload_inputs, wait_phase, workflow
@@ -204,7 +205,7 @@ def test_a_read_only_destination_fails_replication_clearly_and_a_redrive_complet
     wf = create(custom, namespace, body)
     failed = wait_phase(custom, namespace, "rodest", {"Failed", "Succeeded"}, 180)
     assert failed["status"]["phase"] == "Failed"
-    assert condition(failed, c.COND_FAILED)["reason"] == "ReplicationFailed"
+    assert condition(failed, ConditionType.FAILED)["reason"] == "ReplicationFailed"
     # Events are posted after the status that says Failed: wait for it, it must come.
     denied = wait_for(
         lambda: [

@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import pytest
 
-from paraflow import constants as c
 from paraflow.models import WorkflowStatus
 from paraflow.planning import gate
 from paraflow.planning.conditions import get_condition
+from paraflow.reasons import ConditionType, Reason
 from tests.unit.builders import T0
 
 pytestmark = pytest.mark.unit
 
-UNSAFE = gate.Problem(gate.DESTINATION_IS_OUTPUT, "destination 'archive' is the output under another name")
-NO_BUCKET = gate.Problem(gate.STORAGE_UNAVAILABLE, "bucket 'processed' does not exist")
+UNSAFE = gate.Problem(Reason.DESTINATION_IS_OUTPUT, "destination 'archive' is the output under another name")
+NO_BUCKET = gate.Problem(Reason.STORAGE_UNAVAILABLE, "bucket 'processed' does not exist")
 
 
 def test_a_refused_spec_fails_the_run_with_its_reason_and_says_so_once() -> None:
     first = gate.refused(WorkflowStatus(), UNSAFE, generation=1, redrive="", now=T0)
     assert (first.status.phase, first.status.message) == ("Failed", UNSAFE.message)
-    failed = get_condition(first.status.conditions, c.COND_FAILED)
-    assert failed is not None and failed.reason == gate.DESTINATION_IS_OUTPUT
-    assert [(e.type, e.reason) for e in first.events] == [("Warning", gate.DESTINATION_IS_OUTPUT)]
+    failed = get_condition(first.status.conditions, ConditionType.FAILED)
+    assert failed is not None and failed.reason == Reason.DESTINATION_IS_OUTPUT
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", Reason.DESTINATION_IS_OUTPUT)]
     again = gate.refused(first.status, UNSAFE, generation=1, redrive="", now=T0)
     assert again.status == first.status and again.events == []
 
@@ -58,7 +58,7 @@ def test_a_rechecked_spec_starts_the_run_from_pending_with_the_redrive_taken() -
     status = gate.refused(WorkflowStatus(), UNSAFE, generation=1, redrive="", now=T0).status
     event = gate.rechecked(status, redrive="tok-2")
     assert (status.phase, status.message, status.redrive.last_token) == ("Pending", "", "tok-2")
-    assert get_condition(status.conditions, c.COND_FAILED) is None
+    assert get_condition(status.conditions, ConditionType.FAILED) is None
     assert (event.type, event.reason) == ("Normal", "Rechecked")
 
 
@@ -66,9 +66,9 @@ def test_what_cannot_be_reached_blocks_a_run_said_once_and_retried_soon() -> Non
     running = WorkflowStatus(phase="Running")
     first = gate.blocked(running, running, NO_BUCKET, generation=1, now=T0)
     assert first.status.phase == "Blocked" and first.status.message == f"{NO_BUCKET.message}; retrying"
-    cond = get_condition(first.status.conditions, c.COND_BLOCKED)
-    assert cond is not None and cond.reason == gate.STORAGE_UNAVAILABLE
-    assert [e.reason for e in first.events] == [gate.STORAGE_UNAVAILABLE]
+    cond = get_condition(first.status.conditions, ConditionType.BLOCKED)
+    assert cond is not None and cond.reason == Reason.STORAGE_UNAVAILABLE
+    assert [e.reason for e in first.events] == [Reason.STORAGE_UNAVAILABLE]
     assert first.requeue_after == gate.BLOCKED_RETRY_SECONDS
     again = gate.blocked(first.status, first.status, NO_BUCKET, generation=1, now=T0)
     assert again.events == []
@@ -83,4 +83,4 @@ def test_a_finished_run_blocked_on_storage_keeps_the_message_that_says_how_it_en
     failed = WorkflowStatus(phase="Failed", message="3 of 10 partitions failed")
     blocked = gate.blocked(failed, failed, NO_BUCKET, generation=1, now=T0).status
     assert blocked.message == "3 of 10 partitions failed"
-    assert get_condition(blocked.conditions, c.COND_BLOCKED) is not None
+    assert get_condition(blocked.conditions, ConditionType.BLOCKED) is not None

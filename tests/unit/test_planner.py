@@ -20,6 +20,7 @@ from paraflow.planning.planner import (
     Observed,
     PlanRead,
 )
+from paraflow.reasons import ConditionType
 from tests.unit.builders import T0, make_spec
 
 pytestmark = pytest.mark.unit
@@ -105,7 +106,7 @@ def test_exhausted_attempts_fail_the_workflow_when_nothing_is_tolerated() -> Non
     assert result.status.phase == "Failed"
     assert result.status.failed_indexes == "0"
     assert result.creates == []  # no new partitions once the tolerance is exceeded
-    failed = next(cnd for cnd in result.status.conditions if cnd.type == c.COND_FAILED)
+    failed = next(cnd for cnd in result.status.conditions if cnd.type == ConditionType.FAILED)
     assert failed.reason == "FailureToleranceExceeded"
     assert {e.reason for e in result.events} >= {"PartitionsFailed", "Failed"}
     # Partition 2 never started: not "pending" on a run that will start nothing more.
@@ -182,7 +183,7 @@ def test_suspend_starts_nothing_new() -> None:
     result = planner.plan(make_spec(suspend=True), partitioned(4), observe(part(0, 1, JobState.ACTIVE)))
     assert result.creates == []
     assert result.status.phase == "Suspended"
-    assert any(cnd.type == c.COND_SUSPENDED for cnd in result.status.conditions)
+    assert any(cnd.type == ConditionType.SUSPENDED for cnd in result.status.conditions)
 
 
 def test_a_failed_partitioner_fails_the_workflow_with_its_reason() -> None:

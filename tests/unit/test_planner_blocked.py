@@ -15,6 +15,7 @@ from paraflow.planning import planner
 from paraflow.planning.conditions import get_condition, set_condition
 from paraflow.planning.planner import CreatePartition, JobFacts, JobState, Observed, PlanRead
 from paraflow.planning.stalls import Stall
+from paraflow.reasons import ConditionType
 from tests.unit.builders import T0, make_spec
 from tests.unit.world import World
 
@@ -43,7 +44,7 @@ def test_a_run_whose_pods_are_refused_is_blocked_with_the_reason_in_its_message_
     result = planner.plan(make_spec(), running(1), observe(partition_job(0, stalled_for=30), stall=REFUSED))
     assert result.status.phase == "Blocked"
     assert result.status.message == REFUSED.line()
-    cond = get_condition(result.status.conditions, c.COND_PODS_BLOCKED)
+    cond = get_condition(result.status.conditions, ConditionType.PODS_BLOCKED)
     assert cond is not None and cond.reason == "FailedCreate" and cond.message == REFUSED.line()
     warned = {(e.type, e.reason) for e in result.events}
     assert {("Warning", "FailedCreate"), ("Warning", "Blocked")} <= warned
@@ -61,14 +62,14 @@ def test_a_blocked_run_goes_back_to_running_by_itself_once_its_pods_run() -> Non
     healed = planner.plan(make_spec(), blocked.status, observe(partition_job(0, stalled_for=None)))
     assert healed.status.phase == "Running"
     assert healed.status.message == ""
-    assert get_condition(healed.status.conditions, c.COND_PODS_BLOCKED) is None
+    assert get_condition(healed.status.conditions, ConditionType.PODS_BLOCKED) is None
     assert ("Normal", "Running") in {(e.type, e.reason) for e in healed.events}
 
 
 def test_a_child_stalled_for_less_than_stall_seconds_blocks_nothing_and_the_pass_comes_back_when_it_is_due() -> None:
     result = planner.plan(make_spec(), running(1), observe(partition_job(0, stalled_for=3), stall=REFUSED))
     assert result.status.phase == "Running"
-    assert get_condition(result.status.conditions, c.COND_PODS_BLOCKED) is None
+    assert get_condition(result.status.conditions, ConditionType.PODS_BLOCKED) is None
     assert result.requeue_after == pytest.approx(5)
 
 
@@ -84,7 +85,9 @@ def test_a_suspended_or_finished_run_keeps_its_phase_while_a_child_is_blocked() 
     assert suspended.status.phase == "Suspended"
     failed = running(2)
     failed.phase = "Failed"
-    failed.conditions = set_condition(failed.conditions, c.COND_FAILED, "True", "X", "m", 1, "t")
+    failed.conditions = set_condition(
+        failed.conditions, ConditionType.FAILED, reason="X", message="m", generation=1, now="t"
+    )
     after = planner.plan(make_spec(), failed, observe(partition_job(0, stalled_for=30), stall=REFUSED))
     assert after.status.phase == "Failed"
 
@@ -92,10 +95,12 @@ def test_a_suspended_or_finished_run_keeps_its_phase_while_a_child_is_blocked() 
 def test_a_pass_that_reached_the_planner_is_no_longer_blocked_on_storage_and_drops_that_message() -> None:
     status = running(1)
     status.phase, status.message = "Blocked", "MinIO at http://x:9000 unreachable; retrying"
-    status.conditions = set_condition(status.conditions, c.COND_BLOCKED, "True", "StorageUnavailable", "m", 1, "t")
+    status.conditions = set_condition(
+        status.conditions, ConditionType.BLOCKED, reason="StorageUnavailable", message="m", generation=1, now="t"
+    )
     result = planner.plan(make_spec(), status, observe(partition_job(0, stalled_for=None)))
     assert result.status.phase == "Running" and result.status.message == ""
-    assert get_condition(result.status.conditions, c.COND_BLOCKED) is None
+    assert get_condition(result.status.conditions, ConditionType.BLOCKED) is None
 
 
 def partitions_wait(action: object) -> JobState:
@@ -118,7 +123,7 @@ def test_a_run_whose_pods_never_run_fails_at_its_progress_deadline_keeping_its_m
     assert world.status.phase == "Running" and world.status.no_progress_since is not None
     status = world.run(passes=100, seconds=5)
     assert status.phase == "Failed", status
-    failed = get_condition(status.conditions, c.COND_FAILED)
+    failed = get_condition(status.conditions, ConditionType.FAILED)
     assert failed is not None and failed.reason == "ProgressDeadlineExceeded"
     assert "no progress for 60s" in failed.message
     assert "wf-p1-a1" not in world.jobs, "the stuck Job is deleted"
@@ -156,7 +161,7 @@ def test_one_child_waiting_among_running_ones_keeps_the_run_running_with_its_con
     unschedulable = Stall("wf-p2-a1", "Unschedulable", "0/3 nodes are available")
     result = planner.plan(make_spec(maxConcurrency=3), status, observe(*jobs, stall=unschedulable))
     assert result.status.phase == "Running"
-    assert get_condition(result.status.conditions, c.COND_PODS_BLOCKED) is not None
+    assert get_condition(result.status.conditions, ConditionType.PODS_BLOCKED) is not None
     assert "Blocked" not in {e.reason for e in result.events}
 
 
@@ -165,7 +170,7 @@ def test_a_cause_that_healed_is_cleared_once_its_job_is_asked_about_again() -> N
     blocked = planner.plan(make_spec(), running(1), observe(partition_job(0, stalled_for=30), stall=REFUSED))
     asked = dataclasses.replace(observe(partition_job(0, stalled_for=300)), stall_asked=("wf-p0-a1",))
     healed = planner.plan(make_spec(), blocked.status, asked)
-    assert get_condition(healed.status.conditions, c.COND_PODS_BLOCKED) is None
+    assert get_condition(healed.status.conditions, ConditionType.PODS_BLOCKED) is None
     assert healed.status.phase == "Running" and healed.status.message == ""
 
 

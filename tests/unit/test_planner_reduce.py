@@ -24,6 +24,7 @@ from paraflow.planning.planner import (
     Observed,
     Plan,
 )
+from paraflow.reasons import ConditionType, Reason
 from tests.unit.builders import T0, make_spec
 from tests.unit.test_planner import observe, part, partitioned
 
@@ -97,7 +98,7 @@ def test_a_succeeded_reduce_step_succeeds_the_run_and_says_where_its_outputs_are
     assert done.status.phase == "Succeeded"
     assert done.status.reduce is not None
     assert done.status.reduce.output_prefix == "s3://processed/daily/uid-1/reduce/a1/"
-    reduced = get_condition(done.status.conditions, c.COND_REDUCED)
+    reduced = get_condition(done.status.conditions, ConditionType.REDUCED)
     assert reduced is not None and reduced.status == "True"
     assert [e.reason for e in done.events] == ["Reduced", "Succeeded"]
 
@@ -120,7 +121,7 @@ def test_a_reduce_step_failing_for_good_fails_the_run_with_its_reason_and_keeps_
     status, jobs = mapped(spec)
     result = settle(spec, status, *jobs, reducer(1, JobState.FAILED))
     assert result.status.phase == "Failed"
-    failed = get_condition(result.status.conditions, c.COND_FAILED)
+    failed = get_condition(result.status.conditions, ConditionType.FAILED)
     assert failed is not None and failed.reason == "ReduceFailed"
     assert "wf-reduce-a1: DeadlineExceeded: too slow" in failed.message
     assert result.status.manifest == status.manifest
@@ -216,9 +217,9 @@ def test_a_reduce_that_succeeds_without_its_record_is_a_failed_attempt_saying_so
     again = reducer(2, JobState.SUCCEEDED)
     failed = planner.plan(spec, retried.status, observe_all(*jobs, silent, again, unrecorded=(1, 2)))
     assert failed.status.phase == "Failed"
-    condition = get_condition(failed.status.conditions, c.COND_FAILED)
-    assert condition is not None and condition.reason == "ReduceFailed"
-    assert "ReduceNotRecorded: the Job succeeded but it wrote no record" in condition.message
+    condition = get_condition(failed.status.conditions, ConditionType.FAILED)
+    assert condition is not None and condition.reason == Reason.REDUCE_NOT_RECORDED
+    assert "the Job succeeded but it wrote no record" in condition.message
 
 
 def test_suspending_after_the_map_holds_the_reduce_step_and_says_so() -> None:
@@ -226,7 +227,7 @@ def test_suspending_after_the_map_holds_the_reduce_step_and_says_so() -> None:
     jobs = [part(0, 1, JobState.SUCCEEDED), part(1, 1, JobState.SUCCEEDED)]
     held = settle(spec, partitioned(2), *jobs)
     assert held.status.phase == "Suspended"
-    assert get_condition(held.status.conditions, c.COND_SUSPENDED) is not None
+    assert get_condition(held.status.conditions, ConditionType.SUSPENDED) is not None
     running = settle(spec, partitioned(2), *jobs, reducer(1, JobState.ACTIVE))
     assert running.status.phase == "Reducing"  # what already runs is shown, and finishes
 

@@ -8,6 +8,7 @@ from paraflow import constants as c
 from paraflow.models import WorkflowStatus
 from paraflow.planning import planner
 from paraflow.planning.planner import CreatePartition, CreateReplication, JobFacts, JobState, ReplicationTally
+from paraflow.reasons import ConditionType
 from tests.unit.builders import T0, make_spec
 from tests.unit.test_planner import observe, part, partitioned
 from tests.unit.world import World
@@ -68,7 +69,7 @@ def test_the_workflow_is_replicating_until_every_partition_is_copied_then_succee
     )
     assert done.status.phase == "Succeeded"
     assert done.status.replication is not None and done.status.replication.objects == 5
-    assert any(x.type == c.COND_REPLICATED and x.status == "True" for x in done.status.conditions)
+    assert any(x.type == ConditionType.REPLICATED and x.status == "True" for x in done.status.conditions)
 
 
 def test_after_all_waits_for_the_fan_out_and_the_manifest() -> None:
@@ -156,7 +157,7 @@ def test_the_replicated_condition_counts_deletions_when_delete_sync_is_on() -> N
     jobs = [part(0, 1, JobState.SUCCEEDED), repl(None, 1, JobState.SUCCEEDED)]
     tally = {"wf-repl-a1": ReplicationTally(copied=2, bytes=20, deleted=3, deletions=("archive:old",))}
     done = planner.plan(s, status, planner.Observed(jobs=jobs, generation=1, now=T0, uid="u", reports=tally))
-    replicated = next(x for x in done.status.conditions if x.type == c.COND_REPLICATED)
+    replicated = next(x for x in done.status.conditions if x.type == ConditionType.REPLICATED)
     assert replicated.message.endswith("; 3 replica(s) deleted (deleteSync)")
 
 

@@ -24,6 +24,7 @@ and the manifest names exactly one attempt per partition.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -125,6 +126,17 @@ class PartitionItems(_Strict):
     items: list[Item] = Field(default_factory=list, max_length=MAX_ITEMS_PER_PARTITION)
     records: list[Record] = Field(default_factory=list, max_length=MAX_ITEMS_PER_PARTITION)
     batch_input: dict[str, Any] | None = None
+
+
+class InputReason(StrEnum):
+    """Why an input cannot be partitioned: the reason the run fails with (docs/reasons.md)."""
+
+    INPUT_NOT_READABLE = "InputNotReadable"
+    NOT_GZIP = "NotGzip"
+    INVALID_RECORD = "InvalidRecord"
+    NOT_AN_ARRAY = "NotAnArray"
+    RECORD_TOO_LARGE = "RecordTooLarge"
+    TOO_MANY_PARTITIONS = "TooManyPartitions"
 
 
 class PlanProblem(_Strict):

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 from minio import Minio
 
 from paraflow_worker import contract, readers
-from paraflow_worker.contract import Env, Item, PartitionItems, PlanProblem, PlanSummary, ReaderConfig
+from paraflow_worker.contract import Env, InputReason, Item, PartitionItems, PlanProblem, PlanSummary, ReaderConfig
 from paraflow_worker.readers import InputProblem, RawRecord
 from paraflow_worker.storage import client_from_env, put_bytes, put_json, remove_prefix
 
@@ -58,7 +58,7 @@ def records_within(found: Iterable[RawRecord], max_bytes: int) -> Iterator[RawRe
     for record in found:
         if record.size > max_bytes:
             raise InputProblem(
-                "RecordTooLarge",
+                InputReason.RECORD_TOO_LARGE,
                 f"{record.where}: a record of {record.size} bytes, more than maxBytesPerPartition ({max_bytes})",
             )
         yield record
@@ -106,7 +106,7 @@ def write_plan(client: Minio, bucket: str, run: str, partitions: Iterable[Encode
         for index, part in enumerate(partitions):
             if index >= contract.MAX_PARTITIONS:
                 raise InputProblem(
-                    "TooManyPartitions",
+                    InputReason.TOO_MANY_PARTITIONS,
                     f"more than {contract.MAX_PARTITIONS} partitions: raise maxItemsPerPartition/maxBytesPerPartition",
                 )
             data = part.render(index)

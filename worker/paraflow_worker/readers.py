@@ -28,7 +28,7 @@ import pydantic_core
 from minio import Minio
 from minio.error import S3Error
 
-from paraflow_worker.contract import Item, ReaderConfig
+from paraflow_worker.contract import InputReason, Item, ReaderConfig
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -38,7 +38,7 @@ BOM = b"\xef\xbb\xbf"
 
 
 class InputProblem(Exception):
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: InputReason, message: str) -> None:
         super().__init__(message)
         self.reason, self.message = reason, message
 
@@ -109,7 +109,7 @@ def _open(client: Minio, bucket: str, key: str, compression: str) -> Iterator[IO
     try:
         response = client.get_object(bucket, key)
     except S3Error as e:  # a mistyped reader.key, a bucket it may not read: no retry will help
-        raise InputProblem("InputNotReadable", f"s3://{bucket}/{key}: {e.code}: {e.message}") from e
+        raise InputProblem(InputReason.INPUT_NOT_READABLE, f"s3://{bucket}/{key}: {e.code}: {e.message}") from e
     # urllib3 closes a response read to its end, and a reader that then asks for more (gzip
     # checking its trailer, ijson its last buffer) must get b"", not "read of closed file".
     # (HTTPResponse has the switch; the BaseHTTPResponse minio declares does not.)
@@ -119,13 +119,14 @@ def _open(client: Minio, bucket: str, key: str, compression: str) -> Iterator[IO
         if compression == "gzip" or (compression == "auto" and key.endswith(".gz")):
             if stream.peek(2)[:2] != GZIP_MAGIC:
                 raise InputProblem(
-                    "NotGzip", f"s3://{bucket}/{key} is not gzip-compressed (reader.compression: {compression})"
+                    InputReason.NOT_GZIP,
+                    f"s3://{bucket}/{key} is not gzip-compressed (reader.compression: {compression})",
                 )
             yield _past_bom(gzip.GzipFile(fileobj=stream))
         else:
             yield _past_bom(stream)
     except (OSError, EOFError, zlib.error) as e:  # a truncated or corrupt gzip stream, a dropped connection
-        raise InputProblem("InvalidRecord", f"s3://{bucket}/{key}: cannot read it to its end: {e}") from e
+        raise InputProblem(InputReason.INVALID_RECORD, f"s3://{bucket}/{key}: cannot read it to its end: {e}") from e
     finally:
         response.close()
         response.release_conn()
@@ -176,7 +177,8 @@ def _jsonl(stream: IO[bytes], where: str, max_record_bytes: int) -> Iterator[tup
         number += 1
         if len(raw) > max_record_bytes + 1:
             raise InputProblem(
-                "RecordTooLarge", f"{where} line {number}: a record over maxBytesPerPartition ({max_record_bytes})"
+                InputReason.RECORD_TOO_LARGE,
+                f"{where} line {number}: a record over maxBytesPerPartition ({max_record_bytes})",
             )
         line = raw.strip()
         if not line:
@@ -185,7 +187,7 @@ def _jsonl(stream: IO[bytes], where: str, max_record_bytes: int) -> Iterator[tup
             pydantic_core.from_json(line, allow_inf_nan=False)
             text = line.decode()
         except ValueError as e:  # UnicodeDecodeError is one too
-            raise InputProblem("InvalidRecord", f"{where} line {number}: not JSON: {e}") from e
+            raise InputProblem(InputReason.INVALID_RECORD, f"{where} line {number}: not JSON: {e}") from e
         yield text, f"{where} line {number}"
 
 
@@ -198,12 +200,14 @@ def _json_array(stream: IO[bytes], where: str) -> Iterator[tuple[str, str]]:
         first = next(events)
         if first[1] != "start_array":
             kind = {"start_map": "an object", "string": "a string", "null": "null"}.get(first[1], f"a {first[1]}")
-            raise InputProblem("NotAnArray", f"{where} is not a JSON array of records: it holds {kind}")
+            raise InputProblem(InputReason.NOT_AN_ARRAY, f"{where} is not a JSON array of records: it holds {kind}")
         for number, value in enumerate(ijson.items(itertools.chain([first], events), "item")):
             yield json.dumps(value, ensure_ascii=False, allow_nan=False), f"{where} item {number}"
     except (ijson.JSONError, ValueError) as e:  # ValueError: a number JSON cannot carry (1e400)
         first_line = (str(e).splitlines() or [type(e).__name__])[0]
-        raise InputProblem("InvalidRecord", f"{where} near item {number}: not valid JSON: {first_line}") from e
+        raise InputProblem(
+            InputReason.INVALID_RECORD, f"{where} near item {number}: not valid JSON: {first_line}"
+        ) from e
 
 
 def _csv(stream: IO[bytes], where: str, config: ReaderConfig, max_record_bytes: int) -> Iterator[tuple[str, str]]:
@@ -216,18 +220,24 @@ def _csv(stream: IO[bytes], where: str, config: ReaderConfig, max_record_bytes: 
         repeated = sorted({name for name in header if header.count(name) > 1})
         if "" in header or repeated:
             problem = f"{', '.join(repeated)} repeated" if repeated else "an empty name"
-            raise InputProblem("InvalidRecord", f"{where}: the header must name each column once ({problem})")
+            raise InputProblem(
+                InputReason.INVALID_RECORD, f"{where}: the header must name each column once ({problem})"
+            )
         for row in rows:
             if not row:
                 continue
             if len(row) != len(header):
                 raise InputProblem(
-                    "InvalidRecord",
+                    InputReason.INVALID_RECORD,
                     f"{where} line {rows.line_num}: {len(row)} fields where the header has {len(header)}",
                 )
             yield json.dumps(dict(zip(header, row, strict=True)), ensure_ascii=False), f"{where} line {rows.line_num}"
     except csv.Error as e:
-        reason = "RecordTooLarge" if "field larger than field limit" in str(e) else "InvalidRecord"
+        reason = (
+            InputReason.RECORD_TOO_LARGE if "field larger than field limit" in str(e) else InputReason.INVALID_RECORD
+        )
         raise InputProblem(reason, f"{where} line {rows.line_num + 1}: {e}") from e
     except UnicodeDecodeError as e:
-        raise InputProblem("InvalidRecord", f"{where} line {rows.line_num + 1}: not UTF-8 ({e.reason})") from e
+        raise InputProblem(
+            InputReason.INVALID_RECORD, f"{where} line {rows.line_num + 1}: not UTF-8 ({e.reason})"
+        ) from e

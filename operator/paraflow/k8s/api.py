@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from paraflow import constants as c
 from paraflow.metrics import API_WRITES
+from paraflow.reasons import Reason
 
 T = TypeVar("T")
 
@@ -55,6 +56,8 @@ class TokenBucket:
 
 class SecretMissing(Exception):
     """The Secret (or one of its keys) the workflow names does not exist."""
+
+    reason = Reason.SECRET_NOT_FOUND
 
 
 class KubeApi:

@@ -10,11 +10,12 @@ from paraflow.models import Condition
 def set_condition(
     conditions: list[Condition],
     type_: str,
-    status: Literal["True", "False", "Unknown"],
+    *,
     reason: str,
     message: str,
     generation: int | None,
     now: str,
+    status: Literal["True", "False", "Unknown"] = "True",
 ) -> list[Condition]:
     old = next((c for c in conditions if c.type == type_), None)
     since = old.last_transition_time if old is not None and old.status == status else now

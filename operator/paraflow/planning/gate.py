@@ -10,25 +10,22 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Final
 
-from paraflow import constants as c
 from paraflow.models import TERMINAL, WorkflowStatus
 from paraflow.planning.conditions import get_condition, remove_condition, set_condition
 from paraflow.planning.planner import Event, Plan, timestamp
+from paraflow.reasons import REFUSALS, ConditionType, Reason
 
-# Refusals of a spec before anything ran: a corrected spec (or a redrive) checks again and may start.
-INVALID_SPEC: Final = "InvalidSpec"
-DESTINATION_IS_OUTPUT: Final = "DestinationIsOutput"
-REFUSALS: Final = frozenset({INVALID_SPEC, DESTINATION_IS_OUTPUT})
-# What blocks a run until it is fixed, retried by the operator on its own.
-SECRET_NOT_FOUND: Final = "SecretNotFound"
-STORAGE_UNAVAILABLE: Final = "StorageUnavailable"
 BLOCKED_RETRY_SECONDS: Final = 10.0
 
 
 @dataclass(frozen=True)
 class Problem:
-    reason: str
+    reason: Reason
     message: str
+
+
+def invalid_spec(message: str) -> Problem:
+    return Problem(Reason.INVALID_SPEC, message)
 
 
 def refused(before: WorkflowStatus, problem: Problem, *, generation: int, redrive: str, now: dt.datetime) -> Plan:
@@ -38,22 +35,29 @@ def refused(before: WorkflowStatus, problem: Problem, *, generation: int, redriv
     status = before.model_copy(deep=True)
     status.phase, status.message, status.observed_generation = "Failed", problem.message, generation
     status.conditions = set_condition(
-        status.conditions, c.COND_FAILED, "True", problem.reason, problem.message, generation, stamp
+        status.conditions,
+        ConditionType.FAILED,
+        reason=problem.reason,
+        message=problem.message,
+        generation=generation,
+        now=stamp,
     )
     out = Plan(status=status)
-    if get_condition(before.conditions, c.COND_FAILED) != get_condition(status.conditions, c.COND_FAILED):
+    if get_condition(before.conditions, ConditionType.FAILED) != get_condition(status.conditions, ConditionType.FAILED):
         out.events.append(Event("Warning", problem.reason, problem.message))
     if redrive and redrive != before.redrive.last_token:
         status.redrive.last_token = redrive
         out.events.append(
-            Event("Warning", "RedriveIgnored", f"redrive {redrive!r} ignored: fix the spec first: {problem.message}")
+            Event(
+                "Warning", Reason.REDRIVE_IGNORED, f"redrive {redrive!r} ignored: fix the spec first: {problem.message}"
+            )
         )
     return out
 
 
 def recheck_due(before: WorkflowStatus, *, generation: int, redrive: str, has_jobs: bool) -> bool:
     """A spec refused before anything ran is checked again once it changed, or on a redrive."""
-    failed = get_condition(before.conditions, c.COND_FAILED)
+    failed = get_condition(before.conditions, ConditionType.FAILED)
     if failed is None or failed.reason not in REFUSALS or has_jobs:
         return False
     return generation != before.observed_generation or redrive != before.redrive.last_token
@@ -62,9 +66,9 @@ def recheck_due(before: WorkflowStatus, *, generation: int, redrive: str, has_jo
 def rechecked(status: WorkflowStatus, *, redrive: str) -> Event:
     """The refused spec passes the checks now: the run starts from the beginning."""
     status.phase, status.message, status.completion_time = "Pending", "", None
-    status.conditions = remove_condition(status.conditions, c.COND_FAILED)
+    status.conditions = remove_condition(status.conditions, ConditionType.FAILED)
     status.redrive.last_token = redrive  # this redrive, if any, is what started it
-    return Event("Normal", "Rechecked", "the spec passes the checks now: starting the run")
+    return Event("Normal", Reason.RECHECKED, "the spec passes the checks now: starting the run")
 
 
 def blocked(
@@ -81,7 +85,12 @@ def blocked(
         # alone tells what it cannot reach now.
         st.phase, st.message = "Blocked", message
     st.conditions = set_condition(
-        st.conditions, c.COND_BLOCKED, "True", problem.reason, message, generation, timestamp(now)
+        st.conditions,
+        ConditionType.BLOCKED,
+        reason=problem.reason,
+        message=message,
+        generation=generation,
+        now=timestamp(now),
     )
     if st != before:
         out.events.append(Event("Warning", problem.reason, message))

@@ -41,6 +41,7 @@ from paraflow.planning.tracking import (
     schedule,
     track,
 )
+from paraflow.reasons import ConditionType, Reason
 from paraflow_worker import contract
 
 __all__ = ["JobFacts", "JobState"]
@@ -178,7 +179,7 @@ def settled(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts]
         return False
     if any(j.state is JobState.ACTIVE for j in jobs) or needs_reports(spec, status, jobs):
         return False
-    return bool(status.manifest) or get_condition(status.conditions, c.COND_PARTITIONED) is None
+    return bool(status.manifest) or get_condition(status.conditions, ConditionType.PARTITIONED) is None
 
 
 def deletable(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], keep: int = 0) -> list[str]:
@@ -217,7 +218,7 @@ def expires_in(spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime) -> 
 
 def needs_plan(status: WorkflowStatus, jobs: Sequence[JobFacts]) -> bool:
     """True when the partitioner succeeded and its plan has not been read into status yet."""
-    if get_condition(status.conditions, c.COND_PARTITIONED) is not None:
+    if get_condition(status.conditions, ConditionType.PARTITIONED) is not None:
         return False
     return any(j.role == c.ROLE_PARTITIONER and j.state is JobState.SUCCEEDED for j in jobs)
 
@@ -228,13 +229,13 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
     new.observed_generation = obs.generation
     new.start_time = new.start_time or now
     # The reconciler plans only once it has read the Secret and reached the storage it needs.
-    new.conditions = remove_condition(new.conditions, c.COND_BLOCKED)
+    new.conditions = remove_condition(new.conditions, ConditionType.BLOCKED)
     out = Plan(status=new)
     _replication_mode(out, spec, obs)
     _redrive(out, spec, obs, now)
-    if get_condition(new.conditions, c.COND_PARTITIONED) is None:
+    if get_condition(new.conditions, ConditionType.PARTITIONED) is None:
         _partition_stage(out, spec, obs, now)
-        if get_condition(new.conditions, c.COND_PARTITIONED) is None:
+        if get_condition(new.conditions, ConditionType.PARTITIONED) is None:
             return _finish(out, spec, status, obs, now)
     _fan_out(out, spec, obs, now)
     # Written by this pass's status patch, which the reconciler sends before any delete.
@@ -260,11 +261,11 @@ def _replication_mode(out: Plan, spec: WorkflowSpec, obs: Observed) -> None:
         budget = Budget(spec.retry, out.status.redrive.count)
         rs.attempts = fresh_attempts(obs.jobs, unit_of, {}, earlier, budget)
         rs.replicated_indexes, rs.failed_indexes, rs.failed, rs.start_time = "", "", 0, None
-        out.status.conditions = remove_condition(out.status.conditions, c.COND_REPLICATION_LATE)
+        out.status.conditions = remove_condition(out.status.conditions, ConditionType.REPLICATION_LATE)
         out.events.append(
             Event(
                 "Normal",
-                "ReplicationModeChanged",
+                Reason.REPLICATION_MODE_CHANGED,
                 f"replication.mode is {spec.replication.mode} now (was {rs.mode}): what was replicated is "
                 "counted again in the new mode",
             )
@@ -289,14 +290,14 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     else:
         why = ""
     if why:
-        out.events.append(Event("Warning", "RedriveIgnored", f"redrive {obs.redrive_token!r} ignored: {why}"))
+        out.events.append(Event("Warning", Reason.REDRIVE_IGNORED, f"redrive {obs.redrive_token!r} ignored: {why}"))
         return
     st.redrive.count += 1
     st.phase, st.completion_time, st.message = "Running", None, ""
-    st.conditions = remove_condition(remove_condition(st.conditions, c.COND_FAILED), c.COND_SUCCEEDED)
-    if get_condition(st.conditions, c.COND_PARTITIONED) is None:
+    st.conditions = remove_condition(remove_condition(st.conditions, ConditionType.FAILED), ConditionType.SUCCEEDED)
+    if get_condition(st.conditions, ConditionType.PARTITIONED) is None:
         # The partitioner itself failed: a redrive runs it again from scratch.
-        out.events.append(Event("Normal", "Redriven", f"redrive #{st.redrive.count}: re-running the partitioner"))
+        out.events.append(Event("Normal", Reason.REDRIVEN, f"redrive #{st.redrive.count}: re-running the partitioner"))
         st.phase = "Pending"
         return
     failed = st.failed_indexes
@@ -321,13 +322,13 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
             again = {0}
         if whole_run or (not failed and not replication_failed):
             rs.objects = rs.bytes = rs.skipped = rs.deleted = 0
-            st.conditions = remove_condition(st.conditions, c.COND_REPLICATED)
+            st.conditions = remove_condition(st.conditions, ConditionType.REPLICATED)
         unit_of = _replication_unit(spec.replication.mode)
         rs.attempts = fresh_attempts(obs.jobs, unit_of, rs.attempts, again, budget)
         rs.replicated_indexes = indexsets.compress(indexsets.expand(rs.replicated_indexes) - again)
         # What failed is being retried: its failures, and the deadline, count from now.
         rs.failed_indexes, rs.failed, rs.start_time = "", 0, None
-        st.conditions = remove_condition(st.conditions, c.COND_REPLICATION_LATE)
+        st.conditions = remove_condition(st.conditions, ConditionType.REPLICATION_LATE)
         if again:
             what.append(
                 "the run-wide replication" if whole_run else f"replication of partitions {indexsets.compress(again)}"
@@ -335,7 +336,7 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     out.events.append(
         Event(
             "Normal",
-            "Redriven",
+            Reason.REDRIVEN,
             f"redrive #{st.redrive.count}: re-running {', '.join(what) or 'partitions never started'}",
         )
     )
@@ -354,7 +355,7 @@ def _partition_stage(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> 
         if obs.plan.partition_count == 0:
             _fail(
                 out,
-                "NoPartitions",
+                Reason.NO_PARTITIONS,
                 "the partitioner found no input items "
                 + (f"under s3://{spec.input.bucket}/{spec.input.prefix}" if spec.input.bucket else "in input.items"),
                 now,
@@ -363,14 +364,13 @@ def _partition_stage(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> 
         st.partitions.total = obs.plan.partition_count
         st.conditions = set_condition(
             st.conditions,
-            c.COND_PARTITIONED,
-            "True",
-            "PlanRead",
-            f"{obs.plan.partition_count} partitions",
-            obs.generation,
-            now,
+            ConditionType.PARTITIONED,
+            reason=Reason.PLAN_READ,
+            message=f"{obs.plan.partition_count} partitions",
+            generation=obs.generation,
+            now=now,
         )
-        out.events.append(Event("Normal", "Partitioned", f"plan has {obs.plan.partition_count} partitions"))
+        out.events.append(Event("Normal", Reason.PARTITIONED, f"plan has {obs.plan.partition_count} partitions"))
         return
     if st.phase == "Failed":
         return
@@ -381,7 +381,7 @@ def _partition_stage(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> 
         out.creates.append(CreatePartitioner())
         st.phase = "Partitioning"
     elif current.state is JobState.FAILED:
-        _fail(out, "PartitionerFailed", f"partitioner Job {current.name} failed: {current.message}", now)
+        _fail(out, Reason.PARTITIONER_FAILED, f"partitioner Job {current.name} failed: {current.message}", now)
     else:
         st.phase = "Partitioning"
 
@@ -389,7 +389,9 @@ def _partition_stage(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> 
 def _fail(out: Plan, reason: str, message: str, now: str) -> None:
     st = out.status
     st.phase, st.message = "Failed", message
-    st.conditions = set_condition(st.conditions, c.COND_FAILED, "True", reason, message, st.observed_generation, now)
+    st.conditions = set_condition(
+        st.conditions, ConditionType.FAILED, reason=reason, message=message, generation=st.observed_generation, now=now
+    )
 
 
 def _partition_of(job: JobFacts) -> int | None:
@@ -409,7 +411,7 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
         out.events.append(
             Event(
                 "Warning",
-                "PartitionsFailed",
+                Reason.PARTITIONS_FAILED,
                 f"partition(s) {indexsets.compress(progress.newly_failed - final)} failed after their last attempt",
             )
         )
@@ -417,7 +419,7 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
         out.events.append(
             Event(
                 "Warning",
-                "PartitionsFailed",
+                Reason.PARTITIONS_FAILED,
                 f"partition(s) {indexsets.compress(final)} failed with a non-retryable exit code "
                 "(processor.nonRetryableExitCodes): not retried",
             )
@@ -442,7 +444,7 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     if breached and st.phase != "Failed":
         _fail(
             out,
-            "FailureToleranceExceeded",
+            Reason.FAILURE_TOLERANCE_EXCEEDED,
             f"{len(failed)} of {total} partitions failed ({indexsets.compress(failed)}), more than the "
             "tolerance allows; no new partitions start, running ones finish",
             now,
@@ -456,7 +458,7 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
     replicated = True
     if spec.replication is not None:
         replicated = replication_stage(out, spec, spec.replication, obs, winners, fanned_out and reduced, now)
-    if get_condition(st.conditions, c.COND_FAILED) is not None:
+    if get_condition(st.conditions, ConditionType.FAILED) is not None:
         return
     if fanned_out and reduced and replicated:
         msg = f"{len(progress.succeeded)} of {total} partitions succeeded"
@@ -464,7 +466,12 @@ def _fan_out(out: Plan, spec: WorkflowSpec, obs: Observed, now: str) -> None:
             msg += f"; {len(failed)} failed within tolerance ({indexsets.compress(failed)})"
         st.phase, st.message = "Succeeded", msg
         st.conditions = set_condition(
-            st.conditions, c.COND_SUCCEEDED, "True", "AllPartitionsDone", msg, obs.generation, now
+            st.conditions,
+            ConditionType.SUCCEEDED,
+            reason=Reason.ALL_PARTITIONS_DONE,
+            message=msg,
+            generation=obs.generation,
+            now=now,
         )
     elif fanned_out and spec.suspend and not any(j.state is JobState.ACTIVE for j in obs.jobs):
         st.phase = "Suspended"  # what comes after the map waits too, and nothing runs
@@ -500,10 +507,10 @@ def _as_recorded(job: JobFacts, records: Mapping[int, str]) -> JobFacts:
         return replace(job, state=JobState.ACTIVE)
     if problem:
         message = (
-            f"ReduceNotRecorded: the Job succeeded but {problem}; a reduce step records its outputs by leaving "
+            f"the Job succeeded but {problem}; a reduce step records its outputs by leaving "
             "`with sdk.reduce()` normally (or writes that record itself, see the contract)"
         )
-        return replace(job, state=JobState.FAILED, message=message)
+        return replace(job, state=JobState.FAILED, message=message, reason=Reason.REDUCE_NOT_RECORDED)
     return job
 
 
@@ -532,9 +539,14 @@ def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, fanned_out: bool,
             rd.output_prefix = f"s3://{spec.output.bucket}/{where}"
             message = f"attempt {rd.attempt} succeeded; its outputs are under {rd.output_prefix}"
             st.conditions = set_condition(
-                st.conditions, c.COND_REDUCED, "True", "ReduceSucceeded", message, obs.generation, now
+                st.conditions,
+                ConditionType.REDUCED,
+                reason=Reason.REDUCE_SUCCEEDED,
+                message=message,
+                generation=obs.generation,
+                now=now,
             )
-            out.events.append(Event("Normal", "Reduced", f"reduce step {message}"))
+            out.events.append(Event("Normal", Reason.REDUCED, f"reduce step {message}"))
         return True
     if progress.failed:
         if rd.phase != "Failed":
@@ -544,7 +556,7 @@ def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, fanned_out: bool,
             if st.phase != "Failed":
                 _fail(
                     out,
-                    "ReduceFailed",
+                    Reason(job.reason) if job is not None and job.reason else Reason.REDUCE_FAILED,
                     f"the reduce step failed after its last attempt ({why}); the map's outputs and manifest are "
                     "kept, and a redrive runs the reduce step again",
                     now,
@@ -560,7 +572,7 @@ def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, fanned_out: bool,
                 out.events.append(
                     Event(
                         "Warning",
-                        "ReduceAttemptFailed",
+                        Reason.REDUCE_ATTEMPT_FAILED,
                         f"reduce Job {last.name} failed ({last.message or 'no reason given'}); "
                         f"starting attempt {attempt}",
                     )
@@ -576,7 +588,7 @@ def _rerun_reduce(st: WorkflowStatus, jobs: Sequence[JobFacts], budget: Budget) 
     previous = st.reduce or ReduceStatus()
     fresh = fresh_attempts(jobs, _reduce_unit, attempt_sets({0: previous.attempt}), {0}, budget)
     st.reduce = ReduceStatus(attempt=max((int(a) for a in fresh), default=1))
-    st.conditions = remove_condition(st.conditions, c.COND_REDUCED)
+    st.conditions = remove_condition(st.conditions, ConditionType.REDUCED)
 
 
 def _requeue(out: Plan, progress: Progress) -> None:
@@ -655,7 +667,7 @@ def replication_stage(
                 out.events.append(
                     Event(
                         "Normal",
-                        "ReplicasDeleted",
+                        Reason.REPLICAS_DELETED,
                         f"deleteSync: {job.name} deleted {tally.deleted} replica(s) whose output left the run: "
                         f"{', '.join(tally.deletions)}{more} (every key listed in {tally.reports})",
                     )
@@ -665,7 +677,7 @@ def replication_stage(
             out.events.append(
                 Event(
                     "Warning",
-                    "ReplicationFailed",
+                    Reason.REPLICATION_FAILED,
                     f"replication Job {job.name} failed for good: {tally.failed} object(s) not "
                     f"copied; first: {tally.first_failure}",
                 )
@@ -699,7 +711,7 @@ def replication_stage(
     if progress.failed and st.phase != "Failed":
         _fail(
             out,
-            "ReplicationFailed",
+            Reason.REPLICATION_FAILED,
             f"replication failed for {'the run' if rspec.mode == 'afterAll' else 'partition(s) '}"
             f"{'' if rspec.mode == 'afterAll' else indexsets.compress(progress.failed)} after its last attempt; "
             "a redrive retries it",
@@ -711,14 +723,13 @@ def replication_stage(
     if complete:
         st.conditions = set_condition(
             st.conditions,
-            c.COND_REPLICATED,
-            "True",
-            "AllReplicated",
-            f"{rs.objects} objects ({rs.bytes} bytes) copied, {rs.skipped} already "
+            ConditionType.REPLICATED,
+            reason=Reason.ALL_REPLICATED,
+            message=f"{rs.objects} objects ({rs.bytes} bytes) copied, {rs.skipped} already "
             f"there, to {len(rspec.destinations)} destination(s)"
             + (f"; {rs.deleted} replica(s) deleted (deleteSync)" if rspec.delete_sync else ""),
-            obs.generation,
-            now,
+            generation=obs.generation,
+            now=now,
         )
     return complete
 
@@ -727,7 +738,7 @@ def _deadline(out: Plan, rspec: ReplicationSpec, obs: Observed, now: str) -> Non
     rs = out.status.replication
     if rspec.deadline_seconds is None or rs is None or rs.start_time is None:
         return
-    if get_condition(out.status.conditions, c.COND_REPLICATION_LATE) is not None:
+    if get_condition(out.status.conditions, ConditionType.REPLICATION_LATE) is not None:
         return
     started = dt.datetime.fromisoformat(rs.start_time.replace("Z", "+00:00"))
     late = (obs.now - started).total_seconds() - rspec.deadline_seconds
@@ -736,9 +747,14 @@ def _deadline(out: Plan, rspec: ReplicationSpec, obs: Observed, now: str) -> Non
         return
     message = f"replication has run longer than its deadline of {rspec.deadline_seconds}s"
     out.status.conditions = set_condition(
-        out.status.conditions, c.COND_REPLICATION_LATE, "True", "DeadlineExceeded", message, obs.generation, now
+        out.status.conditions,
+        ConditionType.REPLICATION_LATE,
+        reason=Reason.DEADLINE_EXCEEDED,
+        message=message,
+        generation=obs.generation,
+        now=now,
     )
-    out.events.append(Event("Warning", "ReplicationDeadlineExceeded", message))
+    out.events.append(Event("Warning", Reason.REPLICATION_DEADLINE_EXCEEDED, message))
 
 
 def _breached(spec: WorkflowSpec, failed: int, total: int) -> bool:
@@ -763,12 +779,12 @@ def _pods_blocked(out: Plan, obs: Observed, now: str) -> None:
     if ages:
         soonest = min(after - age if age < after else after for age in ages)
         out.requeue_after = min(out.requeue_after or soonest, soonest)
-    old = get_condition(st.conditions, c.COND_PODS_BLOCKED)
+    old = get_condition(st.conditions, ConditionType.PODS_BLOCKED)
     healed = old is not None and obs.stall is None and any(stalls.is_about(old.message, j) for j in obs.stall_asked)
     if not any(age >= after for age in ages) or healed:
         # Nobody waits long enough, or the Job the condition names was asked about again and
         # has no cause any more (a refusal fixed, now a slow image pull): nothing to say.
-        st.conditions = remove_condition(st.conditions, c.COND_PODS_BLOCKED)
+        st.conditions = remove_condition(st.conditions, ConditionType.PODS_BLOCKED)
         return
     if obs.stall is None:
         return  # not asked about that Job this pass: what the last answer said still holds
@@ -776,7 +792,12 @@ def _pods_blocked(out: Plan, obs: Observed, now: str) -> None:
         return  # the same cause, found on another Job: no new Event, no status write
     out.events.append(Event("Warning", obs.stall.reason, obs.stall.line()))
     st.conditions = set_condition(
-        st.conditions, c.COND_PODS_BLOCKED, "True", obs.stall.reason, obs.stall.line(), st.observed_generation, now
+        st.conditions,
+        ConditionType.PODS_BLOCKED,
+        reason=obs.stall.reason,
+        message=obs.stall.line(),
+        generation=st.observed_generation,
+        now=now,
     )
 
 
@@ -819,11 +840,11 @@ def _progress_deadline(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, ob
     if left > 0:
         out.requeue_after = min(out.requeue_after or left, left)
         return
-    blocked = get_condition(st.conditions, c.COND_PODS_BLOCKED)
+    blocked = get_condition(st.conditions, ConditionType.PODS_BLOCKED)
     why = blocked.message if blocked is not None else "no child Job got a pod running"
     _fail(
         out,
-        "ProgressDeadlineExceeded",
+        Reason.PROGRESS_DEADLINE_EXCEEDED,
         f"no progress for {spec.progress_deadline_seconds}s (spec.progressDeadlineSeconds): {why}; its waiting Jobs "
         "are deleted and a redrive re-runs them",
         now,
@@ -857,7 +878,7 @@ def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, obs: Observed
         counts.not_run, counts.pending = (unstarted, 0) if st.phase == "Failed" else (0, unstarted)
     if st.phase == "Failed" and st.replication is not None:
         st.replication.pending = 0  # nothing will copy them: a redrive does
-    blocked = get_condition(st.conditions, c.COND_PODS_BLOCKED)
+    blocked = get_condition(st.conditions, ConditionType.PODS_BLOCKED)
     active = [j for j in obs.jobs if j.state is JobState.ACTIVE]
     # Blocked only when nothing runs: one child waiting among running ones (a busy cluster, a
     # scale-up) keeps its PodsBlocked condition and the run its phase.
@@ -872,15 +893,14 @@ def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, obs: Observed
     if st.phase == "Suspended":
         st.conditions = set_condition(
             st.conditions,
-            c.COND_SUSPENDED,
-            "True",
-            "Suspended",
-            "spec.suspend is true: no new partition, reduce or replication Job starts",
-            obs.generation,
-            now,
+            ConditionType.SUSPENDED,
+            reason=Reason.SUSPENDED,
+            message="spec.suspend is true: no new partition, reduce or replication Job starts",
+            generation=obs.generation,
+            now=now,
         )
     else:
-        st.conditions = remove_condition(st.conditions, c.COND_SUSPENDED)
+        st.conditions = remove_condition(st.conditions, ConditionType.SUSPENDED)
     if st.phase != before.phase:
         kind: Literal["Normal", "Warning"] = "Warning" if st.phase in ("Failed", "Blocked") else "Normal"
         out.events.append(Event(kind, st.phase, st.message or f"phase {before.phase} -> {st.phase}"))

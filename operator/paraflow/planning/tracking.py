@@ -41,6 +41,8 @@ class JobFacts:
     stalled: bool = False
     # The object's uid: a delete names it, so it can only ever remove the Job that was judged.
     uid: str = ""
+    # Set when paraflow, not Kubernetes, judged the attempt failed (e.g. ReduceNotRecorded).
+    reason: str = ""
 
 
 @dataclass

@@ -18,8 +18,8 @@ from minio.error import S3Error
 from pydantic import ValidationError
 
 from paraflow.models import Location
-from paraflow.planning import gate
 from paraflow.planning.planner import PlanRead, ReplicationTally
+from paraflow.reasons import Reason
 from paraflow_worker import contract, identity
 from paraflow_worker.contract import ManifestPartition, PlanSummary, ReplicationReport, ResultManifest
 from paraflow_worker.storage import get_json, make_client, put_json
@@ -31,11 +31,13 @@ DELETIONS_NAMED = 10
 class StorageUnavailable(Exception):
     """MinIO could not be reached or refused our credentials; worth retrying later."""
 
+    reason = Reason.STORAGE_UNAVAILABLE
+
 
 class UnsafeSpec(Exception):
     """The spec is valid on paper but would harm data on the storage as it really is."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -101,7 +103,7 @@ def preflight_destination(
     storage = identity.compare(destination, output.bucket, run, token)
     problem = identity.overlap_error(target, output.bucket, output.prefix, storage)
     if problem is not None:
-        raise UnsafeSpec(gate.DESTINATION_IS_OUTPUT, problem)
+        raise UnsafeSpec(Reason.DESTINATION_IS_OUTPUT, problem)
 
 
 def _cause(error: BaseException) -> str:
@@ -121,7 +123,7 @@ def read_plan(client: Minio, bucket: str, run: str) -> PlanRead:
     except S3Error as e:
         if e.code in ("NoSuchKey", "NoSuchBucket"):
             return PlanRead(
-                error_reason="PlanMissing",
+                error_reason=Reason.PLAN_MISSING,
                 error_message=f"the partitioner finished but wrote no plan at s3://{bucket}/{key}",
             )
         if e.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
@@ -131,7 +133,7 @@ def read_plan(client: Minio, bucket: str, run: str) -> PlanRead:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(document)"
         return PlanRead(
-            error_reason="InvalidPlan",
+            error_reason=Reason.INVALID_PLAN,
             error_message=f"s3://{bucket}/{key} is not a valid plan: {where}: {first['msg']}",
         )
     except (urllib3.exceptions.HTTPError, OSError) as e:
