@@ -6,11 +6,22 @@ that need more than one field.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from paraflow import constants as c
@@ -64,6 +75,19 @@ class _Model(BaseModel):
         extra="forbid", alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
     )
 
+
+def _utc_seconds(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("a timestamp needs its time zone (RFC 3339)")
+    return value.astimezone(dt.UTC).replace(microsecond=0)
+
+
+# A datetime in code; at the API edge RFC 3339 in UTC to the second, as Kubernetes writes its own.
+Timestamp = Annotated[
+    dt.datetime,
+    AfterValidator(_utc_seconds),
+    PlainSerializer(lambda v: v.strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str, when_used="json"),
+]
 
 ShortStr = Annotated[str, Field(max_length=253)]
 Arg = Annotated[str, Field(max_length=4096)]
@@ -637,7 +661,7 @@ class Condition(_Model):
     status: Literal["True", "False", "Unknown"] = Field(description="Whether it holds now")
     reason: str = Field(max_length=128, description="Why, in one CamelCase word (also the Event's reason)")
     message: str = Field(default="", max_length=2048, description="Why, for a person")
-    last_transition_time: str = Field(description="When its status last changed (RFC 3339, UTC)")
+    last_transition_time: Timestamp = Field(description="When its status last changed (RFC 3339, UTC)")
     observed_generation: int | None = Field(default=None, description="The spec generation it was set from")
 
 
@@ -669,7 +693,7 @@ class ReplicationStatus(_Model):
     attempts: Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 128})] = Field(
         default_factory=dict, description="Attempt number -> units whose latest attempt it is (only >1)"
     )
-    start_time: str | None = Field(default=None, description="When the first replication Job started (RFC 3339)")
+    start_time: Timestamp | None = Field(default=None, description="When the first replication Job started (RFC 3339)")
 
 
 class ReduceStatus(_Model):
@@ -725,13 +749,13 @@ class WorkflowStatus(_Model):
         "written when the map is done",
     )
     message: str = Field(default="", description="Why the run is Blocked or Failed, or how it succeeded")
-    no_progress_since: str | None = Field(
+    no_progress_since: Timestamp | None = Field(
         default=None,
         description="Since when (RFC 3339) every active child Job has waited for a pod with nothing else moving; "
         "the run fails spec.progressDeadlineSeconds after it",
     )
-    start_time: str | None = Field(default=None, description="When the first pass ran (RFC 3339, UTC)")
-    completion_time: str | None = Field(default=None, description="When the run became final (RFC 3339, UTC)")
+    start_time: Timestamp | None = Field(default=None, description="When the first pass ran (RFC 3339, UTC)")
+    completion_time: Timestamp | None = Field(default=None, description="When the run became final (RFC 3339, UTC)")
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,

@@ -44,7 +44,7 @@ class FakeApi:
 
 def finished_body(ttl: int | None) -> dict[str, Any]:
     status = partitioned(1)
-    status.phase, status.completion_time = "Succeeded", "2026-11-24T12:00:00Z"
+    status.phase, status.completion_time = "Succeeded", T0
     status.manifest = "s3://processed/daily/_paraflow/uid-1/manifest.json"
     return {
         "metadata": {"name": "wf", "namespace": "ns", "uid": "uid-1", "generation": 1},

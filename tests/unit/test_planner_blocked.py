@@ -86,7 +86,7 @@ def test_a_suspended_or_finished_run_keeps_its_phase_while_a_child_is_blocked() 
     failed = running(2)
     failed.phase = "Failed"
     failed.conditions = set_condition(
-        failed.conditions, ConditionType.FAILED, reason="X", message="m", generation=1, now="t"
+        failed.conditions, ConditionType.FAILED, reason="X", message="m", generation=1, now=T0
     )
     after = planner.plan(make_spec(), failed, observe(partition_job(0, stalled_for=30), stall=REFUSED))
     assert after.status.phase == "Failed"
@@ -96,7 +96,7 @@ def test_a_pass_that_reached_the_planner_is_no_longer_blocked_on_storage_and_dro
     status = running(1)
     status.phase, status.message = "Blocked", "MinIO at http://x:9000 unreachable; retrying"
     status.conditions = set_condition(
-        status.conditions, ConditionType.BLOCKED, reason="StorageUnavailable", message="m", generation=1, now="t"
+        status.conditions, ConditionType.BLOCKED, reason="StorageUnavailable", message="m", generation=1, now=T0
     )
     result = planner.plan(make_spec(), status, observe(partition_job(0, stalled_for=None)))
     assert result.status.phase == "Running" and result.status.message == ""

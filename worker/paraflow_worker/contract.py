@@ -142,7 +142,7 @@ class InputReason(StrEnum):
 class PlanProblem(_Strict):
     """Why the input cannot be partitioned (a malformed record, a wrong format): final, not retried."""
 
-    reason: str = Field(max_length=64)
+    reason: InputReason
     message: str = Field(max_length=2048)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from paraflow.models import Condition
@@ -14,7 +15,7 @@ def set_condition(
     reason: str,
     message: str,
     generation: int | None,
-    now: str,
+    now: dt.datetime,
     status: Literal["True", "False", "Unknown"] = "True",
 ) -> list[Condition]:
     old = next((c for c in conditions if c.type == type_), None)

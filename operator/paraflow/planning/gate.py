@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from paraflow.models import TERMINAL, WorkflowStatus
-from paraflow.planning.conditions import get_condition, remove_condition, set_condition
-from paraflow.planning.planner import Event, Plan, timestamp
+from paraflow.planning.actions import Event, Plan
+from paraflow.planning.conditions import get_condition, remove_condition
 from paraflow.reasons import REFUSALS, ConditionType, Reason
 
 BLOCKED_RETRY_SECONDS: Final = 10.0
@@ -31,18 +31,10 @@ def invalid_spec(message: str) -> Problem:
 def refused(before: WorkflowStatus, problem: Problem, *, generation: int, redrive: str, now: dt.datetime) -> Plan:
     """The spec cannot run as written: Failed, with the reason, until the spec changes. A redrive
     asked meanwhile is answered (refused, and why), so `paraflow redrive` can say so."""
-    stamp = timestamp(now)
-    status = before.model_copy(deep=True)
-    status.phase, status.message, status.observed_generation = "Failed", problem.message, generation
-    status.conditions = set_condition(
-        status.conditions,
-        ConditionType.FAILED,
-        reason=problem.reason,
-        message=problem.message,
-        generation=generation,
-        now=stamp,
-    )
-    out = Plan(status=status)
+    out = Plan(status=before.model_copy(deep=True))
+    status = out.status
+    status.observed_generation = generation
+    out.fail(problem.reason, problem.message, now)
     if get_condition(before.conditions, ConditionType.FAILED) != get_condition(status.conditions, ConditionType.FAILED):
         out.events.append(Event("Warning", problem.reason, problem.message))
     if redrive and redrive != before.redrive.last_token:
@@ -84,14 +76,7 @@ def blocked(
         # A finished run keeps its phase and the message that says how it ended; the condition
         # alone tells what it cannot reach now.
         st.phase, st.message = "Blocked", message
-    st.conditions = set_condition(
-        st.conditions,
-        ConditionType.BLOCKED,
-        reason=problem.reason,
-        message=message,
-        generation=generation,
-        now=timestamp(now),
-    )
+    out.hold(ConditionType.BLOCKED, problem.reason, message, now)
     if st != before:
         out.events.append(Event("Warning", problem.reason, message))
     return out

@@ -15,6 +15,7 @@ from enum import Enum
 from paraflow.models import RetrySpec
 from paraflow.planning import indexsets
 from paraflow.planning.retry import delay_seconds
+from paraflow.reasons import Reason
 
 
 class JobState(Enum):
@@ -42,7 +43,7 @@ class JobFacts:
     # The object's uid: a delete names it, so it can only ever remove the Job that was judged.
     uid: str = ""
     # Set when paraflow, not Kubernetes, judged the attempt failed (e.g. ReduceNotRecorded).
-    reason: str = ""
+    reason: Reason | None = None
 
 
 @dataclass
@@ -90,6 +91,7 @@ def latest_attempts(
 def fresh_attempts(
     jobs: Iterable[JobFacts],
     unit_of: Callable[[JobFacts], int | None],
+    *,
     attempts: dict[str, str],
     units: set[int],
     budget: Budget,
@@ -127,6 +129,7 @@ class Budget:
 def track(
     jobs: Iterable[JobFacts],
     unit_of: Callable[[JobFacts], int | None],
+    *,
     attempts: dict[str, str],
     succeeded: str,
     failed: str,
