@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,6 +15,9 @@ class Settings(BaseSettings):
 
     worker_image: str = Field("paraflow/worker:0.1.0", description="Image of the built-in partitioner")
     worker_image_pull_policy: str = Field("IfNotPresent", description="No registry? keep IfNotPresent/Never")
+    worker_log_format: Literal["text", "json"] = Field(
+        "text", description="How paraflow's own pods (partitioner, replication) write their log lines"
+    )
     # Safety net only: passes are woken by the workflow's and its Jobs' events. A missed
     # event (a watch that silently stalled) costs at most this long.
     resync_seconds: float = Field(30.0, gt=0)

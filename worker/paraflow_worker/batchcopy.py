@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import os
 import posixpath
 import re
@@ -35,6 +36,8 @@ from obstore.store import S3Store
 
 from paraflow_worker import fastcopy
 from paraflow_worker.contract import OutputObject
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # obstore's option types are stubs only
     from obstore import GetOptions
@@ -178,7 +181,7 @@ def discard(store: S3Store, key: str) -> None:
     try:
         obstore.delete(store, key)
     except (obstore.exceptions.BaseError, OSError) as e:
-        print(f"could not delete {key!r} (a TAR paraflow sent, if the server kept it): {e}", flush=True)
+        log.warning("could not delete %r (a TAR paraflow sent, if the server kept it): %s", key, e)
 
 
 def batch_key(prefix: str) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-from paraflow_worker import partition, replicate
+from paraflow_worker import logs, partition, replicate
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -13,6 +14,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("partition", help="list the input prefix and write the partition plan (env: PARAFLOW_*)")
     sub.add_parser("replicate", help="copy a run's outputs to its replication targets (env: PARAFLOW_REPLICATION)")
     args = parser.parse_args(argv)
+    logs.configure(dict(os.environ))
     if args.command == "partition":
         partition.main()
     elif args.command == "replicate":

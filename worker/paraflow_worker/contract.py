@@ -55,6 +55,8 @@ class Env:
     INPUT_PREFIX: Final = "PARAFLOW_INPUT_PREFIX"
     RUN_BUCKET: Final = "PARAFLOW_RUN_BUCKET"
     RUN_PREFIX: Final = "PARAFLOW_RUN_PREFIX"
+    # text or json: how paraflow's own commands write their log lines (logs.configure).
+    LOG_FORMAT: Final = "PARAFLOW_LOG_FORMAT"
     # Partitioner only.
     MAX_ITEMS: Final = "PARAFLOW_MAX_ITEMS_PER_PARTITION"
     MAX_BYTES: Final = "PARAFLOW_MAX_BYTES_PER_PARTITION"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +24,8 @@ from paraflow_worker import contract, readers
 from paraflow_worker.contract import Env, InputReason, Item, PartitionItems, PlanProblem, PlanSummary, ReaderConfig
 from paraflow_worker.readers import InputProblem, RawRecord
 from paraflow_worker.storage import client_from_env, put_bytes, put_json, remove_prefix
+
+log = logging.getLogger(__name__)
 
 WRITERS = 16
 MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
@@ -164,12 +166,14 @@ def main() -> None:
     )
     summary = write_plan_or_problem(client, run_bucket, run, partitions)
     if summary.problem is not None:
-        print(
-            f"plan: the input cannot be partitioned: {summary.problem.reason}: {summary.problem.message}",
-            file=sys.stderr,
-        )
+        log.error("plan: the input cannot be partitioned: %s: %s", summary.problem.reason, summary.problem.message)
         return
-    print(
-        f"plan: {summary.partition_count} partitions, {summary.item_count} items, {summary.total_bytes} bytes "
-        f"from s3://{bucket}/{prefix} ({reader.format})"
+    log.info(
+        "plan: %d partitions, %d items, %d bytes from s3://%s/%s (%s)",
+        summary.partition_count,
+        summary.item_count,
+        summary.total_bytes,
+        bucket,
+        prefix,
+        reader.format,
     )

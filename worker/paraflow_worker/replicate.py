@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import multiprocessing
 import os
 import threading
@@ -65,6 +66,8 @@ from paraflow_worker.contract import (
     TargetReport,
 )
 from paraflow_worker.storage import HashingReader, client_from_env, get_json, make_client, object_tags, put_json
+
+log = logging.getLogger(__name__)
 
 GiB = 1024**3
 MiB = 1024**2
@@ -390,11 +393,14 @@ class Replicator:
                 if item.key in landed:
                     counters.add(copied=1, size=item.obj.size)
             if len(landed) < len(batch):
-                print(
-                    f"{target.name}: a batch from {batch[0].key!r} wrote {len(landed)} of {len(batch)} replicas "
-                    f"({why}); the others are copied one by one"
-                    + (f"; removed first, as their bytes differ from their mark: {removed!r}" if removed else ""),
-                    flush=True,
+                log.warning(
+                    "%s: a batch from %r wrote %d of %d replicas (%s); the others are copied one by one%s",
+                    target.name,
+                    batch[0].key,
+                    len(landed),
+                    len(batch),
+                    why,
+                    f"; removed first, as their bytes differ from their mark: {removed!r}" if removed else "",
                 )
             return [small[item.key][1] for item in batch if item.key not in landed]
 
@@ -671,14 +677,19 @@ def main() -> None:
     report = replicator.run(replicator.work(), shard, shards, processes)
     put_json(source, bucket, contract.replication_report_key(run, task.label, shard), report)
     for t in report.targets:
-        print(
-            f"{t.name}: copied {t.copied} ({t.bytes} bytes), skipped {t.skipped}, failed {t.failed}, "
-            f"deleted {t.deleted}"
+        log.info(
+            "%s: copied %d (%d bytes), skipped %d, failed %d, deleted %d",
+            t.name,
+            t.copied,
+            t.bytes,
+            t.skipped,
+            t.failed,
+            t.deleted,
         )
     for t in report.targets:
         for key in t.deleted_keys:
-            print(f"DELETED {t.name}: {key!r}")
+            log.info("DELETED %s: %r", t.name, key)
     for line in iter_failures(report):
-        print(f"FAILED {line}")
+        log.error("FAILED %s", line)
     if any(t.failed for t in report.targets):
         raise SystemExit(3)

@@ -114,7 +114,7 @@ def _container(
         "image": image,
         "imagePullPolicy": settings.worker_image_pull_policy,
         # User variables first: ours come later and win, so a user cannot break the contract.
-        "env": [*user_env, *env],
+        "env": [*user_env, *env, {"name": Env.LOG_FORMAT, "value": settings.worker_log_format}],
         # paraflow's own image needs nothing but its non-root user: the defaults fit it exactly.
         "securityContext": container_security(spec.security_context if spec else SecuritySpec()),
     }
