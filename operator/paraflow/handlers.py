@@ -24,7 +24,7 @@ import kopf
 from kubernetes import client, config
 
 from paraflow import constants as c
-from paraflow import health, metrics
+from paraflow import endpoints, metrics
 from paraflow.k8s.api import KubeApi
 from paraflow.k8s.jobindex import JobIndex
 from paraflow.k8s.jobwatch import JobWatch
@@ -80,7 +80,6 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.bounded_message())
 
     reconciler = Reconciler(api, ours, emit=emit)
-    metrics.serve(ours.metrics_port)
     index = JobIndex()
     # Resource handlers get shallow copies of this memo: objects stored here are shared by all.
     memo.api = api
@@ -93,9 +92,10 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         on_forget=reconciler.forget,
     )
     memo.elector = elector
-    memo.health = None
-    if memo.get("liveness"):  # `paraflow operator --liveness URL`
-        memo.health = await health.serve(memo.liveness, lambda: _state(memo))
+    # `paraflow operator --liveness URL`, and the metrics port of the settings.
+    memo.http = await endpoints.serve(
+        liveness=memo.get("liveness"), metrics_port=ours.metrics_port, state=lambda: _state(memo)
+    )
     memo.jobs = JobWatch(
         _api_client(len(namespaces) + 1, identity),
         _job_scopes(namespaces),
@@ -134,8 +134,8 @@ async def cleanup(memo: Any, **_: Any) -> None:
     await asyncio.to_thread(memo.api.close)
     if memo.elector is not None:
         await asyncio.to_thread(memo.elector.release)
-    if memo.health is not None:
-        await memo.health.cleanup()
+    if memo.http is not None:
+        await memo.http.cleanup()
 
 
 def _state(memo: Any) -> dict[str, Any]:

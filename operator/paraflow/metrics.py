@@ -3,10 +3,9 @@ are right after a restart too; counters count what this process did."""
 
 from __future__ import annotations
 
-import logging
 from typing import get_args
 
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge
 
 from paraflow.models import Phase, WorkflowStatus
 
@@ -22,7 +21,6 @@ PASSES = Counter("paraflow_reconcile_passes_total", "Reconcile passes run")
 LEADER = Gauge("paraflow_leader", "1 while this replica holds the Lease and runs passes, else 0")
 API_WRITES = Counter("paraflow_api_writes_total", "Writes sent to the apiserver (Events excluded)", ["verb"])
 
-log = logging.getLogger(__name__)
 STATES = ("pending", "running", "succeeded", "failed", "not_run")
 
 
@@ -79,14 +77,3 @@ def _publish() -> None:
         PARTITIONS.labels(state).set(count)
     REPLICATED_OBJECTS.set(_totals.objects)
     REPLICATED_BYTES.set(_totals.bytes)
-
-
-def serve(port: int) -> None:
-    """Metrics are for watching the operator, never a reason to stop it: a port already taken
-    (two replicas sharing a host network) is logged and the operator runs on without them."""
-    if not port:
-        return
-    try:
-        start_http_server(port)
-    except OSError as e:
-        log.error("metrics not served: port %d: %s", port, e)

@@ -72,6 +72,10 @@ class Reconciler:
         self.clock = clock
         self._secrets: dict[tuple[str, str], _CachedSecret] = {}
         self._clients: dict[Credentials, Minio] = {}
+        # Secret -> the workflows that read it, and the credentials made from it: a Secret and
+        # its clients go with the last workflow that used them.
+        self._secret_users: dict[tuple[str, str], set[str]] = {}
+        self._made_from: dict[tuple[str, str], set[Credentials]] = {}
         # Workflow uid -> stalled Job name -> when we last asked why it does not run.
         self._asked: dict[str, dict[str, float]] = {}
         # Workflow uid -> Jobs deleted that the watch still shows: not deleted again.
@@ -116,7 +120,7 @@ class Reconciler:
         if not recheck and planner.settled(spec, before, jobs, redrive):
             return await self._idle(wf, spec, before, jobs, now)
         try:
-            creds = await self._credentials(wf.namespace, spec.storage)
+            creds = await self._credentials(wf, spec.storage)
             if (not jobs and before.phase not in TERMINAL) or recheck:  # nothing started yet: check first
                 await self._preflight(spec, wf, creds)
             plan_read = await self._read_plan(spec, wf, status, jobs, creds)
@@ -186,13 +190,29 @@ class Reconciler:
             await self.api.delete_workflow(wf.namespace, wf.name, wf.uid)
         return left
 
-    async def _credentials(self, namespace: str, storage: StorageSpec) -> Credentials:
-        key = (namespace, storage.credentials_secret)
+    async def _credentials(self, wf: WorkflowRef, storage: StorageSpec) -> Credentials:
+        key = (wf.namespace, storage.credentials_secret)
+        self._secret_users.setdefault(key, set()).add(wf.uid)
         cached = self._secrets.get(key)
         if cached is None or time.monotonic() - cached.fetched > self.settings.secret_cache_seconds:
-            values = await self.api.read_secret(namespace, storage.credentials_secret, SECRET_KEYS)
+            values = await self.api.read_secret(wf.namespace, storage.credentials_secret, SECRET_KEYS)
             cached = self._secrets[key] = _CachedSecret(values, time.monotonic())
-        return Credentials(storage.endpoint, cached.values["accessKey"], cached.values["secretKey"], storage.region)
+        creds = Credentials(storage.endpoint, cached.values["accessKey"], cached.values["secretKey"], storage.region)
+        self._made_from.setdefault(key, set()).add(creds)
+        return creds
+
+    def _evict(self, uid: str) -> None:
+        """Drops the Secrets only this workflow read, and the MinIO clients (with their
+        connection pools) made from them that no other Secret still stands for."""
+        for key in [k for k, users in self._secret_users.items() if users == {uid}]:
+            del self._secret_users[key]
+            self._secrets.pop(key, None)
+            for creds in self._made_from.pop(key, set()):
+                if not any(creds in made for made in self._made_from.values()):
+                    # minio-py closes the client's pool when it is collected.
+                    self._clients.pop(creds, None)
+        for users in self._secret_users.values():
+            users.discard(uid)
 
     def _storage(self, creds: Credentials) -> Minio:
         """One MinIO client (and connection pool) per endpoint and credentials, reused by every pass."""
@@ -214,7 +234,7 @@ class Reconciler:
         run = contract.run_prefix(spec.output.prefix, wf.uid)
         targets = builders.replication_task(wf, spec, None, 0, "preflight").targets
         for destination, target in zip(spec.replication.destinations, targets, strict=True):
-            dest = self._storage(await self._credentials(wf.namespace, destination.storage or spec.storage))
+            dest = self._storage(await self._credentials(wf, destination.storage or spec.storage))
             await self.api.offload(runstore.preflight_destination, client, dest, spec.output, run, target, writes=True)
 
     async def _ask_why_stalled(
@@ -255,6 +275,7 @@ class Reconciler:
         self.expectations.forget(uid)
         self._asked.pop(uid, None)
         self._deleted.pop(uid, None)
+        self._evict(uid)
 
     async def _read_plan(
         self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials

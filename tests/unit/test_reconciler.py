@@ -251,3 +251,18 @@ def test_stalled_jobs_are_asked_about_in_one_round_per_stall_period_not_every_pa
 
     asyncio.run(passes())
     assert api.asked == ["wf-p0-a1", "wf-p1-a1", "wf-p2-a1"], "one round of three, then quiet until 8 s have passed"
+
+
+def test_a_forgotten_workflow_takes_its_secret_and_storage_client_along_unless_another_uses_them() -> None:
+    api = FakeApi()
+    reconciler = Reconciler(api, Settings(), emit=lambda _, e: None, clock=lambda: T0)  # type: ignore[arg-type]
+    first, second = body(), body()
+    second["metadata"] = {**second["metadata"], "name": "wf2", "uid": "uid-2"}
+    for wf in (first, second):
+        api.server = wf
+        asyncio.run(reconciler.reconcile(wf, []))
+    assert len(reconciler._secrets) == 1 and len(reconciler._clients) == 1, "one Secret, one client, shared"
+    reconciler.forget("uid-1")
+    assert len(reconciler._secrets) == 1 and len(reconciler._clients) == 1, "uid-2 still uses them"
+    reconciler.forget("uid-2")
+    assert reconciler._secrets == {} and reconciler._clients == {}
