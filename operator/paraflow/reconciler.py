@@ -52,6 +52,43 @@ CREATE_CONCURRENCY = 16
 SECRET_KEYS = ("accessKey", "secretKey")
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """The workflow as one pass found it."""
+
+    body: Mapping[str, Any]
+    wf: WorkflowRef
+    before: WorkflowStatus
+    jobs: Sequence[JobFacts]
+    generation: int
+    redrive: str
+    now: dt.datetime
+
+    def refused(self, problem: gate.Problem) -> Plan:
+        return gate.refused(self.before, problem, generation=self.generation, redrive=self.redrive, now=self.now)
+
+    def blocked(self, status: WorkflowStatus, error: SecretMissing | StorageUnavailable) -> Plan:
+        problem = gate.Problem(error.reason, str(error))
+        return gate.blocked(self.before, status, problem, generation=self.generation, now=self.now)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A workflow whose spec is valid and whose Secret was read: what its storage reads use."""
+
+    wf: WorkflowRef
+    spec: WorkflowSpec
+    client: Minio
+
+    @property
+    def bucket(self) -> str:
+        return self.spec.output.bucket
+
+    @property
+    def prefix(self) -> str:
+        return contract.run_prefix(self.spec.output.prefix, self.wf.uid)
+
+
 @dataclass
 class _CachedSecret:
     values: dict[str, str]
@@ -85,6 +122,45 @@ class Reconciler:
     async def reconcile(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> float | None:
         """Runs one pass; returns the seconds until the next pass is due without any event (None:
         none is, the workflow is finished and idle)."""
+        seen = await self._observe_workflow(body, jobs)
+        if seen is None:
+            return None  # deleted; its DELETED event ends the loop
+        try:
+            spec = WorkflowSpec.model_validate(seen.body.get("spec") or {})
+        except ValidationError as e:
+            return await self._apply(seen, seen.refused(gate.invalid_spec(spec_error(e))))
+        status = seen.before.model_copy(deep=True)
+        status.run_prefix = f"s3://{spec.output.bucket}/{contract.run_prefix(spec.output.prefix, seen.wf.uid)}"
+        status.output_prefix = (
+            f"s3://{spec.output.bucket}/{contract.run_output_prefix(spec.output.prefix, seen.wf.uid)}"
+        )
+        recheck = gate.recheck_due(
+            seen.before, generation=seen.generation, redrive=seen.redrive, has_jobs=bool(seen.jobs)
+        )
+        if not recheck and planner.settled(spec, seen.before, seen.jobs, seen.redrive):
+            return await self._idle(seen, spec)
+        try:
+            run = await self._reach(seen.wf, spec)
+            if (not seen.jobs and seen.before.phase not in TERMINAL) or recheck:  # nothing started yet: check first
+                await self._preflight(run)
+            observed = await self._gather(seen, run, status)
+        except UnsafeSpec as e:
+            return await self._apply(seen, seen.refused(gate.Problem(e.reason, str(e))))
+        except (SecretMissing, StorageUnavailable) as e:
+            return await self._apply(seen, seen.blocked(status, e))
+        started = gate.rechecked(status, redrive=seen.redrive) if recheck else None
+        result = planner.plan(spec, status, observed)
+        if started is not None:
+            result.events.insert(0, started)
+        if result.manifest is not None:
+            # Before any Job is created: the run-wide replication reads it.
+            try:
+                result.status.manifest = await self._write_manifest(run, result)
+            except StorageUnavailable as e:
+                return await self._apply(seen, seen.blocked(status, e))
+        return await self._apply(seen, result, run)
+
+    async def _observe_workflow(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> _Seen | None:
         meta = body["metadata"]
         wf = WorkflowRef(meta["name"], meta["namespace"], meta["uid"])
         if (body.get("spec") or {}).get("succeededJobs") == "Delete":
@@ -94,54 +170,34 @@ class Reconciler:
             # partitions again. A quorum read is at least as new as every status written.
             fresh = await self.api.read_workflow(wf.namespace, wf.name)
             if fresh is None or fresh["metadata"]["uid"] != wf.uid:
-                return None  # deleted; its DELETED event ends the loop
+                return None
             body, meta = fresh, fresh["metadata"]
-        before = WorkflowStatus.from_body(body.get("status"))
-        generation = int(meta.get("generation", 0))
-        jobs = self.expectations.merge(wf.uid, jobs, time.monotonic())
-        now = self.clock()
-        redrive = (meta.get("annotations") or {}).get(c.ANNOTATION_REDRIVE, "")
+        return _Seen(
+            body=body,
+            wf=wf,
+            before=WorkflowStatus.from_body(body.get("status")),
+            jobs=self.expectations.merge(wf.uid, jobs, time.monotonic()),
+            generation=int(meta.get("generation", 0)),
+            redrive=(meta.get("annotations") or {}).get(c.ANNOTATION_REDRIVE, ""),
+            now=self.clock(),
+        )
 
-        def refuse(problem: gate.Problem) -> Plan:
-            return gate.refused(before, problem, generation=generation, redrive=redrive, now=now)
+    async def _reach(self, wf: WorkflowRef, spec: WorkflowSpec) -> _Run:
+        creds = await self._credentials(wf, spec.storage)
+        return _Run(wf, spec, self._storage(creds))
 
-        def block(error: SecretMissing | StorageUnavailable) -> Plan:
-            return gate.blocked(before, status, gate.Problem(error.reason, str(error)), generation=generation, now=now)
-
-        try:
-            spec = WorkflowSpec.model_validate(body.get("spec") or {})
-        except ValidationError as e:
-            return await self._apply_stop(body, wf, before, refuse(gate.invalid_spec(spec_error(e))))
-
-        status = before.model_copy(deep=True)
-        status.run_prefix = f"s3://{spec.output.bucket}/{contract.run_prefix(spec.output.prefix, wf.uid)}"
-        status.output_prefix = f"s3://{spec.output.bucket}/{contract.run_output_prefix(spec.output.prefix, wf.uid)}"
-        recheck = gate.recheck_due(before, generation=generation, redrive=redrive, has_jobs=bool(jobs))
-        if not recheck and planner.settled(spec, before, jobs, redrive):
-            return await self._idle(wf, spec, before, jobs, now)
-        try:
-            creds = await self._credentials(wf, spec.storage)
-            if (not jobs and before.phase not in TERMINAL) or recheck:  # nothing started yet: check first
-                await self._preflight(spec, wf, creds)
-            plan_read = await self._read_plan(spec, wf, status, jobs, creds)
-        except UnsafeSpec as e:
-            return await self._apply_stop(body, wf, before, refuse(gate.Problem(e.reason, str(e))))
-        except (SecretMissing, StorageUnavailable) as e:
-            return await self._apply_stop(body, wf, before, block(e))
-        started = gate.rechecked(status, redrive=redrive) if recheck else None
-
-        try:
-            reports = await self._read_reports(spec, wf, status, jobs, creds)
-            reduce_records = await self._read_reduce_record(spec, wf, status, jobs, creds)
-        except StorageUnavailable as e:
-            return await self._apply_stop(body, wf, before, block(e))
-        asked, stall = await self._ask_why_stalled(wf, jobs, now)
-        observed = Observed(
-            jobs=jobs,
-            generation=generation,
-            now=now,
-            uid=wf.uid,
-            redrive_token=redrive,
+    async def _gather(self, seen: _Seen, run: _Run, status: WorkflowStatus) -> Observed:
+        """Everything the planner decides from: the Jobs, and what MinIO and the pods say."""
+        plan_read = await self._read_plan(run, status, seen.jobs)
+        reports = await self._read_reports(run, status, seen.jobs)
+        reduce_records = await self._read_reduce_record(run, status, seen.jobs)
+        asked, stall = await self._ask_why_stalled(seen.wf, seen.jobs, seen.now)
+        return Observed(
+            jobs=seen.jobs,
+            generation=seen.generation,
+            now=seen.now,
+            uid=seen.wf.uid,
+            redrive_token=seen.redrive,
             plan=plan_read,
             reports=reports,
             reduce_records=reduce_records,
@@ -151,34 +207,31 @@ class Reconciler:
             stall_asked=asked,
             stall=stall,
         )
-        result = planner.plan(spec, status, observed)
-        if started is not None:
-            result.events.insert(0, started)
-        if result.manifest is not None:
-            # Before any Job is created: the run-wide replication reads it.
-            try:
-                result.status.manifest = await self._write_manifest(spec, wf, creds, result)
-            except StorageUnavailable as e:
-                return await self._apply_stop(body, wf, before, block(e))
-        await self._create_children(wf, spec, result)
-        await self._write_status(wf, before, result.status)
-        metrics.observe(wf.uid, result.status)
+
+    async def _apply(self, seen: _Seen, result: Plan, run: _Run | None = None) -> float | None:
+        """Carries out a plan, in the order that keeps every crash safe: the Jobs, the status (once),
+        its Events, and only then the deletes the written status allows. A pass that stopped early
+        (refused, blocked) has no ``run``."""
+        if run is not None:
+            await self._create_children(run, result)
+        await self._write_status(seen.wf, seen.before, result.status)
+        metrics.observe(seen.wf.uid, result.status)
         for event in result.events:
-            self.emit(body, event)
-        await self._delete_succeeded(wf, jobs, result.deletes)
+            self.emit(seen.body, event)
+        await self._delete_succeeded(seen.wf, seen.jobs, result.deletes)
         delay = min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
-        left = await self._ttl(wf, spec, result.status, now)
+        if run is None:
+            return delay
+        left = await self._ttl(seen.wf, run.spec, result.status, seen.now)
         return delay if left is None else (None if left <= 0 else min(delay, left))
 
-    async def _idle(
-        self, wf: WorkflowRef, spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], now: dt.datetime
-    ) -> float | None:
+    async def _idle(self, seen: _Seen, spec: WorkflowSpec) -> float | None:
         """A finished, settled workflow: no Secret, no MinIO, no status write; only the succeeded
         Jobs it still has to delete (succeededJobs: Delete) and its TTL, if any."""
-        metrics.observe(wf.uid, status)
-        owed = planner.deletable(spec, status, jobs)
-        await self._delete_succeeded(wf, jobs, owed[: planner.MAX_DELETES_PER_PASS])
-        left = await self._ttl(wf, spec, status, now)
+        metrics.observe(seen.wf.uid, seen.before)
+        owed = planner.deletable(spec, seen.before, seen.jobs)
+        await self._delete_succeeded(seen.wf, seen.jobs, owed[: planner.MAX_DELETES_PER_PASS])
+        left = await self._ttl(seen.wf, spec, seen.before, seen.now)
         if len(owed) > planner.MAX_DELETES_PER_PASS:
             return planner.CAPPED_REQUEUE_SECONDS
         return None if left is None or left <= 0 else left
@@ -223,19 +276,20 @@ class Reconciler:
             )
         return client
 
-    async def _preflight(self, spec: WorkflowSpec, wf: WorkflowRef, creds: Credentials) -> None:
+    async def _preflight(self, run: _Run) -> None:
         """Before anything starts: every bucket there, every destination reachable and not, under
         another endpoint name, the output itself."""
-        client = self._storage(creds)
+        wf, spec, client = run.wf, run.spec, run.client
         buckets = [b for b in (spec.input.bucket, spec.output.bucket) if b]  # no input bucket: inline items
         await self.api.offload(runstore.preflight, client, spec.storage.endpoint, buckets)
         if spec.replication is None:
             return
-        run = contract.run_prefix(spec.output.prefix, wf.uid)
         targets = builders.replication_task(wf, spec, None, 0, "preflight").targets
         for destination, target in zip(spec.replication.destinations, targets, strict=True):
             dest = self._storage(await self._credentials(wf, destination.storage or spec.storage))
-            await self.api.offload(runstore.preflight_destination, client, dest, spec.output, run, target, writes=True)
+            await self.api.offload(
+                runstore.preflight_destination, client, dest, spec.output, run.prefix, target, writes=True
+            )
 
     async def _ask_why_stalled(
         self, wf: WorkflowRef, jobs: Sequence[JobFacts], now: dt.datetime
@@ -277,64 +331,50 @@ class Reconciler:
         self._deleted.pop(uid, None)
         self._evict(uid)
 
-    async def _read_plan(
-        self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials
-    ) -> PlanRead | None:
+    async def _read_plan(self, run: _Run, status: WorkflowStatus, jobs: Sequence[JobFacts]) -> PlanRead | None:
         if not planner.needs_plan(status, jobs):
             return None
-        client = self._storage(creds)
-        run = contract.run_prefix(spec.output.prefix, wf.uid)
-        return await self.api.offload(runstore.read_plan, client, spec.output.bucket, run)
+        return await self.api.offload(runstore.read_plan, run.client, run.bucket, run.prefix)
 
     async def _read_reports(
-        self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials
+        self, run: _Run, status: WorkflowStatus, jobs: Sequence[JobFacts]
     ) -> dict[str, ReplicationTally]:
-        wanted = planner.needs_reports(spec, status, jobs)
+        wanted = planner.needs_reports(run.spec, status, jobs)
         if not wanted:
             return {}
-        client = self._storage(creds)
-        run = contract.run_prefix(spec.output.prefix, wf.uid)
         tallies = await asyncio.gather(
             *(
-                self.api.offload(runstore.read_replication_tally, client, spec.output.bucket, run, job.name)
+                self.api.offload(runstore.read_replication_tally, run.client, run.bucket, run.prefix, job.name)
                 for job in wanted
             )
         )
         return {job.name: tally for job, tally in zip(wanted, tallies, strict=True)}
 
-    async def _read_reduce_record(
-        self, spec: WorkflowSpec, wf: WorkflowRef, status: WorkflowStatus, jobs: Sequence[JobFacts], creds: Credentials
-    ) -> dict[int, str]:
-        attempt = planner.needs_reduce_record(spec, status, jobs)
+    async def _read_reduce_record(self, run: _Run, status: WorkflowStatus, jobs: Sequence[JobFacts]) -> dict[int, str]:
+        attempt = planner.needs_reduce_record(run.spec, status, jobs)
         if attempt is None:
             return {}
-        run = contract.run_prefix(spec.output.prefix, wf.uid)
-        problem = await self.api.offload(
-            runstore.reduce_record_problem, self._storage(creds), spec.output.bucket, run, attempt
-        )
+        problem = await self.api.offload(runstore.reduce_record_problem, run.client, run.bucket, run.prefix, attempt)
         return {attempt: problem}
 
-    async def _write_manifest(self, spec: WorkflowSpec, wf: WorkflowRef, creds: Credentials, result: Plan) -> str:
-        client = self._storage(creds)
-        run = contract.run_prefix(spec.output.prefix, wf.uid)
-        failed = sorted(indexsets.expand(result.status.failed_indexes))
-        succeeded = result.manifest or []
+    async def _write_manifest(self, run: _Run, result: Plan) -> str:
         return await self.api.offload(
             runstore.write_manifest,
-            client,
-            spec.output.bucket,
-            run,
+            run.client,
+            run.bucket,
+            run.prefix,
             writes=True,
-            workflow=wf.name,
-            namespace=wf.namespace,
-            uid=wf.uid,
-            succeeded=succeeded,
-            failed=failed,
+            workflow=run.wf.name,
+            namespace=run.wf.namespace,
+            uid=run.wf.uid,
+            succeeded=result.manifest or [],
+            failed=sorted(indexsets.expand(result.status.failed_indexes)),
         )
 
-    async def _create_children(self, wf: WorkflowRef, spec: WorkflowSpec, result: Plan) -> None:
+    async def _create_children(self, run: _Run, result: Plan) -> None:
         if not result.creates:
             return
+        wf, spec = run.wf, run.spec
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)
 
         async def create(
@@ -403,14 +443,3 @@ class Reconciler:
         patch = merge_patch(old, new)
         if patch:
             await self.api.patch_status(wf.namespace, wf.name, patch)
-
-    async def _apply_stop(
-        self, body: Mapping[str, Any], wf: WorkflowRef, before: WorkflowStatus, result: Plan
-    ) -> float:
-        """A pass that stopped before the planner's stages (refused, or blocked): its status, once
-        changed, and its Events; the next pass is due when the plan says, or at the resync."""
-        if result.status != before:
-            await self._write_status(wf, before, result.status)
-        for event in result.events:
-            self.emit(body, event)
-        return min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
