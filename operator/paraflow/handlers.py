@@ -17,10 +17,12 @@ import math
 import socket
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import kopf
+from aiohttp import web
 from kubernetes import client, config
 
 from paraflow import constants as c
@@ -40,7 +42,7 @@ SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/names
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     ours = Settings()
     identity = _identity(ours)
     settings.posting.level = logging.INFO  # only our Events; kopf's own handler chatter stays in logs
@@ -81,9 +83,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 
     reconciler = Reconciler(api, ours, emit=emit)
     index = JobIndex()
-    # Resource handlers get shallow copies of this memo: objects stored here are shared by all.
-    memo.api = api
-    loops = memo.loops = WorkflowLoops(
+    loops = WorkflowLoops(
         reconciler.reconcile,
         index.jobs_of,
         ours.debounce_seconds,
@@ -91,12 +91,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         ours.error_backoff_max_seconds,
         on_forget=reconciler.forget,
     )
-    memo.elector = elector
-    # `paraflow operator --liveness URL`, and the metrics port of the settings.
-    memo.http = await endpoints.serve(
-        liveness=memo.get("liveness"), metrics_port=ours.metrics_port, state=lambda: _state(memo)
-    )
-    memo.jobs = JobWatch(
+    jobs = JobWatch(
         _api_client(len(namespaces) + 1, identity),
         _job_scopes(namespaces),
         index,
@@ -104,8 +99,14 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         ours.watch_server_timeout_seconds,
         ours.watch_client_timeout_seconds,
     )
-    memo.jobs.start()
-    await memo.jobs.synced.wait()
+    # Resource handlers get shallow copies of this memo: the runtime stored here is shared by all.
+    runtime = memo.runtime = Runtime(api=api, loops=loops, jobs=jobs, elector=elector)
+    # `paraflow operator --liveness URL`, and the metrics port of the settings.
+    runtime.http = await endpoints.serve(
+        liveness=memo.get("liveness"), metrics_port=ours.metrics_port, state=runtime.health
+    )
+    jobs.start()
+    await jobs.synced.wait()
     if elector is None:
         loops.activate()
         return
@@ -118,31 +119,47 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
             await loops.deactivate()
 
     log.info("waiting for the Lease %s/%s as %s", _lease_namespace(ours), ours.lease_name, elector.identity)
-    memo.election = asyncio.create_task(elector.run(on_change), name="paraflow-lease")
+    runtime.election = asyncio.create_task(elector.run(on_change), name="paraflow-lease")
 
 
 @kopf.on.cleanup()
-async def cleanup(memo: Any, **_: Any) -> None:
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Stop every pass and wait for the writes in flight, then free the Lease: a rolling update
     hands over at the standby's next try."""
-    memo.jobs.stop()
-    if memo.elector is not None:
-        memo.election.cancel()
+    runtime = _runtime(memo)
+    runtime.jobs.stop()
+    if runtime.election is not None:
+        runtime.election.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await memo.election
-    await memo.loops.stop()
-    await asyncio.to_thread(memo.api.close)
-    if memo.elector is not None:
-        await asyncio.to_thread(memo.elector.release)
-    if memo.http is not None:
-        await memo.http.cleanup()
+            await runtime.election
+    await runtime.loops.stop()
+    await asyncio.to_thread(runtime.api.close)
+    if runtime.elector is not None:
+        await asyncio.to_thread(runtime.elector.release)
+    if runtime.http is not None:
+        await runtime.http.cleanup()
 
 
-def _state(memo: Any) -> dict[str, Any]:
-    """What /healthz reports; unhealthy once the election task has died (it would never lead)."""
-    election = memo.get("election")
-    electing = election is None or not election.done()
-    return {"healthy": electing, "leading": memo.loops.active, "workflows": len(memo.loops.loops)}
+@dataclass
+class Runtime:
+    """What startup built and every handler and cleanup uses (kept in kopf's memo)."""
+
+    api: KubeApi
+    loops: WorkflowLoops
+    jobs: JobWatch
+    elector: Elector | None
+    election: asyncio.Task[None] | None = None
+    http: web.AppRunner | None = None
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz reports; unhealthy once the election task has died (it would never lead)."""
+        electing = self.election is None or not self.election.done()
+        return {"healthy": electing, "leading": self.loops.active, "workflows": len(self.loops.loops)}
+
+
+def _runtime(memo: kopf.Memo) -> Runtime:
+    runtime: Runtime = memo.runtime
+    return runtime
 
 
 def _identity(ours: Settings) -> str:
@@ -194,8 +211,8 @@ def _always() -> float:
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
-async def workflow_event(type: str, uid: str, body: kopf.Body, memo: Any, **_: Any) -> None:
-    loops: WorkflowLoops = memo.loops
+async def workflow_event(type: str, uid: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    loops = _runtime(memo).loops
     if type == "DELETED":
         await loops.forget(uid)
         return
