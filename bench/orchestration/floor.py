@@ -61,7 +61,9 @@ def paraflow_shaped(spec: dict[str, Any], namespace: str) -> Shape:
     index = itertools.count()
 
     def shaped(name: str, run: str, task_seconds: float) -> dict[str, Any]:
-        body = partition_job(WorkflowRef(run, namespace, f"floor-{run}"), model, next(index), 1, settings)
+        body = partition_job(
+            WorkflowRef(run, namespace, f"floor-{run}"), model, next(index), attempt=1, settings=settings
+        )
         body["metadata"]["name"] = name
         body["metadata"]["labels"][LABEL] = run
         del body["metadata"]["ownerReferences"]  # no workflow exists: the GC would delete them

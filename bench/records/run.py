@@ -90,7 +90,7 @@ def main() -> None:
         }
         # Pinned to one core, as a pod with a 1 CPU limit would run it.
         seconds, rss, out = measure(["taskset", "-c", "0", worker, "partition"], env)
-        plan = get_json(s3, bucket, f"{run}plan.json", PlanSummary)
+        plan = get_json(s3, bucket, f"{run}plan.json", model=PlanSummary)
         assert plan.problem is None and plan.item_count == args.records, (plan, out)
         row = {
             "format": fmt,

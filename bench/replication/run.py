@@ -111,7 +111,7 @@ def make_source(client: Minio, count: int, size: int) -> tuple[str, dict[str, st
     def one(i: int) -> OutputObject:
         data = os.urandom(size)
         p = i // PER_PARTITION
-        key = f"{contract.attempt_output_prefix(OUT, RUN_UID, p, 1)}obj-{i:06d}"
+        key = f"{contract.attempt_output_prefix(OUT, RUN_UID, p, attempt=1)}obj-{i:06d}"
         client.put_object(bucket, key, io.BytesIO(data), size, content_type="application/octet-stream")
         digest = hashlib.sha256(data).hexdigest()
         digests[key] = digest
@@ -125,13 +125,13 @@ def make_source(client: Minio, count: int, size: int) -> tuple[str, dict[str, st
         put_json(
             client,
             bucket,
-            contract.shard_result_key(RUN, p, 1, 0),
-            ShardResult(
+            contract.shard_result_key(RUN, p, 1, shard=0),
+            doc=ShardResult(
                 partition=p,
                 attempt=1,
                 shard=0,
                 outputs=outs,
-                output_prefix=contract.attempt_output_prefix(OUT, RUN_UID, p, 1),
+                output_prefix=contract.attempt_output_prefix(OUT, RUN_UID, p, attempt=1),
             ),
         )
     manifest = ResultManifest(
@@ -144,7 +144,7 @@ def make_source(client: Minio, count: int, size: int) -> tuple[str, dict[str, st
             for p in range(partitions)
         ],
     )
-    put_json(client, bucket, contract.manifest_key(RUN), manifest)
+    put_json(client, bucket, contract.manifest_key(RUN), doc=manifest)
     return bucket, digests
 
 

@@ -72,9 +72,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         _api_client(ours.api_threads, identity),
         ours.api_threads,
         ours.api_write_qps,
-        ours.api_write_burst,
-        ours.api_request_timeout_seconds,
-        fence,
+        write_burst=ours.api_write_burst,
+        request_timeout=ours.api_request_timeout_seconds,
+        fence=fence,
     )
 
     def emit(body: Mapping[str, Any], event: Event) -> None:
@@ -87,17 +87,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         reconciler.reconcile,
         index.jobs_of,
         ours.debounce_seconds,
-        ours.error_backoff_seconds,
-        ours.error_backoff_max_seconds,
+        backoff=ours.error_backoff_seconds,
+        backoff_max=ours.error_backoff_max_seconds,
         on_forget=reconciler.forget,
     )
     jobs = JobWatch(
         _api_client(len(namespaces) + 1, identity),
         _job_scopes(namespaces),
         index,
-        loops.wake,
-        ours.watch_server_timeout_seconds,
-        ours.watch_client_timeout_seconds,
+        wake=loops.wake,
+        server_timeout=ours.watch_server_timeout_seconds,
+        client_timeout=ours.watch_client_timeout_seconds,
     )
     # Resource handlers get shallow copies of this memo: the runtime stored here is shared by all.
     runtime = memo.runtime = Runtime(api=api, loops=loops, jobs=jobs, elector=elector)
@@ -190,7 +190,9 @@ def _lease_namespace(ours: Settings) -> str:
 
 def _elector(ours: Settings, identity: str) -> Elector:
     timings = ours.lease_timings()
-    store = LeaseStore(_api_client(1, identity), _lease_namespace(ours), ours.lease_name, timings.renew_deadline / 2)
+    store = LeaseStore(
+        _api_client(1, identity), _lease_namespace(ours), ours.lease_name, request_timeout=timings.renew_deadline / 2
+    )
     return Elector(store, identity, timings)
 
 
@@ -211,7 +213,7 @@ def _always() -> float:
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
-async def workflow_event(type: str, uid: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def workflow_event(type: str, uid: str, body: kopf.Body, *, memo: kopf.Memo, **_: Any) -> None:
     loops = _runtime(memo).loops
     if type == "DELETED":
         await loops.forget(uid)

@@ -55,6 +55,7 @@ class Elector:
         store: LeaseBackend,
         identity: str,
         timings: Timings,
+        *,
         clock: Callable[[], float] = boot_clock,
         wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
@@ -104,11 +105,11 @@ class Elector:
                 self.observed = Observed(record, version, self.clock())
             if record.holder != self.identity:
                 self.renew_started = None  # taken over or released: shut the gate now, not at the deadline
-        if not may_hold(self.observed, self.identity, self.clock(), self.timings):
+        if not may_hold(self.observed, self.identity, self.clock(), timings=self.timings):
             self._say_who_holds_it()
             return False
         current = None if read is None else read[0]
-        record = claim(current, self.identity, self.wall(), self.timings)
+        record = claim(current, self.identity, self.wall(), timings=self.timings)
         try:
             version = self.store.create(record) if read is None else self.store.replace(record, read[1])
         except Conflict:
@@ -152,7 +153,12 @@ class Elector:
             while True:
                 announced = await self._watch(loop.run_in_executor(executor, self._attempt), announced, on_change)
                 delay = next_try_in(
-                    self.observed, self.identity, self.clock(), self.timings, announced, random.random()
+                    self.observed,
+                    self.identity,
+                    self.clock(),
+                    timings=self.timings,
+                    leading=announced,
+                    draw=random.random(),
                 )
                 pause = asyncio.ensure_future(asyncio.sleep(delay))
                 announced = await self._watch(pause, announced, on_change)

@@ -45,6 +45,7 @@ class WorkflowLoops:
         run_pass: Pass,
         jobs_of: Jobs,
         debounce: float,
+        *,
         backoff: float,
         backoff_max: float,
         on_forget: Callable[[str], None] = lambda uid: None,

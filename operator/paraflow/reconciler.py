@@ -101,6 +101,7 @@ class Reconciler:
         api: KubeApi,
         settings: Settings,
         emit: Emit,
+        *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.api = api
@@ -137,7 +138,7 @@ class Reconciler:
         recheck = gate.recheck_due(
             seen.before, generation=seen.generation, redrive=seen.redrive, has_jobs=bool(seen.jobs)
         )
-        if not recheck and planner.settled(spec, seen.before, seen.jobs, seen.redrive):
+        if not recheck and planner.settled(spec, seen.before, seen.jobs, redrive_token=seen.redrive):
             return await self._idle(seen, spec)
         try:
             run = await self._reach(seen.wf, spec)
@@ -222,7 +223,7 @@ class Reconciler:
         delay = min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
         if run is None:
             return delay
-        left = await self._ttl(seen.wf, run.spec, result.status, seen.now)
+        left = await self._ttl(seen.wf, run.spec, result.status, now=seen.now)
         return delay if left is None else (None if left <= 0 else min(delay, left))
 
     async def _idle(self, seen: _Seen, spec: WorkflowSpec) -> float | None:
@@ -231,12 +232,14 @@ class Reconciler:
         metrics.observe(seen.wf.uid, seen.before)
         owed = planner.deletable(spec, seen.before, seen.jobs)
         await self._delete_succeeded(seen.wf, seen.jobs, owed[: planner.MAX_DELETES_PER_PASS])
-        left = await self._ttl(seen.wf, spec, seen.before, seen.now)
+        left = await self._ttl(seen.wf, spec, seen.before, now=seen.now)
         if len(owed) > planner.MAX_DELETES_PER_PASS:
             return planner.CAPPED_REQUEUE_SECONDS
         return None if left is None or left <= 0 else left
 
-    async def _ttl(self, wf: WorkflowRef, spec: WorkflowSpec, status: WorkflowStatus, now: dt.datetime) -> float | None:
+    async def _ttl(
+        self, wf: WorkflowRef, spec: WorkflowSpec, status: WorkflowStatus, *, now: dt.datetime
+    ) -> float | None:
         """Deletes the workflow once ``ttlSecondsAfterFinished`` is up; the seconds left (None: no TTL)."""
         left = planner.expires_in(spec, status, now)
         if left is not None and left <= 0:
@@ -284,11 +287,11 @@ class Reconciler:
         await self.api.offload(runstore.preflight, client, spec.storage.endpoint, buckets)
         if spec.replication is None:
             return
-        targets = builders.replication_task(wf, spec, None, 0, "preflight").targets
+        targets = builders.replication_task(wf, spec, None, winner=0, label="preflight").targets
         for destination, target in zip(spec.replication.destinations, targets, strict=True):
             dest = self._storage(await self._credentials(wf, destination.storage or spec.storage))
             await self.api.offload(
-                runstore.preflight_destination, client, dest, spec.output, run.prefix, target, writes=True
+                runstore.preflight_destination, client, dest, spec.output, run=run.prefix, target=target, writes=True
             )
 
     async def _ask_why_stalled(
@@ -308,7 +311,7 @@ class Reconciler:
             # apiserver CPU than the run's own Jobs (measured at 1,000 x 500). A refusal is
             # still found at the first round.
             return (), None
-        due = stalls.to_ask(jobs, now, after, asked, clock, self.settings.stall_checks_per_pass)
+        due = stalls.to_ask(jobs, now, after, asked=asked, clock=clock, limit=self.settings.stall_checks_per_pass)
         for job in due:
             asked[job.name] = clock
             try:
@@ -344,7 +347,7 @@ class Reconciler:
             return {}
         tallies = await asyncio.gather(
             *(
-                self.api.offload(runstore.read_replication_tally, run.client, run.bucket, run.prefix, job.name)
+                self.api.offload(runstore.read_replication_tally, run.client, run.bucket, run.prefix, label=job.name)
                 for job in wanted
             )
         )
@@ -354,7 +357,9 @@ class Reconciler:
         attempt = planner.needs_reduce_record(run.spec, status, jobs)
         if attempt is None:
             return {}
-        problem = await self.api.offload(runstore.reduce_record_problem, run.client, run.bucket, run.prefix, attempt)
+        problem = await self.api.offload(
+            runstore.reduce_record_problem, run.client, run.bucket, run.prefix, attempt=attempt
+        )
         return {attempt: problem}
 
     async def _write_manifest(self, run: _Run, result: Plan) -> str:

@@ -55,7 +55,7 @@ def test_the_worker_image_partitions_a_bucket_against_the_local_minio(
     flags = [f"--env={k}={v}" for k, v in env.items()]
     out = docker("run", "--rm", "--network", "host", "--read-only", *flags, f"paraflow/worker:{VERSION}", "partition")
     assert "plan: 3 partitions, 7 items, 70 bytes" in out
-    assert get_json(s3, bucket, contract.plan_key("run/"), PlanSummary).partition_count == 3
+    assert get_json(s3, bucket, contract.plan_key("run/"), model=PlanSummary).partition_count == 3
     last = json.loads(s3.get_object(bucket, contract.partition_key("run/", 2)).read())
     assert [i["key"] for i in last["items"]] == ["logs/6.gz"]
 

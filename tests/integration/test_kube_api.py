@@ -45,7 +45,7 @@ def child(name: str, namespace: str, partition: int) -> dict[str, object]:
 
 
 def test_forty_writes_reuse_pooled_connections(kube: client.ApiClient, namespace: str) -> None:
-    api = KubeApi(client.ApiClient(kube.configuration), THREADS, 1000, 1000, 30)
+    api = KubeApi(client.ApiClient(kube.configuration), THREADS, 1000, write_burst=1000, request_timeout=30)
 
     async def writes() -> None:
         await asyncio.gather(*(api.create_job(job(f"reuse-{i}", namespace)) for i in range(20)))
@@ -64,7 +64,7 @@ def test_forty_writes_reuse_pooled_connections(kube: client.ApiClient, namespace
 def test_a_job_delete_spares_another_job_that_took_the_same_name(kube: client.ApiClient, namespace: str) -> None:
     """A re-created workflow's Job has its predecessor's name: a delete judged on the old one must
     not remove it."""
-    api = KubeApi(client.ApiClient(kube.configuration), THREADS, 1000, 1000, 30)
+    api = KubeApi(client.ApiClient(kube.configuration), THREADS, 1000, write_burst=1000, request_timeout=30)
     batch = client.BatchV1Api(kube)
     asyncio.run(api.create_job(job("named", namespace)))
     old = batch.read_namespaced_job("named", namespace).metadata.uid
@@ -90,7 +90,14 @@ def test_the_job_watch_indexes_jobs_made_before_and_after_it_started_and_forgets
 
     async def scenario() -> None:
         index, woken = JobIndex(), []
-        watch = JobWatch(client.ApiClient(kube.configuration), [namespace], index, woken.append, 30, 60)
+        watch = JobWatch(
+            client.ApiClient(kube.configuration),
+            [namespace],
+            index,
+            wake=woken.append,
+            server_timeout=30,
+            client_timeout=60,
+        )
         watch.start()
         await asyncio.wait_for(watch.synced.wait(), 30)
         assert [j.name for j in index.jobs_of("w1")] == ["early"], "listed before any pass may run"
@@ -114,7 +121,14 @@ def test_the_job_watch_indexes_jobs_made_before_and_after_it_started_and_forgets
 
 
 def test_a_job_watch_whose_place_in_the_stream_is_too_old_lists_again(kube: client.ApiClient, namespace: str) -> None:
-    watch = JobWatch(client.ApiClient(kube.configuration), [namespace], JobIndex(), lambda _: None, 30, 60)
+    watch = JobWatch(
+        client.ApiClient(kube.configuration),
+        [namespace],
+        JobIndex(),
+        wake=lambda _: None,
+        server_timeout=30,
+        client_timeout=60,
+    )
     position = _Position("1")
     watch._follow(namespace, position)  # the apiserver answers 410 Gone
     assert position.version is None, "the next round lists again"

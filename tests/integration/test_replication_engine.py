@@ -42,7 +42,7 @@ def write_outputs(s3: Minio, bucket: str, partition: int, attempt: int, files: d
         run_bucket=bucket,
         run_prefix=RUN,
         output_bucket=bucket,
-        output_prefix=contract.attempt_output_prefix(OUT, UID, partition, attempt),
+        output_prefix=contract.attempt_output_prefix(OUT, UID, partition, attempt=attempt),
     )
     for name, data in files.items():
         shard.write(name, data, content_type="text/csv", metadata={"origin": "test"}, tags={"team": "logs"})
@@ -66,7 +66,7 @@ def store_like(client: Minio, bucket: str) -> S3Store:
     url = client._base_url  # minio-py keeps no public accessor for where and as whom it connects
     creds = client._provider.retrieve()  # type: ignore[union-attr]
     endpoint = f"{'https' if url.is_https else 'http'}://{url.host}"
-    return fastcopy.store(endpoint, bucket, creds.access_key, creds.secret_key, None)
+    return fastcopy.store(endpoint, bucket, creds.access_key, secret_key=creds.secret_key, region=None)
 
 
 def replicator(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio], fast: str) -> Replicator:
@@ -76,7 +76,7 @@ def replicator(s3: Minio, bucket: str, t: ReplicationTask, clients: list[Minio],
             x.name: store_like(c, x.bucket) for x, c in zip(t.targets, clients, strict=True) if not x.server_side
         }
         stores = FastStores(store_like(s3, bucket), streamed)
-    r = Replicator(s3, bucket, RUN, t, clients, sleep=lambda _: None, fast=stores)
+    r = Replicator(s3, bucket, RUN, task=t, target_clients=clients, sleep=lambda _: None, fast=stores)
     # These tests copy a few objects: batches only when asked for, then even for one.
     r.batch_min = 1 if fast == "batched" else 1 << 30
     return r
@@ -328,9 +328,9 @@ def spy_on_single_copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     keys: list[str] = []
     copy = Replicator._copy
 
-    def spied(self: Replicator, client: Minio, target: ReplicationTarget, key: str, obj: object) -> None:
+    def spied(self: Replicator, client: Minio, target: ReplicationTarget, key: str, *, obj: object) -> None:
         keys.append(key)
-        copy(self, client, target, key, obj)  # type: ignore[arg-type]
+        copy(self, client, target, key, obj=obj)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Replicator, "_copy", spied)
     return keys
@@ -355,9 +355,9 @@ def test_small_objects_cross_servers_in_extracted_tars_and_only_a_replica_not_as
     victim = sorted(files)[17]  # in the second batch: the first has landed, the others run in parallel
 
     def send_then_misreport_one(
-        source: S3Store, target: S3Store, prefix: str, batch: list[batchcopy.Item]
+        source: S3Store, target: S3Store, prefix: str, *, batch: list[batchcopy.Item]
     ) -> batchcopy.Sent:
-        sent = sending(source, target, prefix, batch)
+        sent = sending(source, target, prefix, batch=batch)
         requests.append(len(batch))
         if victim in sent.md5:  # as if the server had stored other bytes than it was sent
             return batchcopy.Sent({**sent.md5, victim: "0" * 32}, sent.error)
@@ -387,7 +387,7 @@ def test_when_nothing_of_the_first_batch_lands_the_others_are_not_sent_and_all_i
     files = small_outputs(s3, bucket, 40)
     requests: list[int] = []
 
-    def refused(source: S3Store, target: S3Store, prefix: str, batch: list[batchcopy.Item]) -> batchcopy.Sent:
+    def refused(source: S3Store, target: S3Store, prefix: str, *, batch: list[batchcopy.Item]) -> batchcopy.Sent:
         requests.append(len(batch))
         return batchcopy.Sent({item.key: "0" * 32 for item in batch}, "connection reset")
 
@@ -415,7 +415,7 @@ def test_a_good_replica_of_an_object_left_out_of_a_batch_is_never_removed(
     t = task(targets, partitions=[PartitionRef(index=0, attempt=2)])
     replicate(s3, bucket, t, [s3_second], "batched")
     gone = sorted(files)[3]
-    s3.remove_object(bucket, contract.attempt_output_prefix(OUT, UID, 0, 2) + gone.removeprefix("p0/"))
+    s3.remove_object(bucket, contract.attempt_output_prefix(OUT, UID, 0, attempt=2) + gone.removeprefix("p0/"))
     for key in files:
         if key != gone:
             s3_second.remove_object(bucket_second, key)

@@ -31,13 +31,22 @@ def test_the_partitioner_lists_past_one_page_and_writes_a_complete_plan(s3: Mini
     put(s3, bucket, "in/skip.tmp", b"not a log")
     put(s3, bucket, "elsewhere/0.log", b"outside the prefix")
 
-    summary = write_plan(s3, bucket, "run/", partitions_of(s3, bucket, "in/", "*.log", 100, 10_000, ReaderConfig()))
+    summary = write_plan(
+        s3,
+        bucket,
+        "run/",
+        partitions=partitions_of(
+            s3, bucket, "in/", key_glob="*.log", max_items=100, max_bytes=10_000, reader=ReaderConfig()
+        ),
+    )
 
     assert summary == PlanSummary(partition_count=25, item_count=2500, total_bytes=sum(len(k) % 7 + 1 for k in keys))
-    plan = get_json(s3, bucket, contract.plan_key("run/"), PlanSummary)
+    plan = get_json(s3, bucket, contract.plan_key("run/"), model=PlanSummary)
     assert plan.partition_count == 25
     listed = [
-        i.key for p in range(25) for i in get_json(s3, bucket, contract.partition_key("run/", p), PartitionItems).items
+        i.key
+        for p in range(25)
+        for i in get_json(s3, bucket, contract.partition_key("run/", p), model=PartitionItems).items
     ]
     assert listed == keys  # deterministic order, each key once
 
@@ -50,9 +59,14 @@ def test_a_plan_that_fails_midway_leaves_no_partition_files_and_says_why(s3: Min
         list(pool.map(lambda k: put(s3, bucket, k, b'{"a": 1}\n'), keys))
     put(s3, bucket, "in/99999.jsonl", b'{"big": "' + b"x" * 500 + b'"}\n')
     reader = ReaderConfig(format="jsonl")
-    summary = write_plan_or_problem(s3, bucket, "run/", partitions_of(s3, bucket, "in/", "", 1, 200, reader))
+    summary = write_plan_or_problem(
+        s3,
+        bucket,
+        "run/",
+        partitions=partitions_of(s3, bucket, "in/", key_glob="", max_items=1, max_bytes=200, reader=reader),
+    )
     assert summary.problem is not None and summary.problem.reason == "RecordTooLarge"
-    assert get_json(s3, bucket, contract.plan_key("run/"), PlanSummary) == summary
+    assert get_json(s3, bucket, contract.plan_key("run/"), model=PlanSummary) == summary
     assert list(s3.list_objects(bucket, prefix=contract.partitions_prefix("run/"), recursive=True)) == []
 
 
@@ -77,7 +91,7 @@ def shard_env(bucket: str, storage_env: dict[str, str], monkeypatch: pytest.Monk
         Env.RUN_BUCKET: bucket,
         Env.RUN_PREFIX: "run/",
         Env.OUTPUT_BUCKET: bucket,
-        Env.OUTPUT_PREFIX: contract.attempt_output_prefix("out/", "uid-1", 3, 2),
+        Env.OUTPUT_PREFIX: contract.attempt_output_prefix("out/", "uid-1", 3, attempt=2),
         Env.S3_ENDPOINT: storage_env["PARAFLOW_TEST_S3_ENDPOINT"],
         Env.S3_ACCESS_KEY: storage_env["PARAFLOW_TEST_S3_ACCESS_KEY"],
         Env.S3_SECRET_KEY: storage_env["PARAFLOW_TEST_S3_SECRET_KEY"],
@@ -105,7 +119,7 @@ def test_the_sdk_reads_its_slice_and_records_what_it_wrote(s3: Minio, bucket: st
     assert [i.key for i in mine] == ["in/1", "in/3"]  # shard 1 of 2
     assert contents == [b"in/1", b"in/3"]
     assert out.key == "out/uid-1/p3/a2/result.txt"
-    result = get_json(s3, bucket, contract.shard_result_key("run/", 3, 2, 1), ShardResult)
+    result = get_json(s3, bucket, contract.shard_result_key("run/", 3, 2, shard=1), model=ShardResult)
     assert result.outputs[0].sha256 == hashlib.sha256(b"hello").hexdigest()
     assert result.output_prefix == "out/uid-1/p3/a2/"  # what replication strips to name the replica
     assert s3.get_object(bucket, "out/uid-1/p3/a2/result.txt").read() == b"hello"
@@ -126,7 +140,7 @@ def test_a_record_shard_gets_its_records_and_batch_input_and_its_emitted_results
         shard.emit({"batch": "done"})
 
     assert [(r.index, r.value["sku"]) for r in mine] == [(11, "s1"), (13, "s3")]  # shard 1 of 2
-    result = get_json(s3, bucket, contract.shard_result_key("run/", 3, 2, 1), ShardResult)
+    result = get_json(s3, bucket, contract.shard_result_key("run/", 3, 2, shard=1), model=ShardResult)
     assert result.results == "out/uid-1/p3/a2/results-s1.jsonl"
     assert result.results in [o.key for o in result.outputs], "recorded like any output: replicated, hashed"
     lines = [json.loads(x) for x in s3.get_object(bucket, result.results).read().splitlines()]

@@ -68,7 +68,7 @@ def test_a_redrive_gives_a_non_retryably_failed_partition_a_whole_new_round_of_a
 
 
 def test_job_facts_tell_a_pod_failure_policy_failure_from_an_ordinary_one() -> None:
-    body = builders.partition_job(WF, make_spec(), 0, 1, Settings())
+    body = builders.partition_job(WF, make_spec(), 0, attempt=1, settings=Settings())
 
     def failed(reason: str) -> dict[str, Any]:
         cond = {"type": "Failed", "status": "True", "reason": reason, "lastTransitionTime": "2026-11-24T12:00:00Z"}
@@ -82,7 +82,7 @@ def test_job_facts_tell_a_pod_failure_policy_failure_from_an_ordinary_one() -> N
 
 def test_non_retryable_exit_codes_fail_the_job_through_the_pod_failure_policy() -> None:
     spec = make_spec(**{"processor.nonRetryableExitCodes": [42, 3, 42]})
-    rules = builders.partition_job(WF, spec, 0, 1, Settings())["spec"]["podFailurePolicy"]["rules"]
+    rules = builders.partition_job(WF, spec, 0, attempt=1, settings=Settings())["spec"]["podFailurePolicy"]["rules"]
     assert {
         "action": "FailJob",
         "onExitCodes": {"containerName": "processor", "operator": "In", "values": [3, 42]},
@@ -158,21 +158,25 @@ def test_a_succeeded_workflow_without_replication_says_why_a_redrive_does_nothin
 
 
 def test_outputs_are_scoped_by_the_runs_uid() -> None:
-    env = builders.partition_job(WF, make_spec(), 3, 2, Settings())["spec"]["template"]["spec"]["containers"][0]["env"]
+    env = builders.partition_job(WF, make_spec(), 3, attempt=2, settings=Settings())["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
     prefix = next(e["value"] for e in env if e["name"] == contract.Env.OUTPUT_PREFIX)
     assert prefix == "daily/uid-1/p3/a2/"
     other = WorkflowRef("wf", "other-namespace", "uid-2")
-    env2 = builders.partition_job(other, make_spec(), 3, 2, Settings())["spec"]["template"]["spec"]["containers"][0]
+    env2 = builders.partition_job(other, make_spec(), 3, attempt=2, settings=Settings())["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     assert next(e["value"] for e in env2["env"] if e["name"] == contract.Env.OUTPUT_PREFIX) != prefix
 
 
 def every_pod_template(spec: WorkflowSpec) -> list[dict[str, Any]]:
     settings = Settings()
     jobs = [
-        builders.partitioner_job(WF, spec, 1, settings),
-        builders.partition_job(WF, spec, 0, 1, settings),
-        builders.replication_job(WF, spec, 0, 1, 1, settings),
-        builders.replication_job(WF, spec, None, 1, 0, settings),
+        builders.partitioner_job(WF, spec, 1, settings=settings),
+        builders.partition_job(WF, spec, 0, attempt=1, settings=settings),
+        builders.replication_job(WF, spec, 0, attempt=1, winner=1, settings=settings),
+        builders.replication_job(WF, spec, None, attempt=1, winner=0, settings=settings),
     ]
     return [j["spec"]["template"]["spec"] for j in jobs]
 
@@ -218,7 +222,7 @@ def test_a_processor_can_run_as_its_own_user_or_explicitly_as_root() -> None:
 
 
 def test_the_partitioner_has_a_deadline() -> None:
-    body = builders.partitioner_job(WF, make_spec(**{"partitioner.activeDeadlineSeconds": 120}), 1, Settings())
+    body = builders.partitioner_job(WF, make_spec(**{"partitioner.activeDeadlineSeconds": 120}), 1, settings=Settings())
     assert body["spec"]["activeDeadlineSeconds"] == 120
 
 
@@ -235,9 +239,9 @@ def test_only_jobs_stalled_long_enough_and_not_asked_lately_are_asked_about_olde
         stalled("asked", 100),
         part(1, 1, JobState.ACTIVE),
     ]
-    due = stalls.to_ask(jobs, T0, 8, {"asked": 995.0}, clock=1000.0, limit=5)
+    due = stalls.to_ask(jobs, T0, 8, asked={"asked": 995.0}, clock=1000.0, limit=5)
     assert [j.name for j in due] == ["older", "old"]
-    assert [j.name for j in stalls.to_ask(jobs, T0, 8, {}, clock=1000.0, limit=1)] == ["asked"]
+    assert [j.name for j in stalls.to_ask(jobs, T0, 8, asked={}, clock=1000.0, limit=1)] == ["asked"]
 
 
 def test_a_refused_pod_is_diagnosed_from_the_newest_failed_create_event_unless_pods_came_since() -> None:
@@ -315,11 +319,11 @@ def target(bucket: str, prefix: str) -> contract.ReplicationTarget:
 def test_a_destination_is_refused_only_where_it_may_be_the_output_itself(
     bucket: str, prefix: str, storage: identity.Storage, refused: bool
 ) -> None:
-    assert (identity.overlap_error(target(bucket, prefix), "out", "daily/", storage) is not None) == refused
+    assert (identity.overlap_error(target(bucket, prefix), "out", "daily/", storage=storage) is not None) == refused
 
 
 def test_replication_tasks_mark_replicas_with_the_workflow_and_run() -> None:
-    task = builders.replication_task(WF, replicated_spec(), 0, 1, "label")
+    task = builders.replication_task(WF, replicated_spec(), 0, winner=1, label="label")
     assert (task.workflow, task.run_uid) == ("ns/wf", "uid-1")
 
 

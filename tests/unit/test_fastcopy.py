@@ -32,7 +32,7 @@ def test_metadata_obstore_would_send_differently_takes_minio_pys_path() -> None:
 def test_an_obstore_error_reads_as_the_s3_code_status_and_first_sentence() -> None:
     text = (
         "The operation lacked the necessary privileges to complete for path p1/x.txt: Error performing PUT "
-        "http://127.0.0.1:19000/b/p1/x.txt in 340µs - Server returned non-2xx status code: 403 Forbidden: "
+        "http://127.0.0.1:19000/b/p1/x.txt in 340µs - Server returned non-2xx status code: 403 Forbidden: "  # noqa: RUF001 (obstore writes the micro sign)
         '<?xml version="1.0"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied.</Message></Error>\n\n'
         "Debug source:\nPermissionDenied { ... }"
     )

@@ -61,11 +61,13 @@ def reduce_spec() -> Any:
 def jobs() -> dict[str, dict[str, Any]]:
     s = spec()
     return {
-        "partition_job": builders.partition_job(WF, s, 7, 2, SETTINGS),
-        "partitioner_job": builders.partitioner_job(WF, s, 1, SETTINGS),
-        "replication_job": builders.replication_job(WF, s, 7, 1, 2, SETTINGS),
-        "reduce_job": builders.reduce_job(WF, reduce_spec(), 2, SETTINGS),
-        "replication_job_with_reduce": builders.replication_job(WF, reduce_spec(), None, 1, 0, SETTINGS, 2),
+        "partition_job": builders.partition_job(WF, s, 7, attempt=2, settings=SETTINGS),
+        "partitioner_job": builders.partitioner_job(WF, s, 1, settings=SETTINGS),
+        "replication_job": builders.replication_job(WF, s, 7, attempt=1, winner=2, settings=SETTINGS),
+        "reduce_job": builders.reduce_job(WF, reduce_spec(), 2, settings=SETTINGS),
+        "replication_job_with_reduce": builders.replication_job(
+            WF, reduce_spec(), None, attempt=1, winner=0, settings=SETTINGS, reduce_attempt=2
+        ),
     }
 
 

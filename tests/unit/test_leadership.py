@@ -243,7 +243,7 @@ def test_a_standby_runs_no_pass_and_a_new_leader_runs_every_known_workflow_at_on
             passes.append(body["metadata"]["uid"])
             return None
 
-        loops = WorkflowLoops(run_pass, lambda uid: [], 0, 1, 1, on_forget=forgotten.append)
+        loops = WorkflowLoops(run_pass, lambda uid: [], 0, backoff=1, backoff_max=1, on_forget=forgotten.append)
         loops.observe("u1", {"metadata": {"uid": "u1"}})
         loops.observe("u2", {"metadata": {"uid": "u2"}})
         await asyncio.sleep(0.1)
@@ -276,7 +276,7 @@ def test_every_write_through_the_api_passes_the_fence_first_and_a_refused_one_is
         raise NotLeading("standby")
 
     async def scenario() -> None:
-        api = KubeApi(client.ApiClient(), 1, 100, 10, 5, fence=refuse)
+        api = KubeApi(client.ApiClient(), 1, 100, write_burst=10, request_timeout=5, fence=refuse)
         api.write_batch.create_namespaced_job = create_namespaced_job  # type: ignore[method-assign]
         with pytest.raises(NotLeading):
             await api.create_job({"metadata": {"name": "j", "namespace": "ns"}})
@@ -295,11 +295,11 @@ def test_a_candidate_tries_again_the_moment_the_lease_it_waits_for_runs_out() ->
     a.try_acquire_or_renew()
     b.try_acquire_or_renew()
     clock.now += 14.5
-    assert next_try_in(b.observed, "b", clock.now, TIMINGS, leading=False, draw=0.99) == pytest.approx(0.55)
+    assert next_try_in(b.observed, "b", clock.now, timings=TIMINGS, leading=False, draw=0.99) == pytest.approx(0.55)
     clock.now += 0.55
     assert b.try_acquire_or_renew()
-    assert next_try_in(b.observed, "b", clock.now, TIMINGS, leading=True, draw=0.99) == TIMINGS.retry_period
-    idle = next_try_in(None, "c", clock.now, TIMINGS, leading=False, draw=0.5)
+    assert next_try_in(b.observed, "b", clock.now, timings=TIMINGS, leading=True, draw=0.99) == TIMINGS.retry_period
+    idle = next_try_in(None, "c", clock.now, timings=TIMINGS, leading=False, draw=0.5)
     assert idle == pytest.approx(TIMINGS.retry_period * 1.1), "jittered, as client-go, when nothing is held"
 
 
@@ -360,7 +360,7 @@ def test_losing_the_lease_while_workflows_come_and_go_stops_every_pass() -> None
             await asyncio.sleep(10)
             return None
 
-        loops = WorkflowLoops(slow_pass, lambda uid: [], 0, 1, 1)
+        loops = WorkflowLoops(slow_pass, lambda uid: [], 0, backoff=1, backoff_max=1)
         loops.activate()
         for uid in ("u1", "u2", "u3"):
             loops.observe(uid, {"metadata": {"uid": uid}})
@@ -386,7 +386,7 @@ def test_a_pass_cut_short_by_the_gate_runs_again_on_the_next_event() -> None:
                 raise NotLeading("gate shut for a moment")
             return None
 
-        loops = WorkflowLoops(gated_pass, lambda uid: [], 0, 1, 1)
+        loops = WorkflowLoops(gated_pass, lambda uid: [], 0, backoff=1, backoff_max=1)
         loops.activate()
         loops.observe("u1", {"metadata": {"uid": "u1"}})
         await asyncio.sleep(0.05)
@@ -410,7 +410,7 @@ def test_passes_started_by_taking_the_lease_run_in_the_handlers_context() -> Non
             seen.append(handler_var.get("missing"))
             return None
 
-        loops = WorkflowLoops(run_pass, lambda uid: [], 0, 1, 1)
+        loops = WorkflowLoops(run_pass, lambda uid: [], 0, backoff=1, backoff_max=1)
 
         async def kopf_handler() -> None:
             handler_var.set("kopf")

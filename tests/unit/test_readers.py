@@ -68,13 +68,13 @@ class FakeMinio:
 
 
 def read(objects: dict[str, bytes], **config: Any) -> list[tuple[int, Any]]:
-    found = records(FakeMinio(objects), "in", "", ReaderConfig(**config))  # type: ignore[arg-type]
+    found = records(FakeMinio(objects), "in", "", config=ReaderConfig(**config))  # type: ignore[arg-type]
     return [(r.index, json.loads(r.text)) for r in found]
 
 
 def read_kept(objects: dict[str, bytes], **config: Any) -> list[tuple[int, str, str]]:
     """Records as the partitioner gets them: the JSON text as kept, and where each was found."""
-    found = records(FakeMinio(objects), "in", "", ReaderConfig(**config))  # type: ignore[arg-type]
+    found = records(FakeMinio(objects), "in", "", config=ReaderConfig(**config))  # type: ignore[arg-type]
     return [(r.index, r.text, r.where) for r in found]
 
 
@@ -236,7 +236,17 @@ def test_inline_items_and_max_items() -> None:
 def test_record_partitions_keep_both_limits_and_their_documents_parse_back() -> None:
     values = [{"n": i, "pad": "x" * (i % 7) * 10} for i in range(50)]
     client = FakeMinio({"in/r.jsonl": jsonl(values)})
-    parts = list(partitions_of(client, "in", "in/", "", 4, 300, ReaderConfig(format="jsonl", batch_input={"k": 1})))  # type: ignore[arg-type]
+    parts = list(
+        partitions_of(
+            client,
+            "in",
+            "in/",
+            key_glob="",
+            max_items=4,
+            max_bytes=300,
+            reader=ReaderConfig(format="jsonl", batch_input={"k": 1}),
+        )
+    )  # type: ignore[arg-type]
     docs = [PartitionItems.model_validate_json(p.render(i)) for i, p in enumerate(parts)]
     assert [r.value for d in docs for r in d.records] == values
     assert [r.index for d in docs for r in d.records] == list(range(50))
@@ -285,7 +295,11 @@ def test_bad_input_is_refused_naming_the_object_and_where_in_it(
 def test_a_record_larger_than_a_whole_partition_is_refused_naming_it() -> None:
     client = FakeMinio({"in/r.jsonl": jsonl(["small", "x" * 500])})
     with pytest.raises(InputProblem) as caught:
-        list(partitions_of(client, "in", "in/", "", 10, 100, ReaderConfig(format="jsonl")))  # type: ignore[arg-type]
+        list(
+            partitions_of(
+                client, "in", "in/", key_glob="", max_items=10, max_bytes=100, reader=ReaderConfig(format="jsonl")
+            )
+        )  # type: ignore[arg-type]
     assert caught.value.reason == "RecordTooLarge"
     assert "s3://in/in/r.jsonl line 2: a record over maxBytesPerPartition (100)" in caught.value.message
 
@@ -298,7 +312,11 @@ def test_a_huge_line_is_refused_after_reading_no_more_than_one_record_allows() -
 
     client = Counting({"in/r.jsonl": b'"' + b"x" * 10_000_000 + b'"\n'})
     with pytest.raises(InputProblem, match="line 1: a record over maxBytesPerPartition"):
-        list(partitions_of(client, "in", "in/", "", 10, 1000, ReaderConfig(format="jsonl")))  # type: ignore[arg-type]
+        list(
+            partitions_of(
+                client, "in", "in/", key_glob="", max_items=10, max_bytes=1000, reader=ReaderConfig(format="jsonl")
+            )
+        )  # type: ignore[arg-type]
     assert client.body.delivered < 2 * 1024 * 1024, "stopped within a buffer of the limit, never held the line"
 
 
@@ -315,7 +333,7 @@ def test_folder_markers_and_empty_objects_hold_no_records_and_a_missing_key_is_n
 
 def test_object_partitions_stay_readable_by_an_sdk_from_before_records() -> None:
     client = FakeMinio({"in/a": b"1", "in/b": b"22"})
-    (part,) = partitions_of(client, "in", "in/", "", 10, 100, ReaderConfig())  # type: ignore[arg-type]
+    (part,) = partitions_of(client, "in", "in/", key_glob="", max_items=10, max_bytes=100, reader=ReaderConfig())  # type: ignore[arg-type]
     assert json.loads(part.render(0)) == {
         "version": 1,
         "index": 0,

@@ -43,6 +43,6 @@ def test_a_replica_marked_alike_is_there_unless_its_md5_etag_differs_on_an_unenc
     obj = OutputObject(key="p0/a", size=3, sha256="a" * 64, etag="9e107d9d372bb6826bd81d3542a419d6")
     destination = _Destination(headers)
     replica = Replica(3, "a" * 64, etag=listed_etag)
-    assert already_there(destination, "dest", "p0/a", replica, obj) is there  # type: ignore[arg-type]
+    assert already_there(destination, "dest", "p0/a", there=replica, obj=obj) is there  # type: ignore[arg-type]
     assert destination.asked == (0 if listed_etag == obj.etag or "-" in listed_etag else 1)
-    assert not already_there(destination, "dest", "p0/a", Replica(4, "a" * 64, etag=obj.etag), obj)  # type: ignore[arg-type]
+    assert not already_there(destination, "dest", "p0/a", there=Replica(4, "a" * 64, etag=obj.etag), obj=obj)  # type: ignore[arg-type]

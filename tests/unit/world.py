@@ -98,7 +98,7 @@ class World:
         for _ in range(passes):
             self.step(seconds)
             if self.status.phase in TERMINAL and planner.settled(
-                self.spec, self.status, list(self.jobs.values()), self.redrive_token
+                self.spec, self.status, list(self.jobs.values()), redrive_token=self.redrive_token
             ):
                 break
         return self.status

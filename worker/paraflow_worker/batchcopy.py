@@ -198,14 +198,14 @@ class Sent:
     error: str = ""
 
 
-def send(source: S3Store, target: S3Store, prefix: str, batch: list[Item]) -> Sent:
+def send(source: S3Store, target: S3Store, prefix: str, *, batch: list[Item]) -> Sent:
     """Writes ``batch`` under ``prefix`` of ``target`` in one request. An object that cannot be
     read, or whose bytes differ from the run's record, is left out (its one-by-one copy reports
     it)."""
-    return asyncio.run(_send(source, target, prefix, batch))
+    return asyncio.run(_send(source, target, prefix, batch=batch))
 
 
-async def _send(source: S3Store, target: S3Store, prefix: str, batch: list[Item]) -> Sent:
+async def _send(source: S3Store, target: S3Store, prefix: str, *, batch: list[Item]) -> Sent:
     reads = asyncio.Semaphore(READS_PER_BATCH)
 
     async def read(item: Item) -> bytes | None:

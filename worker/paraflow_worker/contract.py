@@ -187,7 +187,7 @@ class ShardResult(_Strict):
         or, for a run started before outputs were scoped by run, the layout it had then."""
         if self.output_prefix:
             return self.output_prefix
-        scoped = attempt_output_prefix(workflow_output_prefix, workflow_uid, self.partition, self.attempt)
+        scoped = attempt_output_prefix(workflow_output_prefix, workflow_uid, self.partition, attempt=self.attempt)
         if all(out.key.startswith(scoped) for out in self.outputs):
             return scoped
         return f"{workflow_output_prefix}p{self.partition}/a{self.attempt}/"
@@ -349,7 +349,7 @@ def results_prefix(run: str, partition: int, attempt: int) -> str:
     return f"{run}results/p{partition}/a{attempt}/"
 
 
-def shard_result_key(run: str, partition: int, attempt: int, shard: int) -> str:
+def shard_result_key(run: str, partition: int, attempt: int, *, shard: int) -> str:
     return f"{results_prefix(run, partition, attempt)}s{shard}.json"
 
 
@@ -369,7 +369,7 @@ def run_output_prefix(output_prefix: str, workflow_uid: str) -> str:
     return f"{output_prefix}{workflow_uid}/"
 
 
-def attempt_output_prefix(output_prefix: str, workflow_uid: str, partition: int, attempt: int) -> str:
+def attempt_output_prefix(output_prefix: str, workflow_uid: str, partition: int, *, attempt: int) -> str:
     return f"{run_output_prefix(output_prefix, workflow_uid)}{partition_folder(partition)}/a{attempt}/"
 
 

@@ -71,7 +71,7 @@ def carries(source_key: str, key: str, metadata: dict[str, str]) -> bool:
     )
 
 
-def store(endpoint: str, bucket: str, access_key: str, secret_key: str, region: str | None) -> S3Store:
+def store(endpoint: str, bucket: str, access_key: str, *, secret_key: str, region: str | None) -> S3Store:
     url = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
     return S3Store(
         bucket,
@@ -91,6 +91,7 @@ def copy(
     source: S3Store,
     target: S3Store,
     obj: OutputObject,
+    *,
     key: str,
     attributes: dict[str, str],
     tags: dict[str, str],
@@ -104,13 +105,14 @@ def copy(
         return
     # A stream read while it is uploaded must be driven from one event loop: obstore's blocking
     # calls cannot wait on each other inside its runtime.
-    asyncio.run(_stream(source, target, obj, key, attributes, tags, options))
+    asyncio.run(_stream(source, target, obj, key=key, attributes=attributes, tags=tags, options=options))
 
 
 async def _stream(
     source: S3Store,
     target: S3Store,
     obj: OutputObject,
+    *,
     key: str,
     attributes: dict[str, str],
     tags: dict[str, str],

@@ -58,7 +58,7 @@ def ensure_token(source: Minio, bucket: str, run: str) -> str:
     return token
 
 
-def compare(destination: Minio, bucket: str, run: str, token: str) -> Storage:
+def compare(destination: Minio, bucket: str, run: str, *, token: str) -> Storage:
     """Whether ``destination`` sees the run's token in the output ``bucket``."""
     try:
         seen = _read(destination, bucket, contract.identity_key(run))
@@ -76,7 +76,7 @@ def prefixes_overlap(a: str, b: str) -> bool:
 
 
 def overlap_error(
-    destination: contract.ReplicationTarget, output_bucket: str, output_prefix: str, storage: Storage
+    destination: contract.ReplicationTarget, output_bucket: str, output_prefix: str, *, storage: Storage
 ) -> str | None:
     """Why copying to ``destination`` would write into the output itself, or None if it cannot."""
     if destination.bucket != output_bucket or not prefixes_overlap(destination.prefix, output_prefix):

@@ -101,7 +101,7 @@ def record_partitions(batches: Iterable[list[RawRecord]], batch_input: dict[str,
         yield Encoded(len(part), sum(r.size for r in part), render)
 
 
-def write_plan(client: Minio, bucket: str, run: str, partitions: Iterable[Encoded]) -> PlanSummary:
+def write_plan(client: Minio, bucket: str, run: str, *, partitions: Iterable[Encoded]) -> PlanSummary:
     count = items = total = in_flight = 0
     pending: list[Future[None]] = []
     with ThreadPoolExecutor(WRITERS) as pool:
@@ -112,27 +112,27 @@ def write_plan(client: Minio, bucket: str, run: str, partitions: Iterable[Encode
                     f"more than {contract.MAX_PARTITIONS} partitions: raise maxItemsPerPartition/maxBytesPerPartition",
                 )
             data = part.render(index)
-            pending.append(pool.submit(put_bytes, client, bucket, contract.partition_key(run, index), data))
+            pending.append(pool.submit(put_bytes, client, bucket, contract.partition_key(run, index), data=data))
             count, items, total, in_flight = index + 1, items + part.items, total + part.size, in_flight + len(data)
             if len(pending) >= 4 * WRITERS or in_flight >= MAX_BYTES_IN_FLIGHT:  # bound memory
                 _wait(pending)
                 in_flight = 0
         _wait(pending)
     summary = PlanSummary(partition_count=count, item_count=items, total_bytes=total)
-    put_json(client, bucket, contract.plan_key(run), summary)
+    put_json(client, bucket, contract.plan_key(run), doc=summary)
     return summary
 
 
-def write_plan_or_problem(client: Minio, bucket: str, run: str, partitions: Iterable[Encoded]) -> PlanSummary:
+def write_plan_or_problem(client: Minio, bucket: str, run: str, *, partitions: Iterable[Encoded]) -> PlanSummary:
     """The plan, or one that says why the input cannot be partitioned. Partition files written
     before the problem showed are removed: a failed plan leaves no half of itself behind."""
     try:
-        return write_plan(client, bucket, run, partitions)
+        return write_plan(client, bucket, run, partitions=partitions)
     except InputProblem as problem:
         remove_prefix(client, bucket, contract.partitions_prefix(run))
         refused = PlanProblem(reason=problem.reason, message=problem.message[:2048])
         empty = PlanSummary(partition_count=0, item_count=0, total_bytes=0, problem=refused)
-        put_json(client, bucket, contract.plan_key(run), empty)
+        put_json(client, bucket, contract.plan_key(run), doc=empty)
         return empty
 
 
@@ -143,15 +143,17 @@ def _wait(pending: list[Future[None]]) -> None:
 
 
 def partitions_of(
-    client: Minio, bucket: str, prefix: str, key_glob: str, max_items: int, max_bytes: int, reader: ReaderConfig
+    client: Minio, bucket: str, prefix: str, *, key_glob: str, max_items: int, max_bytes: int, reader: ReaderConfig
 ) -> Iterator[Encoded]:
     """The partitions the input makes, lazily: nothing is rendered until it is written."""
     if reader.format == "objects" and reader.items is None:
-        objects: Iterable[Item] = readers.list_items(client, bucket, prefix, key_glob)
+        objects: Iterable[Item] = readers.list_items(client, bucket, prefix, key_glob=key_glob)
         if reader.max_items:
             objects = itertools.islice(objects, reader.max_items)
         return object_partitions(batch(objects, max_items, max_bytes), reader.batch_input)
-    found = records_within(readers.records(client, bucket, prefix, reader, key_glob, max_bytes), max_bytes)
+    found = records_within(
+        readers.records(client, bucket, prefix, config=reader, key_glob=key_glob, max_record_bytes=max_bytes), max_bytes
+    )
     return record_partitions(batch(found, max_items, max_bytes), reader.batch_input)
 
 
@@ -162,9 +164,15 @@ def main() -> None:
     bucket, prefix = env[Env.INPUT_BUCKET], env.get(Env.INPUT_PREFIX, "")
     run_bucket, run = env[Env.RUN_BUCKET], env[Env.RUN_PREFIX]
     partitions = partitions_of(
-        client, bucket, prefix, env.get(Env.KEY_GLOB, ""), int(env[Env.MAX_ITEMS]), int(env[Env.MAX_BYTES]), reader
+        client,
+        bucket,
+        prefix,
+        key_glob=env.get(Env.KEY_GLOB, ""),
+        max_items=int(env[Env.MAX_ITEMS]),
+        max_bytes=int(env[Env.MAX_BYTES]),
+        reader=reader,
     )
-    summary = write_plan_or_problem(client, run_bucket, run, partitions)
+    summary = write_plan_or_problem(client, run_bucket, run, partitions=partitions)
     if summary.problem is not None:
         log.error("plan: the input cannot be partitioned: %s: %s", summary.problem.reason, summary.problem.message)
         return

@@ -51,7 +51,7 @@ class RawRecord:
     where: str  # for messages: the object and line, or the inline item
 
 
-def list_items(client: Minio, bucket: str, prefix: str, key_glob: str = "") -> Iterator[Item]:
+def list_items(client: Minio, bucket: str, prefix: str, *, key_glob: str = "") -> Iterator[Item]:
     """Objects under ``prefix`` in S3 listing order (lexicographic, so deterministic).
 
     A key ending in ``/`` is an object like any other (S3 and MinIO store, list and serve it,
@@ -66,7 +66,13 @@ def list_items(client: Minio, bucket: str, prefix: str, key_glob: str = "") -> I
 
 
 def records(
-    client: Minio, bucket: str, prefix: str, config: ReaderConfig, key_glob: str = "", max_record_bytes: int = 1 << 30
+    client: Minio,
+    bucket: str,
+    prefix: str,
+    *,
+    config: ReaderConfig,
+    key_glob: str = "",
+    max_record_bytes: int = 1 << 30,
 ) -> Iterator[RawRecord]:
     """Every record of the input in order, numbered across objects, at most ``max_items``.
     Empty objects and folder markers (keys ending in ``/``) hold no records and are passed over."""
@@ -78,10 +84,10 @@ def records(
         if config.key:
             keys: Iterable[str] = [config.key]
         else:
-            listed = list_items(client, bucket, prefix, key_glob)
+            listed = list_items(client, bucket, prefix, key_glob=key_glob)
             keys = (item.key for item in listed if item.size > 0 and not item.key.endswith("/"))
         found = itertools.chain.from_iterable(
-            _records_of(client, bucket, key, config, max_record_bytes) for key in keys
+            _records_of(client, bucket, key, config=config, max_record_bytes=max_record_bytes) for key in keys
         )
     if config.max_items:
         found = itertools.islice(found, config.max_items)
@@ -92,20 +98,20 @@ def records(
 
 
 def _records_of(
-    client: Minio, bucket: str, key: str, config: ReaderConfig, max_record_bytes: int
+    client: Minio, bucket: str, key: str, *, config: ReaderConfig, max_record_bytes: int
 ) -> Iterator[tuple[str, str]]:
     where = f"s3://{bucket}/{key}"
-    with _open(client, bucket, key, config.compression) as stream:
+    with _open(client, bucket, key, compression=config.compression) as stream:
         if config.format == "jsonl":
             yield from _jsonl(stream, where, max_record_bytes)
         elif config.format == "json":
             yield from _json_array(stream, where)
         else:
-            yield from _csv(stream, where, config, max_record_bytes)
+            yield from _csv(stream, where, config, max_record_bytes=max_record_bytes)
 
 
 @contextmanager
-def _open(client: Minio, bucket: str, key: str, compression: str) -> Iterator[IO[bytes]]:
+def _open(client: Minio, bucket: str, key: str, *, compression: str) -> Iterator[IO[bytes]]:
     try:
         response = client.get_object(bucket, key)
     except S3Error as e:  # a mistyped reader.key, a bucket it may not read: no retry will help
@@ -210,7 +216,7 @@ def _json_array(stream: IO[bytes], where: str) -> Iterator[tuple[str, str]]:
         ) from e
 
 
-def _csv(stream: IO[bytes], where: str, config: ReaderConfig, max_record_bytes: int) -> Iterator[tuple[str, str]]:
+def _csv(stream: IO[bytes], where: str, config: ReaderConfig, *, max_record_bytes: int) -> Iterator[tuple[str, str]]:
     # Not utf-8-sig: _open dropped the mark Excel's "CSV UTF-8" starts with; a second one is data.
     text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
     csv.field_size_limit(max(max_record_bytes, 1))

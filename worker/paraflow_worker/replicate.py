@@ -39,7 +39,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import IO, Any, BinaryIO, cast
 
 import obstore
@@ -195,7 +194,7 @@ def marked_alike(there: Replica | None, obj: OutputObject) -> bool:
     return there is not None and (there.size, there.sha256) == (obj.size, obj.sha256)
 
 
-def already_there(client: Minio, bucket: str, key: str, there: Replica | None, obj: OutputObject) -> bool:
+def already_there(client: Minio, bucket: str, key: str, *, there: Replica | None, obj: OutputObject) -> bool:
     """The replica listed at ``key`` holds this output: same size and mark and, where both ETags
     are an MD5 of the bytes (one part, unencrypted: MinIO's, a copy's, a batch's), the same ETag,
     so bytes rewritten under a kept mark are found from the listing alone. Multipart ETags say
@@ -220,6 +219,7 @@ class Replicator:
         source: Minio,
         bucket: str,
         run: str,
+        *,
         task: ReplicationTask,
         target_clients: list[Minio],
         sleep: Callable[[float], None] = time.sleep,
@@ -245,19 +245,19 @@ class Replicator:
         run = self.run_prefix
         refs = self.task.partitions
         if refs is None:
-            manifest = get_json(self.source, self.bucket, contract.manifest_key(run), ResultManifest)
+            manifest = get_json(self.source, self.bucket, contract.manifest_key(run), model=ResultManifest)
             refs = [PartitionRef(index=p.index, attempt=p.attempt) for p in manifest.succeeded]
         out = []
         for ref in refs:
             prefix = contract.results_prefix(run, ref.index, ref.attempt)
             for listed in self.source.list_objects(self.bucket, prefix=prefix, recursive=True):
                 record = listed.object_name or ""
-                result = get_json(self.source, self.bucket, record, ShardResult)
+                result = get_json(self.source, self.bucket, record, model=ShardResult)
                 written_under = result.prefix(self.task.output_prefix, self.task.run_uid)
-                out += self._outputs(record, result.outputs, written_under, contract.partition_folder(ref.index))
+                out += self._outputs(record, result.outputs, written_under, folder=contract.partition_folder(ref.index))
         if self.task.reduce_attempt is not None:
             record = contract.reduce_result_key(run, self.task.reduce_attempt)
-            reduced = get_json(self.source, self.bucket, record, ReduceResult)
+            reduced = get_json(self.source, self.bucket, record, model=ReduceResult)
             # Where the step was told to write, not where its record says it did.
             expected = contract.reduce_output_prefix(
                 self.task.output_prefix, self.task.run_uid, self.task.reduce_attempt
@@ -266,10 +266,10 @@ class Replicator:
                 raise ValueError(
                     f"record {record} is not the reduce attempt {self.task.reduce_attempt}'s under {expected!r}"
                 )
-            out += self._outputs(record, reduced.outputs, expected, contract.REDUCE_FOLDER)
+            out += self._outputs(record, reduced.outputs, expected, folder=contract.REDUCE_FOLDER)
         return out
 
-    def _outputs(self, record: str, outputs: list[OutputObject], written_under: str, folder: str) -> list[Work]:
+    def _outputs(self, record: str, outputs: list[OutputObject], written_under: str, *, folder: str) -> list[Work]:
         selected = []
         for obj in outputs:
             if not obj.key.startswith(written_under):
@@ -286,10 +286,10 @@ class Replicator:
 
     def refusal(self, client: Minio, target: ReplicationTarget, token: str) -> str | None:
         """Why ``target`` must not be written at all, or None."""
-        storage = identity.compare(client, self.bucket, self.run_prefix, token)
-        return identity.overlap_error(target, self.bucket, self.task.output_prefix, storage)
+        storage = identity.compare(client, self.bucket, self.run_prefix, token=token)
+        return identity.overlap_error(target, self.bucket, self.task.output_prefix, storage=storage)
 
-    def run(self, work: list[Work], shard: int = 0, shards: int = 1, processes: int = 1) -> ReplicationReport:
+    def run(self, work: list[Work], shard: int = 0, shards: int = 1, *, processes: int = 1) -> ReplicationReport:
         """Copies this shard's share (by hash of the source key); deletes, with deleteSync, the
         extraneous replicas this shard owns (by hash of the replica key), knowing all shards' work.
 
@@ -317,13 +317,14 @@ class Replicator:
             if processes > 1 and len(mine) >= 4 * processes and self._fast_store(target) is None:
                 chunks = [mine[i::processes] for i in range(processes)]
                 with multiprocessing.get_context("fork").Pool(processes) as pool:
-                    parts = pool.starmap(
-                        _copy_in_child, [(self.task, self.bucket, self.run_prefix, index, c, existing) for c in chunks]
+                    parts = pool.map(
+                        _copy_in_child,
+                        [_Chunk(self.task, self.bucket, self.run_prefix, index, c, existing) for c in chunks],
                     )
                 counters = Counters.combine(target.name, parts)
             else:
                 counters = Counters(target.name)
-                self._copy_all(client, target, mine, existing, counters)
+                self._copy_all(client, target, mine, existing=existing, counters=counters)
             if self.task.delete_sync and listing_error:
                 counters.fail(target.prefix or "/", f"deleteSync skipped: {listing_error}")
             elif self.task.delete_sync:
@@ -333,7 +334,7 @@ class Replicator:
                     for k, replica in existing.items()
                     if k not in wanted and self._ours(target, replica) and shard_of(k, shards) == shard
                 ]
-                self._delete(client, target, extraneous, counters)
+                self._delete(client, target, extraneous, counters=counters)
             reports.append(counters.report())
         return ReplicationReport(label=self.task.label, shard=shard, targets=reports)
 
@@ -342,21 +343,23 @@ class Replicator:
         client: Minio,
         target: ReplicationTarget,
         work: list[Work],
+        *,
         existing: dict[str, Replica],
         counters: Counters,
     ) -> None:
         store = self._fast_store(target)
         # fullRead reads every replica back one by one anyway.
         if store is not None and self.task.verify != "fullRead":
-            work = self._copy_batched(client, target, store, work, existing, counters)
+            work = self._copy_batched(client, target, store, work=work, existing=existing, counters=counters)
         with ThreadPoolExecutor(self.task.concurrency) as pool:
-            list(pool.map(self._one, repeat(client), repeat(target), work, repeat(existing), repeat(counters)))
+            list(pool.map(lambda w: self._one(client, target, w, existing=existing, counters=counters), work))
 
     def _copy_batched(
         self,
         client: Minio,
         target: ReplicationTarget,
         store: S3Store,
+        *,
         work: list[Work],
         existing: dict[str, Replica],
         counters: Counters,
@@ -379,10 +382,10 @@ class Replicator:
 
         def copy_batch(batch: list[batchcopy.Item]) -> list[Work]:
             assert self.fast is not None
-            sent = batchcopy.send(self.fast.source, store, target.prefix, batch)
+            sent = batchcopy.send(self.fast.source, store, target.prefix, batch=batch)
             removed: list[str] = []
             try:
-                landed = self._landed(client, target, batch, sent.md5, removed)
+                landed = self._landed(client, target, batch, sent=sent.md5, removed=removed)
                 why = (
                     sent.error
                     or "the others were not read as recorded, or did not land with their size, ETag and marks"
@@ -423,6 +426,7 @@ class Replicator:
         client: Minio,
         target: ReplicationTarget,
         batch: list[batchcopy.Item],
+        *,
         sent: dict[str, str],
         removed: list[str],
     ) -> set[str]:
@@ -433,7 +437,7 @@ class Replicator:
         expected = {item.key: (item.obj.size, sent[item.key], item.obj.sha256) for item in batch if item.key in sent}
         prefix, start_after, last = batchcopy.listing_range(batch)
         landed = set()
-        for key, replica in self._listed(client, target.bucket, prefix, start_after):
+        for key, replica in self._listed(client, target.bucket, prefix, start_after=start_after):
             if key > last:
                 break
             if expected.get(key) == (replica.size, replica.etag, replica.sha256):
@@ -448,7 +452,7 @@ class Replicator:
         return dict(self._listed(client, target.bucket, target.prefix))
 
     @staticmethod
-    def _listed(client: Minio, bucket: str, prefix: str, start_after: str = "") -> Iterator[tuple[str, Replica]]:
+    def _listed(client: Minio, bucket: str, prefix: str, *, start_after: str = "") -> Iterator[tuple[str, Replica]]:
         for obj in client.list_objects(
             bucket, prefix=prefix, recursive=True, start_after=start_after or None, include_user_meta=True
         ):
@@ -481,12 +485,13 @@ class Replicator:
         client: Minio,
         target: ReplicationTarget,
         w: Work,
+        *,
         existing: dict[str, Replica],
         counters: Counters,
     ) -> None:
         key = self._dest_key(target, w)
-        if already_there(client, target.bucket, key, existing.get(key), w.obj) and (
-            self.task.verify != "fullRead" or self._read_matches(client, target, key, w.obj)
+        if already_there(client, target.bucket, key, there=existing.get(key), obj=w.obj) and (
+            self.task.verify != "fullRead" or self._read_matches(client, target, key, obj=w.obj)
         ):
             counters.add(skipped=1)
             return
@@ -495,8 +500,8 @@ class Replicator:
             if attempt:
                 self.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)))
             try:
-                self._copy(client, target, key, w.obj)
-                self._verify(client, target, key, w.obj)
+                self._copy(client, target, key, obj=w.obj)
+                self._verify(client, target, key, obj=w.obj)
                 counters.add(copied=1, size=w.obj.size)
                 return
             except obstore.exceptions.BaseError as e:
@@ -514,7 +519,7 @@ class Replicator:
             contract.REPLICA_DESTINATION: target.name,
         }
 
-    def _copy(self, client: Minio, target: ReplicationTarget, key: str, obj: OutputObject) -> None:
+    def _copy(self, client: Minio, target: ReplicationTarget, key: str, *, obj: OutputObject) -> None:
         meta = self._metadata(obj, target)
         tags = object_tags(obj.tags)
         if target.server_side and obj.size > self.max_copy_part:
@@ -526,7 +531,13 @@ class Replicator:
             client.compose_object(target.bucket, key, sources, metadata=cast(Any, headers), tags=tags)
         elif target.server_side:
             etag = _copy_object(
-                client, target.bucket, key, self.bucket, obj, {"Content-Type": obj.content_type, **meta}, tags
+                client,
+                target.bucket,
+                key,
+                source_bucket=self.bucket,
+                obj=obj,
+                metadata={"Content-Type": obj.content_type, **meta},
+                tags=tags,
             )
             if self.task.verify == "checksum" and obj.etag and "-" not in obj.etag and etag != obj.etag:
                 raise ValueError(f"server-side copy returned ETag {etag}, the source had {obj.etag}")
@@ -534,7 +545,14 @@ class Replicator:
             assert self.fast is not None
             # Only a streamed object holds parts in memory: only those take a slot.
             with self.fast_streams if obj.size > fastcopy.WHOLE_MAX else contextlib.nullcontext():
-                fastcopy.copy(self.fast.source, store, obj, key, {"Content-Type": obj.content_type, **meta}, obj.tags)
+                fastcopy.copy(
+                    self.fast.source,
+                    store,
+                    obj,
+                    key=key,
+                    attributes={"Content-Type": obj.content_type, **meta},
+                    tags=obj.tags,
+                )
         else:
             with self.streams:
                 response = self.source.get_object(self.bucket, obj.key, version_id=obj.version_id)
@@ -566,17 +584,17 @@ class Replicator:
     def _fast_store(self, target: ReplicationTarget) -> S3Store | None:
         return None if self.fast is None else self.fast.targets.get(target.name)
 
-    def _verify(self, client: Minio, target: ReplicationTarget, key: str, obj: OutputObject) -> None:
+    def _verify(self, client: Minio, target: ReplicationTarget, key: str, *, obj: OutputObject) -> None:
         """``checksum`` is checked during the copy itself (the streamed bytes' sha256, or the
         server-side copy's ETag); ``size`` asks the target; ``fullRead`` reads the replica back."""
         if self.task.verify == "size":
             stat = client.stat_object(target.bucket, key)
             if stat.size != obj.size:
                 raise ValueError(f"replica has {stat.size} bytes, expected {obj.size}")
-        elif self.task.verify == "fullRead" and not self._read_matches(client, target, key, obj):
+        elif self.task.verify == "fullRead" and not self._read_matches(client, target, key, obj=obj):
             raise ValueError("replica content differs from the source (fullRead)")
 
-    def _read_matches(self, client: Minio, target: ReplicationTarget, key: str, obj: OutputObject) -> bool:
+    def _read_matches(self, client: Minio, target: ReplicationTarget, key: str, *, obj: OutputObject) -> bool:
         try:
             response = client.get_object(target.bucket, key)
         except S3Error:
@@ -590,7 +608,7 @@ class Replicator:
             response.release_conn()
         return digest.hexdigest() == obj.sha256
 
-    def _delete(self, client: Minio, target: ReplicationTarget, keys: list[str], counters: Counters) -> None:
+    def _delete(self, client: Minio, target: ReplicationTarget, keys: list[str], *, counters: Counters) -> None:
         """Only with deleteSync: this workflow's replicas whose output the run no longer has.
         One DELETE per key: a multi-object delete is an XML body, where a key holding ``\r``
         would be read back as another key."""
@@ -603,6 +621,7 @@ def _copy_object(
     client: Minio,
     bucket: str,
     key: str,
+    *,
     source_bucket: str,
     obj: OutputObject,
     metadata: dict[str, str],
@@ -620,14 +639,25 @@ def _copy_object(
     return etag.strip('"')
 
 
-def _copy_in_child(
-    task: ReplicationTask, bucket: str, run: str, index: int, work: list[Work], existing: dict[str, Replica]
-) -> Counters:
+@dataclass(frozen=True)
+class _Chunk:
+    """One forked process's share of a target's copies."""
+
+    task: ReplicationTask
+    bucket: str
+    run: str
+    index: int  # of the target
+    work: list[Work]
+    existing: dict[str, Replica]
+
+
+def _copy_in_child(chunk: _Chunk) -> Counters:
     """Runs in a forked process: fresh clients (never the parent's sockets), one target."""
-    replicator = Replicator(client_from_env(), bucket, run, task, target_clients(task))
-    target, client = replicator.targets[index]
+    clients = target_clients(chunk.task)
+    replicator = Replicator(client_from_env(), chunk.bucket, chunk.run, task=chunk.task, target_clients=clients)
+    target, client = replicator.targets[chunk.index]
     counters = Counters(target.name)
-    replicator._copy_all(client, target, work, existing, counters)
+    replicator._copy_all(client, target, chunk.work, existing=chunk.existing, counters=counters)
     return counters
 
 
@@ -640,7 +670,9 @@ def target_clients(task: ReplicationTask) -> list[Minio]:
             timeout=urllib3.Timeout(connect=10, read=300),
             retries=urllib3.Retry(total=2, backoff_factor=0.2),
         )
-        clients.append(make_client(target.endpoint, os.environ[access], os.environ[secret], target.region, http))
+        clients.append(
+            make_client(target.endpoint, os.environ[access], os.environ[secret], region=target.region, http_client=http)
+        )
     return clients
 
 
@@ -648,14 +680,18 @@ def fast_stores(task: ReplicationTask, bucket: str) -> FastStores:
     """obstore stores from the contract's env, for every target that is not copied server-side."""
     env = os.environ
     source = fastcopy.store(
-        env[Env.S3_ENDPOINT], bucket, env[Env.S3_ACCESS_KEY], env[Env.S3_SECRET_KEY], env.get(Env.S3_REGION)
+        env[Env.S3_ENDPOINT],
+        bucket,
+        env[Env.S3_ACCESS_KEY],
+        secret_key=env[Env.S3_SECRET_KEY],
+        region=env.get(Env.S3_REGION),
     )
     targets = {}
     for i, target in enumerate(task.targets):
         if not target.server_side:
             access, secret = contract.destination_credential_env(i)
             targets[target.name] = fastcopy.store(
-                target.endpoint, target.bucket, env[access], env[secret], target.region
+                target.endpoint, target.bucket, env[access], secret_key=env[secret], region=target.region
             )
     return FastStores(source, targets)
 
@@ -672,10 +708,12 @@ def main() -> None:
     shard, shards = int(env.get(Env.SHARD, "0")), int(env.get(Env.SHARD_COUNT, "1"))
     source = client_from_env()
     bucket, run = env[Env.RUN_BUCKET], env[Env.RUN_PREFIX]
-    replicator = Replicator(source, bucket, run, task, target_clients(task), fast=fast_stores(task, bucket))
+    replicator = Replicator(
+        source, bucket, run, task=task, target_clients=target_clients(task), fast=fast_stores(task, bucket)
+    )
     processes = int(env.get(contract.Env.REPLICATION_PROCESSES, "0") or 0) or min(4, os.cpu_count() or 1)
-    report = replicator.run(replicator.work(), shard, shards, processes)
-    put_json(source, bucket, contract.replication_report_key(run, task.label, shard), report)
+    report = replicator.run(replicator.work(), shard, shards, processes=processes)
+    put_json(source, bucket, contract.replication_report_key(run, task.label, shard), doc=report)
     for t in report.targets:
         log.info(
             "%s: copied %d (%d bytes), skipped %d, failed %d, deleted %d",

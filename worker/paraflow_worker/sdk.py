@@ -77,6 +77,7 @@ class _Outputs:
         name: str,
         data: bytes | IO[bytes],
         content_type: str = "application/octet-stream",
+        *,
         metadata: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
     ) -> OutputObject:
@@ -158,7 +159,7 @@ class Shard(_Outputs):
     def _doc(self) -> PartitionItems:
         if self._partition is None:
             key = contract.partition_key(self.run_prefix, self.partition)
-            self._partition = get_json(self.client, self.run_bucket, key, PartitionItems)
+            self._partition = get_json(self.client, self.run_bucket, key, model=PartitionItems)
         return self._partition
 
     @property
@@ -223,8 +224,8 @@ class Shard(_Outputs):
             output_prefix=self.output_prefix,
             results=results,
         )
-        key = contract.shard_result_key(self.run_prefix, self.partition, self.attempt, self.shard)
-        put_json(self.client, self.run_bucket, key, result)
+        key = contract.shard_result_key(self.run_prefix, self.partition, self.attempt, shard=self.shard)
+        put_json(self.client, self.run_bucket, key, doc=result)
 
 
 @contextmanager
@@ -288,13 +289,13 @@ class Reducer(_Outputs):
     def manifest(self) -> ResultManifest:
         """Which attempt won each partition, and which partitions failed (within tolerance)."""
         if self._manifest is None:
-            self._manifest = get_json(self.client, self.run_bucket, self.manifest_key, ResultManifest)
+            self._manifest = get_json(self.client, self.run_bucket, self.manifest_key, model=ResultManifest)
         return self._manifest
 
     def _shard_records(self) -> Iterator[tuple[int, ShardResult]]:
         for part in sorted(self.manifest.succeeded, key=lambda p: p.index):
             listed = self.client.list_objects(self.run_bucket, prefix=part.results_prefix, recursive=True)
-            records = [get_json(self.client, self.run_bucket, o.object_name or "", ShardResult) for o in listed]
+            records = [get_json(self.client, self.run_bucket, o.object_name or "", model=ShardResult) for o in listed]
             for record in sorted(records, key=lambda r: r.shard):
                 yield part.index, record
 
@@ -325,7 +326,7 @@ class Reducer(_Outputs):
 
     def commit(self) -> None:
         result = ReduceResult(attempt=self.attempt, outputs=self.outputs, output_prefix=self.output_prefix)
-        put_json(self.client, self.run_bucket, contract.reduce_result_key(self.run_prefix, self.attempt), result)
+        put_json(self.client, self.run_bucket, contract.reduce_result_key(self.run_prefix, self.attempt), doc=result)
 
 
 @contextmanager

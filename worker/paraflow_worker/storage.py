@@ -24,6 +24,7 @@ def make_client(
     endpoint: str,
     access_key: str,
     secret_key: str,
+    *,
     region: str | None = None,
     http_client: urllib3.PoolManager | None = None,
 ) -> Minio:
@@ -47,7 +48,7 @@ def client_from_env() -> Minio:
             os.environ[Env.S3_ENDPOINT],
             os.environ[Env.S3_ACCESS_KEY],
             os.environ[Env.S3_SECRET_KEY],
-            os.environ.get(Env.S3_REGION),
+            region=os.environ.get(Env.S3_REGION),
         )
     except KeyError as e:
         raise SystemExit(f"paraflow-worker: missing env var {e.args[0]} (set by the operator)") from e
@@ -81,17 +82,17 @@ def object_tags(values: dict[str, str] | None) -> Tags | None:
     return tags
 
 
-def put_json(client: Minio, bucket: str, key: str, doc: BaseModel | dict[str, Any]) -> None:
+def put_json(client: Minio, bucket: str, key: str, *, doc: BaseModel | dict[str, Any]) -> None:
     data = (doc.model_dump_json(by_alias=True) if isinstance(doc, BaseModel) else json.dumps(doc)).encode()
-    put_bytes(client, bucket, key, data)
+    put_bytes(client, bucket, key, data=data)
 
 
-def put_bytes(client: Minio, bucket: str, key: str, data: bytes) -> None:
+def put_bytes(client: Minio, bucket: str, key: str, *, data: bytes) -> None:
     """A JSON document already serialised."""
     client.put_object(bucket, key, io.BytesIO(data), len(data), content_type="application/json")
 
 
-def get_json(client: Minio, bucket: str, key: str, model: type[M]) -> M:
+def get_json(client: Minio, bucket: str, key: str, *, model: type[M]) -> M:
     response = client.get_object(bucket, key)
     try:
         return model.model_validate_json(response.read())

@@ -44,6 +44,7 @@ def operator(
     namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n", help="Watch only these")] = None,
     liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    *,
     log_format: Annotated[str, typer.Option(help="full (with timestamps), plain or json")] = "full",
 ) -> None:
     """Run the operator (all namespaces unless --namespace is given)."""
@@ -204,6 +205,7 @@ def logs(
     name: str,
     partition: Annotated[int | None, typer.Option("--partition", "-p")] = None,
     namespace: Namespace = "default",
+    *,
     shard: Annotated[int | None, typer.Option("--shard", "-s")] = None,
     attempt: Annotated[int | None, typer.Option("--attempt", "-a", help="Default: the latest")] = None,
     reduce: Annotated[bool, typer.Option("--reduce", help="The reduce step's pod instead of a partition's")] = False,
@@ -322,10 +324,10 @@ def plan(
         client,
         spec.input.bucket,
         spec.input.prefix,
-        builtin.key_glob,
-        builtin.max_items_per_partition,
-        parse_bytes(builtin.max_bytes_per_partition),
-        reader_config(spec),
+        key_glob=builtin.key_glob,
+        max_items=builtin.max_items_per_partition,
+        max_bytes=parse_bytes(builtin.max_bytes_per_partition),
+        reader=reader_config(spec),
     )
     try:
         sizes = [(p.items, p.size) for p in partitions]
@@ -359,6 +361,7 @@ def gc(
     bucket: Annotated[str, typer.Option(help="The output bucket (spec.output.bucket)")],
     endpoint: Annotated[str, typer.Option(help="The storage endpoint (spec.storage.endpoint, or a port-forward)")],
     prefix: Annotated[str, typer.Option(help="The output prefix (spec.output.prefix)")] = "",
+    *,
     secret: Annotated[
         str | None, typer.Option(help="NAMESPACE/NAME of a Secret with accessKey/secretKey (default: env)")
     ] = None,
@@ -415,7 +418,7 @@ def _storage_client(spec: WorkflowSpec, namespace: str, endpoint: str | None) ->
         kube.load()
         creds = kube.read_secret(namespace, spec.storage.credentials_secret)
         access, secret = creds["accessKey"], creds["secretKey"]
-    return make_client(endpoint or spec.storage.endpoint, access, secret, spec.storage.region)
+    return make_client(endpoint or spec.storage.endpoint, access, secret, region=spec.storage.region)
 
 
 @app.command()
@@ -423,6 +426,7 @@ def results(
     name: str,
     namespace: Namespace = "default",
     endpoint: Annotated[str | None, typer.Option(help="Override spec.storage.endpoint (e.g. a port-forward)")] = None,
+    *,
     partial: Annotated[bool, typer.Option(help="Exit 0 even when some partitions failed")] = False,
 ) -> None:
     """Stream the results the winning attempts emitted (shard.emit), as JSONL on stdout, in
@@ -442,11 +446,11 @@ def results(
         raise typer.Exit(1)
     client = _storage_client(spec, namespace, endpoint)
     bucket, _, key = where.removeprefix("s3://").partition("/")
-    manifest = get_json(client, bucket, key, contract.ResultManifest)
+    manifest = get_json(client, bucket, key, model=contract.ResultManifest)
     for part in sorted(manifest.succeeded, key=lambda p: p.index):
         shards = client.list_objects(bucket, prefix=part.results_prefix)
         for record in sorted((o.object_name for o in shards if o.object_name), key=_shard_number):
-            shard = get_json(client, bucket, record, contract.ShardResult)
+            shard = get_json(client, bucket, record, model=contract.ShardResult)
             if shard.results is not None:
                 _copy_lines(client, spec.output.bucket, shard.results)
     if manifest.failed:
@@ -461,6 +465,7 @@ def reduce_output(
     name: str,
     output: Annotated[str | None, typer.Argument(help="An output's name, e.g. summary.json; none: list them")] = None,
     namespace: Namespace = "default",
+    *,
     endpoint: Annotated[str | None, typer.Option(help="Override spec.storage.endpoint (e.g. a port-forward)")] = None,
 ) -> None:
     """Print one output of the reduce step's winning attempt to stdout, or list them (name, bytes,
@@ -487,7 +492,7 @@ def reduce_output(
     bucket, _, run = str(status.get("runPrefix", "")).removeprefix("s3://").partition("/")
     key = contract.reduce_result_key(run, int(reduced["attempt"]))
     try:
-        record = get_json(client, bucket, key, contract.ReduceResult)
+        record = get_json(client, bucket, key, model=contract.ReduceResult)
     except S3Error as e:
         console.print(f"[red]cannot read the reduce step's record s3://{bucket}/{key}[/]: {e.code}")
         raise typer.Exit(1) from e

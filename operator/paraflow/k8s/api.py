@@ -35,6 +35,7 @@ class TokenBucket:
         rate: float,
         burst: int,
         clock: Callable[[], float] = time.monotonic,
+        *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate, self.capacity = rate, float(burst)
@@ -66,6 +67,7 @@ class KubeApi:
         api_client: client.ApiClient,
         threads: int,
         write_qps: float,
+        *,
         write_burst: int,
         request_timeout: float,
         fence: Callable[[], float] = lambda: math.inf,

@@ -104,6 +104,7 @@ def _container(
     name: str,
     image: str,
     spec: ContainerSpec | None,
+    *,
     env: list[dict[str, Any]],
     settings: Settings,
     args: list[str] | None = None,
@@ -135,6 +136,7 @@ def _job(
     wf: WorkflowRef,
     name: str,
     job_labels: dict[str, str],
+    *,
     spec: dict[str, Any],
     pod_spec: dict[str, Any],
     security: SecuritySpec | None = None,
@@ -181,7 +183,7 @@ def reader_config(spec: WorkflowSpec) -> contract.ReaderConfig:
     )
 
 
-def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings: Settings) -> dict[str, Any]:
+def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, *, settings: Settings) -> dict[str, Any]:
     env = common_env(wf, spec)
     builtin = spec.partitioner.builtin
     if builtin is not None:
@@ -191,11 +193,13 @@ def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings:
             {"name": Env.KEY_GLOB, "value": builtin.key_glob},
             {"name": Env.READER, "value": reader_config(spec).model_dump_json(exclude_defaults=True)},
         ]
-        container = _container("partitioner", settings.worker_image, None, env, settings, ["partition"])
+        container = _container(
+            "partitioner", settings.worker_image, None, env=env, settings=settings, args=["partition"]
+        )
     else:
         user = spec.partitioner.container
         assert user is not None  # the model guarantees exactly one of builtin/container
-        container = _container("partitioner", user.image, user, env, settings)
+        container = _container("partitioner", user.image, user, env=env, settings=settings)
     job_labels = labels(wf, c.ROLE_PARTITIONER, **{c.LABEL_ATTEMPT: str(attempt)})
     job_spec = {
         "backoffLimit": spec.retry.max_attempts - 1,
@@ -207,11 +211,11 @@ def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings:
     # lists a bucket and runs wherever the cluster puts it.
     pod: dict[str, Any] = {"containers": [container]}
     security = spec.partitioner.container.security_context if spec.partitioner.container else None
-    return _job(wf, names.partitioner_job(wf.name, attempt), job_labels, job_spec, pod, security)
+    return _job(wf, names.partitioner_job(wf.name, attempt), job_labels, spec=job_spec, pod_spec=pod, security=security)
 
 
 def partition_job(
-    wf: WorkflowRef, spec: WorkflowSpec, partition: int, attempt: int, settings: Settings
+    wf: WorkflowRef, spec: WorkflowSpec, partition: int, *, attempt: int, settings: Settings
 ) -> dict[str, Any]:
     proc = spec.processor
     env = [
@@ -222,7 +226,7 @@ def partition_job(
         {"name": Env.OUTPUT_BUCKET, "value": spec.output.bucket},
         {
             "name": Env.OUTPUT_PREFIX,
-            "value": contract.attempt_output_prefix(spec.output.prefix, wf.uid, partition, attempt),
+            "value": contract.attempt_output_prefix(spec.output.prefix, wf.uid, partition, attempt=attempt),
         },
     ]
     rules: list[dict[str, Any]] = [
@@ -256,15 +260,24 @@ def partition_job(
     if proc.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = proc.active_deadline_seconds
     job_labels = labels(wf, c.ROLE_PARTITION, **{c.LABEL_PARTITION: str(partition), c.LABEL_ATTEMPT: str(attempt)})
-    pod: dict[str, Any] = {"containers": [_container(PROCESSOR_CONTAINER, proc.image, proc, env, settings)]}
+    pod: dict[str, Any] = {
+        "containers": [_container(PROCESSOR_CONTAINER, proc.image, proc, env=env, settings=settings)]
+    }
     _placement(pod, spec)
-    body = _job(wf, names.partition_job(wf.name, partition, attempt), job_labels, job_spec, pod, proc.security_context)
+    body = _job(
+        wf,
+        names.partition_job(wf.name, partition, attempt),
+        job_labels,
+        spec=job_spec,
+        pod_spec=pod,
+        security=proc.security_context,
+    )
     if proc.pod_annotations:
         body["spec"]["template"]["metadata"]["annotations"] = dict(proc.pod_annotations)
     return body
 
 
-def reduce_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings: Settings) -> dict[str, Any]:
+def reduce_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, *, settings: Settings) -> dict[str, Any]:
     """One pod, after the map: reads the result manifest, writes under its attempt's own prefix."""
     reduce = spec.reduce
     assert reduce is not None  # only planned when spec.reduce is set
@@ -284,16 +297,26 @@ def reduce_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, settings: Sett
         "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
         "activeDeadlineSeconds": reduce.active_deadline_seconds,
     }
-    pod: dict[str, Any] = {"containers": [_container(REDUCE_CONTAINER, reduce.image, reduce, env, settings)]}
+    pod: dict[str, Any] = {
+        "containers": [_container(REDUCE_CONTAINER, reduce.image, reduce, env=env, settings=settings)]
+    }
     _placement(pod, spec)
     job_labels = labels(wf, c.ROLE_REDUCE, **{c.LABEL_ATTEMPT: str(attempt)})
-    return _job(wf, names.reduce_job(wf.name, attempt), job_labels, job_spec, pod, reduce.security_context)
+    return _job(
+        wf,
+        names.reduce_job(wf.name, attempt),
+        job_labels,
+        spec=job_spec,
+        pod_spec=pod,
+        security=reduce.security_context,
+    )
 
 
 def replication_task(
     wf: WorkflowRef,
     spec: WorkflowSpec,
     partition: int | None,
+    *,
     winner: int,
     label: str,
     reduce_attempt: int | None = None,
@@ -337,6 +360,7 @@ def replication_job(
     wf: WorkflowRef,
     spec: WorkflowSpec,
     partition: int | None,
+    *,
     attempt: int,
     winner: int,
     settings: Settings,
@@ -347,7 +371,7 @@ def replication_job(
     rspec = spec.replication
     assert rspec is not None
     name = names.replication_job(wf.name, partition, attempt)
-    task = replication_task(wf, spec, partition, winner, name, reduce_attempt)
+    task = replication_task(wf, spec, partition, winner=winner, label=name, reduce_attempt=reduce_attempt)
     shards = 1 if partition is not None else rspec.shards
     env = [
         *common_env(wf, spec),
@@ -374,8 +398,8 @@ def replication_job(
     }
     if rspec.deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = rspec.deadline_seconds
-    container = _container("replicate", settings.worker_image, None, env, settings, ["replicate"])
-    return _job(wf, name, labels(wf, role, **extra), job_spec, {"containers": [container]})
+    container = _container("replicate", settings.worker_image, None, env=env, settings=settings, args=["replicate"])
+    return _job(wf, name, labels(wf, role, **extra), spec=job_spec, pod_spec={"containers": [container]})
 
 
 def _placement(pod: dict[str, Any], spec: WorkflowSpec) -> None:
@@ -398,14 +422,22 @@ def child_job(
 ) -> dict[str, Any]:
     """The Job one of the plan's creates names."""
     if isinstance(action, CreatePartition):
-        return partition_job(wf, spec, action.index, action.attempt, settings)
+        return partition_job(wf, spec, action.index, attempt=action.attempt, settings=settings)
     if isinstance(action, CreateReduce):
-        return reduce_job(wf, spec, action.attempt, settings)
+        return reduce_job(wf, spec, action.attempt, settings=settings)
     if isinstance(action, CreateReplication):
         whole_run = spec.replication is not None and spec.replication.mode == "afterAll"
         partition = None if whole_run else action.index
-        return replication_job(wf, spec, partition, action.attempt, action.winner, settings, action.reduce_attempt)
-    return partitioner_job(wf, spec, partitioner_attempt, settings)
+        return replication_job(
+            wf,
+            spec,
+            partition,
+            attempt=action.attempt,
+            winner=action.winner,
+            settings=settings,
+            reduce_attempt=action.reduce_attempt,
+        )
+    return partitioner_job(wf, spec, partitioner_attempt, settings=settings)
 
 
 def job_facts(job: Mapping[str, Any]) -> JobFacts | None:

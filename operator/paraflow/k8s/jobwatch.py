@@ -42,6 +42,7 @@ class JobWatch:
         api_client: client.ApiClient,
         namespaces: Sequence[str | None],
         index: JobIndex,
+        *,
         wake: Callable[[str], None],
         server_timeout: int,
         client_timeout: float,

@@ -19,7 +19,7 @@ MICROTIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class LeaseStore:
-    def __init__(self, api_client: client.ApiClient, namespace: str, name: str, request_timeout: float) -> None:
+    def __init__(self, api_client: client.ApiClient, namespace: str, name: str, *, request_timeout: float) -> None:
         self.api = client.CoordinationV1Api(api_client)
         self.namespace, self.name = namespace, name
         self.timeout = request_timeout

@@ -84,7 +84,7 @@ class Plan:
             self.come_back_within(CAPPED_REQUEUE_SECONDS)
         return min(slots, left)
 
-    def hold(self, type_: ConditionType, reason: str, message: str, now: dt.datetime) -> None:
+    def hold(self, type_: ConditionType, reason: str, message: str, *, now: dt.datetime) -> None:
         """Sets the condition, as of the generation this pass observed."""
         st = self.status
         st.conditions = set_condition(
@@ -93,4 +93,4 @@ class Plan:
 
     def fail(self, reason: Reason | InputReason, message: str, now: dt.datetime) -> None:
         self.status.phase, self.status.message = "Failed", message
-        self.hold(ConditionType.FAILED, reason, message, now)
+        self.hold(ConditionType.FAILED, reason, message, now=now)

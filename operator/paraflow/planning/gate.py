@@ -76,7 +76,7 @@ def blocked(
         # A finished run keeps its phase and the message that says how it ended; the condition
         # alone tells what it cannot reach now.
         st.phase, st.message = "Blocked", message
-    out.hold(ConditionType.BLOCKED, problem.reason, message, now)
+    out.hold(ConditionType.BLOCKED, problem.reason, message, now=now)
     if st != before:
         out.events.append(Event("Warning", problem.reason, message))
     return out

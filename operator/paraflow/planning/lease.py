@@ -63,7 +63,7 @@ class Observed:
     changed_at: float
 
 
-def may_hold(observed: Observed | None, me: str, now: float, timings: Timings) -> bool:
+def may_hold(observed: Observed | None, me: str, now: float, *, timings: Timings) -> bool:
     """May ``me`` write the record now: it is absent, ours, released, or silent for a whole lease
     (a record without a duration, written by hand, is given ours)."""
     if observed is None:
@@ -80,7 +80,7 @@ def takeover_in(observed: Observed, now: float, timings: Timings) -> float:
     return max(0.0, observed.changed_at + duration - now)
 
 
-def claim(current: Record | None, me: str, wall: dt.datetime, timings: Timings) -> Record:
+def claim(current: Record | None, me: str, wall: dt.datetime, *, timings: Timings) -> Record:
     """The record ``me`` writes to take the Lease or to renew it."""
     seconds = math.ceil(timings.lease_duration)
     if current is not None and current.holder == me:
@@ -94,7 +94,9 @@ def released(current: Record, wall: dt.datetime) -> Record:
     return replace(current, holder="", lease_duration_seconds=1, renew_time=wall)
 
 
-def next_try_in(observed: Observed | None, me: str, now: float, timings: Timings, leading: bool, draw: float) -> float:
+def next_try_in(
+    observed: Observed | None, me: str, now: float, *, timings: Timings, leading: bool, draw: float
+) -> float:
     """Seconds until the next attempt. The leader renews every retry period; a candidate tries
     every (jittered) retry period, but no later than the moment the holder's lease runs out,
     which takes up to a retry period off every failover. ``draw`` is uniform in [0, 1)."""

@@ -47,7 +47,7 @@ class Ledger:
         return {p: self.partitions.latest.get(p, 1) for p in self.partitions.succeeded}
 
 
-def build(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed, jobs: JobsByRole) -> Ledger:
+def build(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed, *, jobs: JobsByRole) -> Ledger:
     budget = Budget(spec.retry, status.redrive.count)
     total = status.partitions.total
     partitions = track(

@@ -36,7 +36,7 @@ def pods_blocked(out: Plan, obs: Observed) -> None:
     if old is not None and old.reason == obs.stall.reason:
         return  # the same cause, found on another Job: no new Event, no status write
     out.events.append(Event("Warning", obs.stall.reason, obs.stall.line()))
-    out.hold(ConditionType.PODS_BLOCKED, obs.stall.reason, obs.stall.line(), obs.now)
+    out.hold(ConditionType.PODS_BLOCKED, obs.stall.reason, obs.stall.line(), now=obs.now)
 
 
 def _milestones(st: WorkflowStatus) -> tuple[object, ...]:
@@ -53,7 +53,7 @@ def _milestones(st: WorkflowStatus) -> tuple[object, ...]:
 
 
 def progress_deadline(
-    out: Plan, spec: WorkflowSpec, before: WorkflowStatus, obs: Observed, active: Sequence[JobFacts]
+    out: Plan, spec: WorkflowSpec, before: WorkflowStatus, *, obs: Observed, active: Sequence[JobFacts]
 ) -> None:
     """A run whose every active child waits for a pod, with nothing else moving, fails once that
     has lasted ``progressDeadlineSeconds`` instead of waiting forever. Its stuck Jobs go (the

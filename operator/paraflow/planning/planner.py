@@ -66,7 +66,7 @@ __all__ = [
 MAX_DELETES_PER_PASS = 100
 
 
-def settled(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], redrive_token: str) -> bool:
+def settled(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], *, redrive_token: str) -> bool:
     """A finished workflow with nothing left to do: no Job of it runs, every report it needs is
     read, its manifest is written, no redrive is asked. A pass over it needs no Secret and no
     MinIO, changes nothing but its ``deletable`` Jobs, and its loop may sleep until an event (or
@@ -78,7 +78,7 @@ def settled(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts]
     return bool(status.manifest) or get_condition(status.conditions, ConditionType.PARTITIONED) is None
 
 
-def deletable(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], keep: int = 0) -> list[str]:
+def deletable(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], *, keep: int = 0) -> list[str]:
     """Succeeded partition Jobs that ``succeededJobs: Delete`` may remove, oldest first, all but
     the newest ``keep``: those whose success, with the same attempt as its winner, is in
     ``status``, once that status is written. Deleted before, a pass that lost the status write
@@ -127,21 +127,21 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
     out = Plan(status=new)
     jobs = JobsByRole(obs.jobs)
     _replication_mode(out, spec, jobs)
-    _redrive(out, spec, obs, jobs)
+    _redrive(out, spec, obs, jobs=jobs)
     if get_condition(new.conditions, ConditionType.PARTITIONED) is None:
-        _partition_stage(out, spec, obs, jobs.of(c.ROLE_PARTITIONER))
+        _partition_stage(out, spec, obs, jobs=jobs.of(c.ROLE_PARTITIONER))
     if get_condition(new.conditions, ConditionType.PARTITIONED) is not None:
         if spec.replication is not None:
             rs = new.replication = new.replication or ReplicationStatus()
             rs.mode = rs.mode or spec.replication.mode
-        _stages(out, spec, obs, ledger.build(spec, new, obs, jobs))
+        _stages(out, spec, obs, book=ledger.build(spec, new, obs, jobs=jobs))
         # Written by this pass's status patch, which the reconciler sends before any delete.
         keep = 0 if new.phase in TERMINAL else obs.kept_while_running
-        done = deletable(spec, new, obs.jobs, keep)
+        done = deletable(spec, new, obs.jobs, keep=keep)
         out.deletes = done[:MAX_DELETES_PER_PASS]
         if len(done) > MAX_DELETES_PER_PASS:
             out.come_back_within(CAPPED_REQUEUE_SECONDS)
-    return _finish(out, spec, status, obs)
+    return _finish(out, spec, status, obs=obs)
 
 
 def _replication_mode(out: Plan, spec: WorkflowSpec, jobs: JobsByRole) -> None:
@@ -171,7 +171,7 @@ def _replication_mode(out: Plan, spec: WorkflowSpec, jobs: JobsByRole) -> None:
     rs.mode = spec.replication.mode
 
 
-def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, jobs: JobsByRole) -> None:
+def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, *, jobs: JobsByRole) -> None:
     """A new redrive token on a finished workflow re-runs what failed (partitions, replication)
     with fresh attempts; on a Succeeded workflow with replication, it re-runs the replication,
     which restores replicas deleted or damaged since (protection from deletion)."""
@@ -209,7 +209,7 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, jobs: JobsByRole) -> 
     if spec.reduce is not None and (failed or reduce_failed):
         rerun_reduce(st, jobs.of(c.ROLE_REDUCE), budget)
         what.append("the reduce step" + (" on the new manifest" if failed else ""))
-    what += _redrive_replication(out, spec, jobs, budget, map_failed=bool(failed))
+    what += _redrive_replication(out, spec, jobs, budget=budget, map_failed=bool(failed))
     out.events.append(
         Event(
             "Normal",
@@ -220,7 +220,7 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, jobs: JobsByRole) -> 
 
 
 def _redrive_replication(
-    out: Plan, spec: WorkflowSpec, jobs: JobsByRole, budget: Budget, *, map_failed: bool
+    out: Plan, spec: WorkflowSpec, jobs: JobsByRole, *, budget: Budget, map_failed: bool
 ) -> list[str]:
     """What a redrive re-runs of replication: what failed; on a run where nothing failed,
     everything (restoring replicas deleted or damaged since)."""
@@ -249,13 +249,13 @@ def _redrive_replication(
     return ["the run-wide replication" if units.whole_run else f"replication of partitions {indexsets.compress(again)}"]
 
 
-def _partition_stage(out: Plan, spec: WorkflowSpec, obs: Observed, jobs: Sequence[JobFacts]) -> None:
+def _partition_stage(out: Plan, spec: WorkflowSpec, obs: Observed, *, jobs: Sequence[JobFacts]) -> None:
     st = out.status
     # After a redrive of a failed partitioner, only a newer attempt counts.
     current = max(jobs, key=lambda j: j.attempt, default=None)
     wanted_attempt = st.redrive.count + 1
     if obs.plan is not None and current is not None and current.state is JobState.SUCCEEDED:
-        _read_plan(out, spec, obs, obs.plan)
+        _read_plan(out, spec, obs, read=obs.plan)
         return
     if st.phase == "Failed":
         return
@@ -271,7 +271,7 @@ def _partition_stage(out: Plan, spec: WorkflowSpec, obs: Observed, jobs: Sequenc
         st.phase = "Partitioning"
 
 
-def _read_plan(out: Plan, spec: WorkflowSpec, obs: Observed, read: PlanRead) -> None:
+def _read_plan(out: Plan, spec: WorkflowSpec, obs: Observed, *, read: PlanRead) -> None:
     st = out.status
     if read.partition_count is None:
         out.fail(read.error_reason or Reason.INVALID_PLAN, read.error_message, obs.now)
@@ -281,25 +281,27 @@ def _read_plan(out: Plan, spec: WorkflowSpec, obs: Observed, read: PlanRead) -> 
         out.fail(Reason.NO_PARTITIONS, f"the partitioner found no input items {where}", obs.now)
         return
     st.partitions.total = read.partition_count
-    out.hold(ConditionType.PARTITIONED, Reason.PLAN_READ, f"{read.partition_count} partitions", obs.now)
+    out.hold(ConditionType.PARTITIONED, Reason.PLAN_READ, f"{read.partition_count} partitions", now=obs.now)
     out.events.append(Event("Normal", Reason.PARTITIONED, f"plan has {read.partition_count} partitions"))
 
 
-def _stages(out: Plan, spec: WorkflowSpec, obs: Observed, book: Ledger) -> None:
+def _stages(out: Plan, spec: WorkflowSpec, obs: Observed, *, book: Ledger) -> None:
     st = out.status
-    fanned_out = _map_stage(out, spec, obs, book)
+    fanned_out = _map_stage(out, spec, obs, book=book)
     winners = book.winners
     # A failed run still indexes what succeeded (like ResultWriter), once nothing runs any more.
     if (fanned_out or (st.phase == "Failed" and not book.partitions.active)) and not st.manifest:
         out.manifest = sorted(winners.items())
     manifest_written = bool(st.manifest) or out.manifest is not None
-    reduced = book.reduce is None or reduce_stage(out, spec, obs, book.reduce, ready=fanned_out and manifest_written)
+    reduced = book.reduce is None or reduce_stage(
+        out, spec, obs, progress=book.reduce, ready=fanned_out and manifest_written
+    )
     replicated = book.replication is None or replication_stage(
         out,
         spec,
         obs,
-        book.replication,
-        Inputs(winners, ready=fanned_out and reduced, manifest_written=manifest_written),
+        progress=book.replication,
+        inputs=Inputs(winners, ready=fanned_out and reduced, manifest_written=manifest_written),
     )
     if get_condition(st.conditions, ConditionType.FAILED) is not None:
         return
@@ -309,7 +311,7 @@ def _stages(out: Plan, spec: WorkflowSpec, obs: Observed, book: Ledger) -> None:
         if counts.failed:
             msg += f"; {counts.failed} failed within tolerance ({st.failed_indexes})"
         st.phase, st.message = "Succeeded", msg
-        out.hold(ConditionType.SUCCEEDED, Reason.ALL_PARTITIONS_DONE, msg, obs.now)
+        out.hold(ConditionType.SUCCEEDED, Reason.ALL_PARTITIONS_DONE, msg, now=obs.now)
     elif fanned_out and spec.suspend and not any(j.state is JobState.ACTIVE for j in obs.jobs):
         st.phase = "Suspended"  # what comes after the map waits too, and nothing runs
     elif fanned_out and not reduced:
@@ -322,7 +324,7 @@ def _stages(out: Plan, spec: WorkflowSpec, obs: Observed, book: Ledger) -> None:
         st.phase = "Running"
 
 
-def _map_stage(out: Plan, spec: WorkflowSpec, obs: Observed, book: Ledger) -> bool:
+def _map_stage(out: Plan, spec: WorkflowSpec, obs: Observed, *, book: Ledger) -> bool:
     """Starts partitions within maxConcurrency and the failure tolerance; records where they stand.
     True once every partition succeeded or failed for good."""
     st, progress = out.status, book.partitions
@@ -382,11 +384,11 @@ def _breached(spec: WorkflowSpec, failed: int, total: int) -> bool:
     return over_count or over_pct
 
 
-def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, obs: Observed) -> Plan:
+def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, *, obs: Observed) -> Plan:
     st = out.status
     active = liveness.active_jobs(obs.jobs)
     liveness.pods_blocked(out, obs)
-    liveness.progress_deadline(out, spec, before, obs, active)
+    liveness.progress_deadline(out, spec, before, obs=obs, active=active)
     counts = st.partitions
     if counts.total:
         unstarted = counts.total - counts.succeeded - counts.failed - counts.running
@@ -410,7 +412,7 @@ def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, obs: Observed
             ConditionType.SUSPENDED,
             Reason.SUSPENDED,
             "spec.suspend is true: no new partition, reduce or replication Job starts",
-            obs.now,
+            now=obs.now,
         )
     else:
         st.conditions = remove_condition(st.conditions, ConditionType.SUSPENDED)

@@ -45,7 +45,7 @@ def as_recorded(job: JobFacts, records: Mapping[int, str]) -> JobFacts:
     return job
 
 
-def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, progress: Progress, *, ready: bool) -> bool:
+def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, *, progress: Progress, ready: bool) -> bool:
     """Runs the reduce step once ``ready`` (the map done, its manifest written); True when it
     succeeded. Failing for good fails the run."""
     st = out.status
@@ -53,7 +53,7 @@ def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, progress: Progres
     rd.attempt = progress.latest.get(0, rd.attempt)
     if progress.succeeded:
         if rd.phase != "Succeeded":
-            _succeeded(out, spec, obs, rd)
+            _succeeded(out, spec, obs, rd=rd)
         return True
     if progress.failed:
         if rd.phase != "Failed":
@@ -81,12 +81,12 @@ def reduce_stage(out: Plan, spec: WorkflowSpec, obs: Observed, progress: Progres
     return False
 
 
-def _succeeded(out: Plan, spec: WorkflowSpec, obs: Observed, rd: ReduceStatus) -> None:
+def _succeeded(out: Plan, spec: WorkflowSpec, obs: Observed, *, rd: ReduceStatus) -> None:
     rd.phase = "Succeeded"
     where = contract.reduce_output_prefix(spec.output.prefix, obs.uid, rd.attempt)
     rd.output_prefix = f"s3://{spec.output.bucket}/{where}"
     message = f"attempt {rd.attempt} succeeded; its outputs are under {rd.output_prefix}"
-    out.hold(ConditionType.REDUCED, Reason.REDUCE_SUCCEEDED, message, obs.now)
+    out.hold(ConditionType.REDUCED, Reason.REDUCE_SUCCEEDED, message, now=obs.now)
     out.events.append(Event("Normal", Reason.REDUCED, f"reduce step {message}"))
 
 

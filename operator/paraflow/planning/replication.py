@@ -35,7 +35,7 @@ class PerPartition:
     def wanted(self, winners: Mapping[int, int], *, ready: bool, manifest_written: bool) -> list[int]:
         return sorted(winners)
 
-    def create(self, unit: int, attempt: int, winners: Mapping[int, int], reduced: int | None) -> CreateReplication:
+    def create(self, unit: int, attempt: int, winners: Mapping[int, int], *, reduced: int | None) -> CreateReplication:
         return CreateReplication(unit, attempt, winners.get(unit, 0))
 
     def count(self, rs: ReplicationStatus, progress: Progress, winners: Mapping[int, int]) -> int:
@@ -64,7 +64,7 @@ class RunWide:
         # reconciler writes it before any Job is created).
         return [0] if ready and manifest_written else []
 
-    def create(self, unit: int, attempt: int, winners: Mapping[int, int], reduced: int | None) -> CreateReplication:
+    def create(self, unit: int, attempt: int, winners: Mapping[int, int], *, reduced: int | None) -> CreateReplication:
         return CreateReplication(unit, attempt, 0, reduced)
 
     def count(self, rs: ReplicationStatus, progress: Progress, winners: Mapping[int, int]) -> int:
@@ -110,14 +110,14 @@ class Inputs:
     manifest_written: bool  # in status, or by this pass
 
 
-def replication_stage(out: Plan, spec: WorkflowSpec, obs: Observed, progress: Progress, inputs: Inputs) -> bool:
+def replication_stage(out: Plan, spec: WorkflowSpec, obs: Observed, *, progress: Progress, inputs: Inputs) -> bool:
     """Plans replication Jobs and accounts finished ones; True when every output is replicated."""
     rspec, rs = spec.replication, out.status.replication
     assert rspec is not None and rs is not None  # the ledger tracks replication only then
     units = units_for(rspec.mode)
-    _account_reports(out, rs, progress, obs.reports or {})
+    _account_reports(out, rs, progress, reports=obs.reports or {})
     if out.status.phase != "Failed" and not spec.suspend:
-        _start(out, spec, obs, progress, inputs)
+        _start(out, spec, obs, progress=progress, inputs=inputs)
     if progress.waiting:
         out.come_back_within(min(progress.waiting.values()))
     rs.replicated_indexes = indexsets.compress(progress.succeeded)
@@ -136,12 +136,12 @@ def replication_stage(out: Plan, spec: WorkflowSpec, obs: Observed, progress: Pr
     _deadline(out, rspec, obs)
     complete = inputs.ready and len(progress.succeeded) == total
     if complete:
-        _replicated(out, rspec, rs, obs)
+        _replicated(out, rspec, rs, obs=obs)
     return complete
 
 
 def _account_reports(
-    out: Plan, rs: ReplicationStatus, progress: Progress, reports: Mapping[str, ReplicationTally]
+    out: Plan, rs: ReplicationStatus, progress: Progress, *, reports: Mapping[str, ReplicationTally]
 ) -> None:
     """Adds the reports of the current attempts that finished since status last counted them."""
     accounted = indexsets.expand(rs.replicated_indexes) | indexsets.expand(rs.failed_indexes)
@@ -177,7 +177,7 @@ def _account_reports(
             )
 
 
-def _start(out: Plan, spec: WorkflowSpec, obs: Observed, progress: Progress, inputs: Inputs) -> None:
+def _start(out: Plan, spec: WorkflowSpec, obs: Observed, *, progress: Progress, inputs: Inputs) -> None:
     rspec, st = spec.replication, out.status
     assert rspec is not None and st.replication is not None
     units = units_for(rspec.mode)
@@ -187,7 +187,7 @@ def _start(out: Plan, spec: WorkflowSpec, obs: Observed, progress: Progress, inp
     reduced = st.reduce.attempt if st.reduce is not None and st.reduce.phase == "Succeeded" else None
     for unit, attempt in schedule(progress, wanted, slots):
         st.replication.start_time = st.replication.start_time or obs.now
-        out.creates.append(units.create(unit, attempt, inputs.winners, reduced))
+        out.creates.append(units.create(unit, attempt, inputs.winners, reduced=reduced))
 
 
 def _deadline(out: Plan, rspec: ReplicationSpec, obs: Observed) -> None:
@@ -201,15 +201,15 @@ def _deadline(out: Plan, rspec: ReplicationSpec, obs: Observed) -> None:
         out.come_back_within(-late)
         return
     message = f"replication has run longer than its deadline of {rspec.deadline_seconds}s"
-    out.hold(ConditionType.REPLICATION_LATE, Reason.DEADLINE_EXCEEDED, message, obs.now)
+    out.hold(ConditionType.REPLICATION_LATE, Reason.DEADLINE_EXCEEDED, message, now=obs.now)
     out.events.append(Event("Warning", Reason.REPLICATION_DEADLINE_EXCEEDED, message))
 
 
-def _replicated(out: Plan, rspec: ReplicationSpec, rs: ReplicationStatus, obs: Observed) -> None:
+def _replicated(out: Plan, rspec: ReplicationSpec, rs: ReplicationStatus, *, obs: Observed) -> None:
     message = (
         f"{rs.objects} objects ({rs.bytes} bytes) copied, {rs.skipped} already there, to "
         f"{len(rspec.destinations)} destination(s)"
     )
     if rspec.delete_sync:
         message += f"; {rs.deleted} replica(s) deleted (deleteSync)"
-    out.hold(ConditionType.REPLICATED, Reason.ALL_REPLICATED, message, obs.now)
+    out.hold(ConditionType.REPLICATED, Reason.ALL_REPLICATED, message, now=obs.now)

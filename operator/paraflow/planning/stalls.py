@@ -49,6 +49,7 @@ def to_ask(
     jobs: Sequence[JobFacts],
     now: dt.datetime,
     after_seconds: float,
+    *,
     asked: Mapping[str, float],
     clock: float,
     limit: int,

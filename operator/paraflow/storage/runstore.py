@@ -60,7 +60,7 @@ def client_for(creds: Credentials, timeout_seconds: float, pool_size: int) -> Mi
         cert_reqs="CERT_REQUIRED",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
     )
-    return make_client(creds.endpoint, creds.access_key, creds.secret_key, creds.region, http)
+    return make_client(creds.endpoint, creds.access_key, creds.secret_key, region=creds.region, http_client=http)
 
 
 def preflight(client: Minio, endpoint: str, buckets: list[str]) -> None:
@@ -77,7 +77,7 @@ def preflight(client: Minio, endpoint: str, buckets: list[str]) -> None:
 
 
 def preflight_destination(
-    source: Minio, destination: Minio, output: Location, run: str, target: contract.ReplicationTarget
+    source: Minio, destination: Minio, output: Location, *, run: str, target: contract.ReplicationTarget
 ) -> None:
     """A replication destination's bucket exists, and it is not the output under another name."""
     try:
@@ -100,8 +100,8 @@ def preflight_destination(
         ) from e
     if not exists:
         raise StorageUnavailable(f"replication destination {target.name!r}: bucket {target.bucket!r} does not exist")
-    storage = identity.compare(destination, output.bucket, run, token)
-    problem = identity.overlap_error(target, output.bucket, output.prefix, storage)
+    storage = identity.compare(destination, output.bucket, run, token=token)
+    problem = identity.overlap_error(target, output.bucket, output.prefix, storage=storage)
     if problem is not None:
         raise UnsafeSpec(Reason.DESTINATION_IS_OUTPUT, problem)
 
@@ -119,7 +119,7 @@ def _cause(error: BaseException) -> str:
 def read_plan(client: Minio, bucket: str, run: str) -> PlanRead:
     key = contract.plan_key(run)
     try:
-        summary = get_json(client, bucket, key, PlanSummary)
+        summary = get_json(client, bucket, key, model=PlanSummary)
     except S3Error as e:
         if e.code in ("NoSuchKey", "NoSuchBucket"):
             return PlanRead(
@@ -167,7 +167,7 @@ def write_manifest(
     )
     key = contract.manifest_key(run)
     try:
-        put_json(client, bucket, key, manifest)
+        put_json(client, bucket, key, doc=manifest)
     except S3Error as e:
         raise StorageUnavailable(f"writing s3://{bucket}/{key}: {e.code}: {e.message}") from e
     except (urllib3.exceptions.HTTPError, OSError) as e:
@@ -175,12 +175,12 @@ def write_manifest(
     return f"s3://{bucket}/{key}"
 
 
-def reduce_record_problem(client: Minio, bucket: str, run: str, attempt: int) -> str:
+def reduce_record_problem(client: Minio, bucket: str, run: str, *, attempt: int) -> str:
     """Why a succeeded reduce attempt's record cannot be used ('' when it can): the run-wide copy
     and `paraflow reduce-output` follow it to the step's outputs."""
     key = contract.reduce_result_key(run, attempt)
     try:
-        record = get_json(client, bucket, key, contract.ReduceResult)
+        record = get_json(client, bucket, key, model=contract.ReduceResult)
     except S3Error as e:
         if e.code == "NoSuchKey":
             return f"it wrote no record at s3://{bucket}/{key}"
@@ -194,7 +194,7 @@ def reduce_record_problem(client: Minio, bucket: str, run: str, attempt: int) ->
     return ""
 
 
-def read_replication_tally(client: Minio, bucket: str, run: str, label: str) -> ReplicationTally:
+def read_replication_tally(client: Minio, bucket: str, run: str, *, label: str) -> ReplicationTally:
     """Sums the reports of one replication Job's pods; a pod that died before reporting says so."""
     copied = size = skipped = failed = deleted = 0
     first = ""
@@ -202,7 +202,7 @@ def read_replication_tally(client: Minio, bucket: str, run: str, label: str) -> 
     prefix = contract.replication_reports_prefix(run, label)
     try:
         keys = [o.object_name or "" for o in client.list_objects(bucket, prefix=prefix)]
-        reports = [get_json(client, bucket, key, ReplicationReport) for key in keys]
+        reports = [get_json(client, bucket, key, model=ReplicationReport) for key in keys]
     except S3Error as e:
         raise StorageUnavailable(f"reading replication reports under s3://{bucket}/{prefix}: {e.code}") from e
     except (urllib3.exceptions.HTTPError, OSError) as e:
