@@ -273,6 +273,10 @@ class Failure(_Strict):
     reason: str = Field(max_length=1024)
 
 
+# A report lists the first failures only: the count says how many there were.
+MAX_FAILURES_KEPT: Final = 100
+
+
 class TargetReport(_Strict):
     name: str
     copied: int = 0
@@ -280,7 +284,7 @@ class TargetReport(_Strict):
     failed: int = 0
     deleted: int = 0
     bytes: int = 0
-    failures: list[Failure] = Field(default_factory=list, max_length=100)
+    failures: list[Failure] = Field(default_factory=list, max_length=MAX_FAILURES_KEPT)
     # deleteSync: every replica this pod deleted, by key (the count alone hides what went).
     deleted_keys: list[str] = Field(default_factory=list)
 

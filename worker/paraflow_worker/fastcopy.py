@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -87,44 +88,36 @@ def store(endpoint: str, bucket: str, access_key: str, *, secret_key: str, regio
     )
 
 
-def copy(
-    source: S3Store,
-    target: S3Store,
-    obj: OutputObject,
-    *,
-    key: str,
-    attributes: dict[str, str],
-    tags: dict[str, str],
-) -> None:
-    """Copies ``obj`` to ``key`` of ``target``, checked against its recorded size and sha256."""
+@dataclass(frozen=True)
+class Put:
+    """Where a copy goes in its target, and the headers and tags it carries."""
+
+    key: str
+    attributes: dict[str, str]
+    tags: dict[str, str]
+
+
+def copy(source: S3Store, target: S3Store, obj: OutputObject, *, put: Put) -> None:
+    """Copies ``obj`` to ``put.key`` of ``target``, checked against its recorded size and sha256."""
     options: GetOptions = {"version": obj.version_id} if obj.version_id else {}
     if obj.size <= WHOLE_MAX:
         data = obstore.get(source, obj.key, options=options).bytes()
         _check(hashlib.sha256(data), len(data), obj)
-        obstore.put(target, key, data, attributes=attributes, tags=tags or None, use_multipart=False)
+        obstore.put(target, put.key, data, attributes=put.attributes, tags=put.tags or None, use_multipart=False)
         return
     # A stream read while it is uploaded must be driven from one event loop: obstore's blocking
     # calls cannot wait on each other inside its runtime.
-    asyncio.run(_stream(source, target, obj, key=key, attributes=attributes, tags=tags, options=options))
+    asyncio.run(_stream(source, target, obj, put=put, options=options))
 
 
-async def _stream(
-    source: S3Store,
-    target: S3Store,
-    obj: OutputObject,
-    *,
-    key: str,
-    attributes: dict[str, str],
-    tags: dict[str, str],
-    options: GetOptions,
-) -> None:
+async def _stream(source: S3Store, target: S3Store, obj: OutputObject, *, put: Put, options: GetOptions) -> None:
     response = await obstore.get_async(source, obj.key, options=options)
     await obstore.put_async(
         target,
-        key,
+        put.key,
         _checked(response.stream(min_chunk_size=PART), obj),
-        attributes=attributes,
-        tags=tags or None,
+        attributes=put.attributes,
+        tags=put.tags or None,
         use_multipart=True,
         chunk_size=PART,
         max_concurrency=PARTS_IN_FLIGHT,

@@ -38,7 +38,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, cast
 
 import obstore
@@ -52,6 +52,7 @@ from obstore.store import S3Store
 
 from paraflow_worker import batchcopy, contract, fastcopy, identity
 from paraflow_worker.contract import (
+    MAX_FAILURES_KEPT,
     Env,
     Failure,
     OutputObject,
@@ -122,63 +123,44 @@ class Replica:
     etag: str = ""
 
 
-@dataclass
 class Counters:
-    """Per-target tallies, updated from many copy threads."""
+    """A target's report, counted from many copy threads (and summed over forked processes).
+    Its fields are the report's own (``TargetReport``, immutable once made): kept as a dict of
+    them while counting."""
 
-    name: str
-    copied: int = 0
-    skipped: int = 0
-    failed: int = 0
-    deleted: int = 0
-    bytes: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    deleted_keys: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, name: str) -> None:
+        self._tally: dict[str, Any] = TargetReport(name=name).model_dump()
+        self._lock = threading.Lock()
 
     def add(self, copied: int = 0, skipped: int = 0, size: int = 0) -> None:
-        with self.lock:
-            self.copied += copied
-            self.skipped += skipped
-            self.bytes += size
+        with self._lock:
+            self._tally["copied"] += copied
+            self._tally["skipped"] += skipped
+            self._tally["bytes"] += size
 
     def deleted_one(self, key: str) -> None:
-        with self.lock:
-            self.deleted += 1
-            self.deleted_keys.append(key)
+        with self._lock:
+            self._tally["deleted"] += 1
+            self._tally["deleted_keys"].append(key)
 
     def fail(self, key: str, reason: str) -> None:
-        with self.lock:
-            self.failed += 1
-            if len(self.failures) < 100:
-                self.failures.append(Failure(key=key, reason=reason[:1024]))
+        with self._lock:
+            self._tally["failed"] += 1
+            if len(self._tally["failures"]) < MAX_FAILURES_KEPT:
+                self._tally["failures"].append(Failure(key=key, reason=reason[:1024]))
 
     @classmethod
-    def combine(cls, name: str, parts: list[Counters]) -> Counters:
+    def combine(cls, name: str, parts: list[TargetReport]) -> Counters:
         total = cls(name)
         for part in parts:
             total.add(copied=part.copied, skipped=part.skipped, size=part.bytes)
-            total.failed += part.failed
-            total.failures.extend(part.failures[: 100 - len(total.failures)])
+            total._tally["failed"] += part.failed
+            total._tally["failures"].extend(part.failures[: MAX_FAILURES_KEPT - len(total._tally["failures"])])
         return total
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "lock"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, lock=threading.Lock())
-
     def report(self) -> TargetReport:
-        return TargetReport(
-            name=self.name,
-            copied=self.copied,
-            skipped=self.skipped,
-            failed=self.failed,
-            deleted=self.deleted,
-            bytes=self.bytes,
-            failures=self.failures,
-            deleted_keys=self.deleted_keys,
-        )
+        with self._lock:
+            return TargetReport.model_validate(self._tally)
 
 
 @dataclass(frozen=True)
@@ -545,14 +527,8 @@ class Replicator:
             assert self.fast is not None
             # Only a streamed object holds parts in memory: only those take a slot.
             with self.fast_streams if obj.size > fastcopy.WHOLE_MAX else contextlib.nullcontext():
-                fastcopy.copy(
-                    self.fast.source,
-                    store,
-                    obj,
-                    key=key,
-                    attributes={"Content-Type": obj.content_type, **meta},
-                    tags=obj.tags,
-                )
+                put = fastcopy.Put(key, {"Content-Type": obj.content_type, **meta}, obj.tags)
+                fastcopy.copy(self.fast.source, store, obj, put=put)
         else:
             with self.streams:
                 response = self.source.get_object(self.bucket, obj.key, version_id=obj.version_id)
@@ -651,14 +627,14 @@ class _Chunk:
     existing: dict[str, Replica]
 
 
-def _copy_in_child(chunk: _Chunk) -> Counters:
+def _copy_in_child(chunk: _Chunk) -> TargetReport:
     """Runs in a forked process: fresh clients (never the parent's sockets), one target."""
     clients = target_clients(chunk.task)
     replicator = Replicator(client_from_env(), chunk.bucket, chunk.run, task=chunk.task, target_clients=clients)
     target, client = replicator.targets[chunk.index]
     counters = Counters(target.name)
     replicator._copy_all(client, target, chunk.work, existing=chunk.existing, counters=counters)
-    return counters
+    return counters.report()
 
 
 def target_clients(task: ReplicationTask) -> list[Minio]:
