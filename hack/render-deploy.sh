@@ -16,6 +16,8 @@ render() {
   echo "metadata: {name: paraflow-system}"
   echo "---"
   sed '/^#/d' "$REPO_DIR/crds/parallelworkflows.paraflow.dev.yaml"
+  echo "---"
+  sed '/^#/d' "$REPO_DIR/crds/parallelworkflowschedules.paraflow.dev.yaml"
   "$HELM" template paraflow "$REPO_DIR/charts/paraflow" --namespace paraflow-system --skip-tests
 }
 if [ "${1:-}" = --check ]; then

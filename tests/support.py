@@ -62,42 +62,44 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
 
 
 def install_crd(kube: client.ApiClient) -> None:
-    """Installs the generated CRD (as users do with kubectl apply -f crds/) and waits until served."""
+    """Installs the generated CRDs (as users do with kubectl apply -f crds/) and waits until served."""
     import yaml
 
-    from paraflow.crdgen import TARGETS
+    from paraflow.crdgen import FOLDERS, SCHEDULE_FILE, WORKFLOW_FILE
 
     ext = client.ApiextensionsV1Api(kube)
-    body = yaml.safe_load(TARGETS[0].read_text())
+    for file in (WORKFLOW_FILE, SCHEDULE_FILE):
+        body = yaml.safe_load((FOLDERS[0] / file).read_text())
+        name = body["metadata"]["name"]
 
-    def apply() -> bool:
-        """One create-or-replace; False when another pytest-xdist worker's write came between."""
-        try:
-            current = ext.read_custom_resource_definition(body["metadata"]["name"])
-            ext.replace_custom_resource_definition(
-                body["metadata"]["name"],
-                {**body, "metadata": {**body["metadata"], "resourceVersion": current.metadata.resource_version}},
-            )
-        except client.exceptions.ApiException as e:
-            if e.status == 409:
-                return False
-            if e.status != 404:
-                raise
+        def apply(body: dict[str, Any] = body, name: str = name) -> bool:
+            """One create-or-replace; False when another pytest-xdist worker's write came between."""
             try:
-                ext.create_custom_resource_definition(body)
-            except client.exceptions.ApiException as created:
-                if created.status != 409:
+                current = ext.read_custom_resource_definition(name)
+                ext.replace_custom_resource_definition(
+                    name,
+                    {**body, "metadata": {**body["metadata"], "resourceVersion": current.metadata.resource_version}},
+                )
+            except client.exceptions.ApiException as e:
+                if e.status == 409:
+                    return False
+                if e.status != 404:
                     raise
-                return False
-        return True
+                try:
+                    ext.create_custom_resource_definition(body)
+                except client.exceptions.ApiException as created:
+                    if created.status != 409:
+                        raise
+                    return False
+            return True
 
-    wait_for(apply, 30, "the CRD to be written", interval=0.2)
+        wait_for(apply, 30, f"the CRD {name} to be written", interval=0.2)
 
-    def established() -> bool:
-        status = ext.read_custom_resource_definition(body["metadata"]["name"]).status
-        return any(c.type == "Established" and c.status == "True" for c in (status.conditions or []))
+        def established(name: str = name) -> bool:
+            status = ext.read_custom_resource_definition(name).status
+            return any(c.type == "Established" and c.status == "True" for c in (status.conditions or []))
 
-    wait_for(established, 30, "the CRD to be established")
+        wait_for(established, 30, f"the CRD {name} to be established")
 
 
 def operator_writes(audit_log: Path, since: dt.datetime) -> list[float]:

@@ -11,9 +11,16 @@ PLURAL: Final = "parallelworkflows"
 SINGULAR: Final = "parallelworkflow"
 SHORT_NAMES: Final = ("pwf",)
 
+SCHEDULE_KIND: Final = "ParallelWorkflowSchedule"
+SCHEDULE_PLURAL: Final = "parallelworkflowschedules"
+SCHEDULE_SINGULAR: Final = "parallelworkflowschedule"
+SCHEDULE_SHORT_NAMES: Final = ("pwfs",)
+
 # Child names embed the workflow name; 40 characters keep `<wf>-p<index>-a<attempt>` and its
 # pods' hostnames under the 63-character DNS label limit with no truncation or hashing.
 MAX_WORKFLOW_NAME: Final = 40
+# A run is "<schedule>-<slot in minutes since the epoch>" (8 digits until the year 2160).
+MAX_SCHEDULE_NAME: Final = MAX_WORKFLOW_NAME - 9
 
 # Labels on every child object.
 LABEL_WORKFLOW: Final = f"{GROUP}/workflow"  # the workflow's name
@@ -26,6 +33,14 @@ ROLE_PARTITION: Final = "partition"
 ROLE_REPLICATION: Final = "replication"  # one partition's outputs (mode perPartition)
 ROLE_REPLICATION_ALL: Final = "replication-all"  # the whole run's outputs (mode afterAll)
 ROLE_REDUCE: Final = "reduce"  # the optional step after the map
+
+# On a schedule's runs: the schedule's name and uid, and the slot (RFC 3339) the run is for.
+LABEL_SCHEDULE: Final = f"{GROUP}/schedule"
+LABEL_SCHEDULE_UID: Final = f"{GROUP}/schedule-uid"
+ANNOTATION_SLOT: Final = f"{GROUP}/scheduled-time"
+# Set on a run once its schedule told of its end (Event, metric, webhook): "Delivered",
+# "Failed" (the webhook's attempts all failed) or "NoHook".
+ANNOTATION_REPORTED: Final = f"{GROUP}/reported"
 
 # Setting this annotation to a new value re-runs the failed partitions of a finished workflow.
 ANNOTATION_REDRIVE: Final = f"{GROUP}/redrive"

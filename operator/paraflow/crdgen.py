@@ -1,4 +1,4 @@
-"""Generates the ParallelWorkflow CRD from the pydantic models.
+"""Generates the ParallelWorkflow and ParallelWorkflowSchedule CRDs from the pydantic models.
 
     python -m paraflow.crdgen            # writes crds/ and the chart's copy
     python -m paraflow.crdgen --check    # exits 1 if either file is out of date
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,19 @@ import yaml
 
 from paraflow import constants as c
 from paraflow.models import ROOT_VALIDATIONS, WorkflowSpec, WorkflowStatus, printer_columns
+from paraflow.schedule_models import (
+    SCHEDULE_ROOT_VALIDATIONS,
+    ScheduleSpec,
+    ScheduleStatus,
+    schedule_printer_columns,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-TARGETS = [
-    REPO / "crds" / "parallelworkflows.paraflow.dev.yaml",
-    REPO / "charts" / "paraflow" / "crds" / "parallelworkflows.paraflow.dev.yaml",
-]
+WORKFLOW_FILE = "parallelworkflows.paraflow.dev.yaml"
+SCHEDULE_FILE = "parallelworkflowschedules.paraflow.dev.yaml"
+FOLDERS = [REPO / "crds", REPO / "charts" / "paraflow" / "crds"]
 API_DOC = REPO / "docs" / "api.md"
+SCHEDULE_API_DOC = REPO / "docs" / "api-schedule.md"
 _DROP = {"title", "$defs"}
 
 
@@ -78,22 +85,80 @@ def schema_of(model: type[Any]) -> dict[str, Any]:
     return structural(raw, raw.get("$defs", {}))
 
 
-def crd() -> dict[str, Any]:
-    status = schema_of(WorkflowStatus)
+@dataclass(frozen=True)
+class Kind:
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec: type[Any]
+    status: type[Any]
+    columns: list[dict[str, Any]]
+    root_rules: list[Any]
+    description: str
+
+
+WORKFLOW = Kind(
+    c.KIND,
+    c.PLURAL,
+    c.SINGULAR,
+    c.SHORT_NAMES,
+    WorkflowSpec,
+    WorkflowStatus,
+    printer_columns(),
+    ROOT_VALIDATIONS,
+    "A Map-state fan-out: partition the input, run one Indexed Job per partition under a concurrency limit, "
+    "collect a result manifest.",
+)
+SCHEDULE = Kind(
+    c.SCHEDULE_KIND,
+    c.SCHEDULE_PLURAL,
+    c.SCHEDULE_SINGULAR,
+    c.SCHEDULE_SHORT_NAMES,
+    ScheduleSpec,
+    ScheduleStatus,
+    schedule_printer_columns(),
+    SCHEDULE_ROOT_VALIDATIONS,
+    "A ParallelWorkflow run on a cron schedule, one run per slot, with CronJob's concurrency policies, the "
+    "scheduled time as a parameter, history limits and a completion webhook.",
+)
+
+
+def without_transition_rules(schema: dict[str, Any]) -> dict[str, Any]:
+    """A template is edited freely: the workflow's rules about changes (oldSelf) do not apply to it."""
+    out = dict(schema)
+    if "x-kubernetes-validations" in out:
+        kept = [r for r in out["x-kubernetes-validations"] if "oldSelf" not in r["rule"]]
+        if kept:
+            out["x-kubernetes-validations"] = kept
+        else:
+            del out["x-kubernetes-validations"]
+    if "properties" in out:
+        out["properties"] = {k: without_transition_rules(v) for k, v in out["properties"].items()}
+    if isinstance(out.get("items"), dict):
+        out["items"] = without_transition_rules(out["items"])
+    return out
+
+
+def crd(kind: Kind = WORKFLOW) -> dict[str, Any]:
+    status = schema_of(kind.status)
     status.pop("required", None)  # the operator fills status in over time
+    spec = schema_of(kind.spec)
+    if kind is SCHEDULE:
+        spec = without_transition_rules(spec)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{c.PLURAL}.{c.GROUP}"},
+        "metadata": {"name": f"{kind.plural}.{c.GROUP}"},
         "spec": {
             "group": c.GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": c.KIND,
-                "listKind": f"{c.KIND}List",
-                "plural": c.PLURAL,
-                "singular": c.SINGULAR,
-                "shortNames": list(c.SHORT_NAMES),
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.singular,
+                "shortNames": list(kind.short_names),
                 "categories": ["paraflow"],
             },
             "versions": [
@@ -102,19 +167,18 @@ def crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": printer_columns(),
+                    "additionalPrinterColumns": kind.columns,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "A Map-state fan-out: partition the input, run one Indexed Job per "
-                            "partition under a concurrency limit, collect a result manifest.",
+                            "description": kind.description,
                             "required": ["spec"],
-                            "x-kubernetes-validations": ROOT_VALIDATIONS,
+                            "x-kubernetes-validations": kind.root_rules,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                "spec": schema_of(WorkflowSpec),
+                                "spec": spec,
                                 "status": status,
                             },
                         }
@@ -125,20 +189,20 @@ def crd() -> dict[str, Any]:
     }
 
 
-def render() -> str:
-    header = "# Generated by `python -m paraflow.crdgen` from operator/paraflow/models.py. Do not edit.\n"
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)
+def render(kind: Kind = WORKFLOW) -> str:
+    header = "# Generated by `python -m paraflow.crdgen` from the models in operator/paraflow/. Do not edit.\n"
+    return header + yaml.safe_dump(crd(kind), sort_keys=False, width=120)
 
 
-def api_reference() -> str:
+def api_reference(kind: Kind = WORKFLOW) -> str:
     """docs/api.md: every field of spec and status, from the same schema the apiserver enforces."""
-    version = crd()["spec"]["versions"][0]
+    version = crd(kind)["spec"]["versions"][0]
     root = version["schema"]["openAPIV3Schema"]
     lines = [
-        "# ParallelWorkflow API reference",
+        f"# {kind.kind} API reference",
         "",
-        f"`{c.GROUP}/{c.VERSION}`, kind `{c.KIND}` (short name `{c.SHORT_NAMES[0]}`). Generated by",
-        "`python -m paraflow.crdgen` from `operator/paraflow/models.py`; a test fails when it drifts.",
+        f"`{c.GROUP}/{c.VERSION}`, kind `{kind.kind}` (short name `{kind.short_names[0]}`). Generated by",
+        "`python -m paraflow.crdgen` from the models in `operator/paraflow/`; a test fails when it drifts.",
         "",
     ]
     for section in ("spec", "status"):
@@ -196,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate the ParallelWorkflow CRD")
     parser.add_argument("--check", action="store_true", help="fail if a generated file is stale")
     args = parser.parse_args(argv)
-    wanted = {t: render() for t in TARGETS} | {API_DOC: api_reference()}
+    wanted = {folder / WORKFLOW_FILE: render(WORKFLOW) for folder in FOLDERS}
+    wanted |= {folder / SCHEDULE_FILE: render(SCHEDULE) for folder in FOLDERS}
+    wanted |= {API_DOC: api_reference(WORKFLOW), SCHEDULE_API_DOC: api_reference(SCHEDULE)}
     stale = [t for t, text in wanted.items() if not t.exists() or t.read_text() != text]
     if args.check:
         for t in stale:

@@ -35,6 +35,7 @@ from paraflow.leadership import Elector
 from paraflow.loops import WorkflowLoops
 from paraflow.planning.planner import Event
 from paraflow.reconciler import Reconciler
+from paraflow.schedule_reconciler import ScheduleReconciler
 from paraflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         backoff_max=ours.error_backoff_max_seconds,
         on_forget=reconciler.forget,
     )
+    schedules = WorkflowLoops(
+        ScheduleReconciler(api, emit).reconcile,
+        lambda _: [],
+        ours.debounce_seconds,
+        backoff=ours.error_backoff_seconds,
+        backoff_max=ours.error_backoff_max_seconds,
+    )
     jobs = JobWatch(
         _api_client(len(namespaces) + 1, identity),
         _job_scopes(namespaces),
@@ -100,7 +108,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         client_timeout=ours.watch_client_timeout_seconds,
     )
     # Resource handlers get shallow copies of this memo: the runtime stored here is shared by all.
-    runtime = memo.runtime = Runtime(api=api, loops=loops, jobs=jobs, elector=elector)
+    runtime = memo.runtime = Runtime(api=api, loops=loops, schedules=schedules, jobs=jobs, elector=elector)
     # `paraflow operator --liveness URL`, and the metrics port of the settings.
     runtime.http = await endpoints.serve(
         liveness=memo.get("liveness"), metrics_port=ours.metrics_port, state=runtime.health
@@ -109,14 +117,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     await jobs.synced.wait()
     if elector is None:
         loops.activate()
+        schedules.activate()
         return
 
     async def on_change(leading: bool) -> None:
         metrics.LEADER.set(int(leading))
         if leading:
             loops.activate()
+            schedules.activate()
         else:
             await loops.deactivate()
+            await schedules.deactivate()
 
     log.info("waiting for the Lease %s/%s as %s", _lease_namespace(ours), ours.lease_name, elector.identity)
     runtime.election = asyncio.create_task(elector.run(on_change), name="paraflow-lease")
@@ -133,6 +144,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await runtime.election
     await runtime.loops.stop()
+    await runtime.schedules.stop()
     await asyncio.to_thread(runtime.api.close)
     if runtime.elector is not None:
         await asyncio.to_thread(runtime.elector.release)
@@ -146,6 +158,7 @@ class Runtime:
 
     api: KubeApi
     loops: WorkflowLoops
+    schedules: WorkflowLoops  # one loop per ParallelWorkflowSchedule, led like the workflows'
     jobs: JobWatch
     elector: Elector | None
     election: asyncio.Task[None] | None = None
@@ -214,8 +227,21 @@ def _always() -> float:
 
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
 async def workflow_event(type: str, uid: str, body: kopf.Body, *, memo: kopf.Memo, **_: Any) -> None:
-    loops = _runtime(memo).loops
+    runtime = _runtime(memo)
+    # A run of a schedule changed: its schedule may report it, or start a slot that waited.
+    schedule = (body.get("metadata", {}).get("labels") or {}).get(c.LABEL_SCHEDULE_UID)
+    if schedule:
+        runtime.schedules.wake(schedule)
     if type == "DELETED":
-        await loops.forget(uid)
+        await runtime.loops.forget(uid)
         return
-    loops.observe(uid, body)
+    runtime.loops.observe(uid, body)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, c.SCHEDULE_PLURAL)
+async def schedule_event(type: str, uid: str, body: kopf.Body, *, memo: kopf.Memo, **_: Any) -> None:
+    schedules = _runtime(memo).schedules
+    if type == "DELETED":
+        await schedules.forget(uid)
+        return
+    schedules.observe(uid, body)

@@ -17,6 +17,10 @@ JOBS_CREATED = Counter("paraflow_jobs_created_total", "Jobs created", ["role"])
 JOBS_DELETED = Counter("paraflow_jobs_deleted_total", "Succeeded partition Jobs deleted (succeededJobs: Delete)")
 JOBS_ALREADY_EXISTED = Counter("paraflow_job_create_conflicts_total", "Job creates answered 409: it existed", ["role"])
 API_ERRORS = Counter("paraflow_reconcile_errors_total", "Reconcile passes that raised", ["kind"])
+SCHEDULED_RUNS = Counter(
+    "paraflow_scheduled_runs_total", "Runs of schedules that ended, by how", ["namespace", "schedule", "phase"]
+)
+HOOK_DELIVERIES = Counter("paraflow_hook_deliveries_total", "Completion webhook deliveries, by result", ["result"])
 PASSES = Counter("paraflow_reconcile_passes_total", "Reconcile passes run")
 LEADER = Gauge("paraflow_leader", "1 while this replica holds the Lease and runs passes, else 0")
 API_WRITES = Counter("paraflow_api_writes_total", "Writes sent to the apiserver (Events excluded)", ["verb"])

@@ -774,7 +774,7 @@ def spec_error(error: ValidationError) -> str:
     """The first problem of a spec as one line naming the field, for conditions and the CLI."""
     first = error.errors()[0]
     where = "spec." + ".".join(str(p) for p in first["loc"]) if first["loc"] else "spec"
-    return f"{where}: {first['msg']}"
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def printer_columns() -> list[dict[str, Any]]:

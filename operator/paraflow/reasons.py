@@ -58,6 +58,15 @@ class Reason(StrEnum):
     REDRIVEN = "Redriven"
     REDRIVE_IGNORED = "RedriveIgnored"
     RECHECKED = "Rechecked"
+    # A schedule's Events.
+    RUN_STARTED = "RunStarted"
+    RUN_REPLACED = "RunReplaced"
+    RUN_SUCCEEDED = "RunSucceeded"
+    RUN_FAILED = "RunFailed"
+    SLOTS_MISSED = "SlotsMissed"
+    HOOK_FAILED = "HookFailed"
+    INVALID_RUN = "InvalidRun"
+    INVALID_SCHEDULE = "InvalidSchedule"
 
 
 # Refusals: the spec is checked again once it changes, or on a redrive.

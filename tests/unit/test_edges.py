@@ -342,9 +342,9 @@ def test_a_replication_report_lists_each_deleted_replica_in_an_event() -> None:
 def test_every_spec_field_kubectl_explain_shows_has_a_plain_description() -> None:
     import yaml
 
-    from paraflow.crdgen import TARGETS
+    from paraflow.crdgen import FOLDERS, WORKFLOW_FILE
 
-    crd = yaml.safe_load(TARGETS[0].read_text())
+    crd = yaml.safe_load((FOLDERS[0] / WORKFLOW_FILE).read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     missing, markup = [], []
 

@@ -29,10 +29,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "paraflow.namespacedRules" -}}
 - apiGroups: [paraflow.dev]
   resources: [parallelworkflows]
-  verbs: [get, list, watch, patch, delete]
+  # create: a schedule's runs.
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [paraflow.dev]
-  resources: [parallelworkflows/status]
+  resources: [parallelworkflows/status, parallelworkflowschedules/status]
   verbs: [get, patch]
+- apiGroups: [paraflow.dev]
+  resources: [parallelworkflowschedules]
+  verbs: [get, list, watch, patch]
 - apiGroups: [batch]
   resources: [jobs]
   # delete: succeeded partition Jobs of a workflow with succeededJobs: Delete.

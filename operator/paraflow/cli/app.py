@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 
 from paraflow import constants as c
-from paraflow.cli import kube
+from paraflow.cli import kube, schedules
 from paraflow.k8s import names
 from paraflow.planning import indexsets
 
@@ -32,6 +32,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 console = Console(stderr=True, soft_wrap=True)  # long s3:// URLs stay on one line, copyable
 out = Console(soft_wrap=True)
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the workflow")]
+app.add_typer(schedules.app, name="schedule")
+app.command()(schedules.backfill)
 
 
 @app.callback()

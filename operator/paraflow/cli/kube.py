@@ -71,6 +71,41 @@ def create_workflow(namespace: str, body: Doc, dry_run: bool = False) -> Doc:
     return _json(create, c.GROUP, c.VERSION, namespace, c.PLURAL, body)
 
 
+def list_workflows(namespace: str, selector: str) -> list[Doc]:
+    listed = _json(
+        _custom().list_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.PLURAL, label_selector=selector
+    )
+    items: list[Doc] = listed.get("items", [])
+    return items
+
+
+def get_schedule(name: str, namespace: str) -> Doc:
+    return _json(_custom().get_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.SCHEDULE_PLURAL, name)
+
+
+def list_schedules(namespace: str) -> list[Doc]:
+    listed = _json(_custom().list_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.SCHEDULE_PLURAL)
+    items: list[Doc] = listed.get("items", [])
+    return items
+
+
+def patch_schedule(name: str, namespace: str, body: Doc) -> None:
+    _json(_custom().patch_namespaced_custom_object, c.GROUP, c.VERSION, namespace, c.SCHEDULE_PLURAL, name, body)
+
+
+def create_run(namespace: str, body: Doc) -> bool:
+    """Creates a schedule's run; False when a run of that slot exists already."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        create_workflow(namespace, body)
+    except ApiException as e:
+        if e.status == 409:
+            return False
+        raise
+    return True
+
+
 def workflow_events(name: str, namespace: str, reason: str) -> list[str]:
     """Messages of the workflow's Events with ``reason``, oldest first."""
     from kubernetes import client

@@ -205,17 +205,64 @@ class KubeApi:
         items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
         return items
 
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any], *, plural: str = c.PLURAL) -> None:
         await self._send(
             "patch",
             self.write_custom.patch_namespaced_custom_object_status,
             c.GROUP,
             c.VERSION,
             namespace,
-            c.PLURAL,
+            plural,
             name,
             {"status": status},
         )
+
+    async def list_workflows(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        response: Any = await self._call(
+            self.custom.list_namespaced_custom_object,
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            label_selector=selector,
+            _preload_content=False,
+        )
+        items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+        return items
+
+    async def create_workflow(self, body: dict[str, Any]) -> bool:
+        """True if created, False if a workflow of that name already existed."""
+        try:
+            await self._send(
+                "create",
+                self.write_custom.create_namespaced_custom_object,
+                c.GROUP,
+                c.VERSION,
+                body["metadata"]["namespace"],
+                c.PLURAL,
+                body,
+            )
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    async def annotate_workflow(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        try:
+            await self._send(
+                "patch",
+                self.write_custom.patch_namespaced_custom_object,
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.PLURAL,
+                name,
+                {"metadata": {"annotations": annotations}},
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
     async def delete_workflow(self, namespace: str, name: str, uid: str) -> None:
         try:
