@@ -48,4 +48,15 @@ log "the day's summary, written by the reduce step in the cluster (paraflow redu
 log "result manifest: $manifest"
 log "per-shard outputs: $(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.outputPrefix}')p<partition>/a<attempt>/ (the manifest names the winners)"
 log "replicas: s3://processed-archive/daily-logs/2026-11-24/{p<partition>,reduce}/ ($(kubectl -n "$NS" get pwf daily-logs -o jsonpath='{.status.replication.objects} objects, {.status.replication.bytes} bytes'))"
+
+schedule=$(mktemp --suffix=.yaml)
+sed "s|http://127.0.0.1:19000|$PARAFLOW_S3_ENDPOINT|" examples/daily-logs/schedule.yaml >"$schedule"
+kubectl -n "$NS" apply -f "$schedule" >/dev/null
+rm -f "$schedule"
+for _ in $(seq 60); do
+  [ -n "$(kubectl -n "$NS" get pwfs daily-logs -o jsonpath='{.status.nextScheduleTime}')" ] && break
+  sleep 0.5
+done
+log "the same workflow every day at 01:00 Berlin time, reading the day before (docs/schedules.md):"
+kubectl -n "$NS" get pwfs daily-logs
 log "demo finished in $((SECONDS - started))s; the cluster keeps running (hack/cluster.sh down stops it)"

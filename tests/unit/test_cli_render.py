@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from rich.console import Console
@@ -33,3 +34,16 @@ def test_status_explains_why_attempt_numbers_jump_after_a_redrive_and_counts_wha
     )
     assert "redrive r starts what it re-runs at attempt 3 x r + 1 (this round: attempt 7)" in text
     assert "3 not run (a redrive runs them)" in text
+
+
+def test_status_names_the_schedule_and_slot_behind_a_run() -> None:
+    run = {
+        "metadata": {
+            "name": "daily-logs-29926080",
+            "namespace": "web",
+            "labels": {"paraflow.dev/schedule": "daily-logs"},
+            "annotations": {"paraflow.dev/scheduled-time": "2026-11-25T00:00:00Z"},
+        },
+        "status": {"phase": "Running"},
+    }
+    assert re.search(r"schedule +daily-logs, slot 2026-11-25T00:00:00Z", shown(run))

@@ -16,6 +16,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from paraflow import constants as c
+
 
 def status_table(obj: dict[str, Any], failures: dict[int, str]) -> Group:
     st = obj.get("status") or {}
@@ -24,6 +26,10 @@ def status_table(obj: dict[str, Any], failures: dict[int, str]) -> Group:
     summary.add_column(style="bold")
     summary.add_column()
     summary.add_row("workflow", f"{obj['metadata']['namespace']}/{obj['metadata']['name']}")
+    schedule = (obj["metadata"].get("labels") or {}).get(c.LABEL_SCHEDULE)
+    if schedule:
+        slot = (obj["metadata"].get("annotations") or {}).get(c.ANNOTATION_SLOT, "?")
+        summary.add_row("schedule", f"{schedule}, slot {slot} (paraflow schedule status {schedule})")
     summary.add_row("phase", st.get("phase", "Pending"))
     summary.add_row(
         "partitions",
