@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from minio import Minio
 
 from paraflow import constants as c
 from paraflow import cron, hooks
@@ -31,8 +32,9 @@ from paraflow.reasons import Reason
 from paraflow.schedule_models import ScheduleSpec
 from paraflow.schedule_reconciler import ScheduleReconciler
 from tests.e2e.test_cli import cli
+from tests.operator_process import OperatorProcess
 from tests.support import wait_for
-from tests.workflows import workflow
+from tests.workflows import upload_inputs, wait_event, wait_phase, workflow
 
 pytestmark = pytest.mark.cluster
 
@@ -397,3 +399,39 @@ def test_the_run_is_made_by_the_same_code_as_the_cli_s(custom: client.CustomObje
     ref = ScheduleRef("manual", quiet_namespace, made["metadata"]["uid"])
     expected = run_body(ref, ScheduleSpec.model_validate(made["spec"]), slot)
     assert name == expected["metadata"]["name"] and run["spec"]["input"] == expected["spec"]["input"]
+
+
+def test_the_operator_runs_a_schedule_and_reports_its_triggered_run_when_it_ends(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    s3: Minio,
+    bucket: str,
+    namespace: str,
+    test_env: dict[str, str],
+) -> None:
+    """The whole path through the operator process: its schedule loop writes the next slot, a
+    triggered run really runs, and its end is told on the schedule (Event, mark, last success)."""
+    upload_inputs(s3, bucket, 4, prefix="day/")
+    spec = workflow("unused", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket)["spec"]
+    spec["input"]["prefix"] = "day/"
+    spec["output"]["prefix"] = 'out/{{ scheduledTime | date "%Y%m%d%H%M" }}/'
+    create_schedule(custom, namespace, "yearly", schedule="@yearly", workflowTemplate={"spec": spec})
+    wait_for(
+        lambda: (schedule_of(custom, namespace, "yearly").get("status") or {}).get("nextScheduleTime"),
+        30,
+        "the operator's first pass over the schedule",
+    )
+    cli("schedule", "trigger", "yearly", "-n", namespace)
+    (run,) = runs_of(custom, namespace, "yearly")
+    wait_phase(custom, namespace, run, {"Succeeded"}, 180)
+    wait_event(core, namespace, "yearly", "Normal", Reason.RUN_SUCCEEDED, 60)
+    reported = wait_for(
+        lambda: (runs_of(custom, namespace, "yearly")[run]["metadata"].get("annotations") or {}).get(
+            c.ANNOTATION_REPORTED
+        ),
+        30,
+        "the run marked reported",
+    )
+    assert reported == "NoHook"
+    assert schedule_of(custom, namespace, "yearly")["status"].get("lastSuccessfulTime")
