@@ -530,18 +530,20 @@ def check_install(
     deployment: Annotated[str, typer.Option()] = "paraflow",
     timeout: Annotated[float, typer.Option()] = 120,
 ) -> None:
-    """Exit 0 once the CRD is served and the operator Deployment is available (helm test)."""
+    """Exit 0 once the CRDs are served and the operator Deployment is available (helm test)."""
     kube.load()
-    crd_name = f"{c.PLURAL}.{c.GROUP}"
+    crds = [f"{c.PLURAL}.{c.GROUP}", f"{c.SCHEDULE_PLURAL}.{c.GROUP}"]
     deadline = time.monotonic() + timeout
     problem = ""
     while time.monotonic() < deadline:
-        served = kube.crd_served(crd_name)
+        missing = [name for name in crds if not kube.crd_served(name)]
         available = kube.deployment_available(deployment, namespace)
-        if served and available:
-            console.print(f"CRD {crd_name} is served; deployment {namespace}/{deployment} is available")
+        if not missing and available:
+            console.print(f"CRDs {', '.join(crds)} are served; deployment {namespace}/{deployment} is available")
             return
-        problem = "CRD not established" if not served else f"deployment {namespace}/{deployment} not available"
+        problem = (
+            f"CRD {missing[0]} not established" if missing else f"deployment {namespace}/{deployment} not available"
+        )
         time.sleep(2)
     console.print(f"[red]{problem} after {timeout:.0f}s[/]")
     raise typer.Exit(1)
