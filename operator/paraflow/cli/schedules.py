@@ -127,17 +127,19 @@ def trigger(name: str, namespace: Namespace = "default") -> None:
 @app.command()
 def suspend(name: str, namespace: Namespace = "default") -> None:
     """No new run starts (active ones finish); slots that come meanwhile wait, as with CronJob."""
-    kube.load()
-    kube.patch_schedule(name, namespace, {"spec": {"suspend": True}})
-    console.print(f"{namespace}/{name} suspended")
+    _set_suspend(name, namespace, suspended=True)
 
 
 @app.command()
 def resume(name: str, namespace: Namespace = "default") -> None:
     """Undo suspend: slots within startingDeadlineSeconds that came meanwhile run."""
+    _set_suspend(name, namespace, suspended=False)
+
+
+def _set_suspend(name: str, namespace: str, *, suspended: bool) -> None:
     kube.load()
-    kube.patch_schedule(name, namespace, {"spec": {"suspend": False}})
-    console.print(f"{namespace}/{name} resumed")
+    kube.patch_schedule(name, namespace, {"spec": {"suspend": suspended}})
+    console.print(f"{namespace}/{name} {'suspended' if suspended else 'resumed'}")
 
 
 def _body(ref: ScheduleRef, spec: ScheduleSpec, slot: dt.datetime) -> kube.Doc:
