@@ -92,8 +92,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         backoff_max=ours.error_backoff_max_seconds,
         on_forget=reconciler.forget,
     )
+    scheduler = ScheduleReconciler(api, emit)
     schedules = WorkflowLoops(
-        ScheduleReconciler(api, emit).reconcile,
+        scheduler.reconcile,
         lambda _: [],
         ours.debounce_seconds,
         backoff=ours.error_backoff_seconds,
@@ -108,7 +109,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         client_timeout=ours.watch_client_timeout_seconds,
     )
     # Resource handlers get shallow copies of this memo: the runtime stored here is shared by all.
-    runtime = memo.runtime = Runtime(api=api, loops=loops, schedules=schedules, jobs=jobs, elector=elector)
+    runtime = memo.runtime = Runtime(
+        api=api, loops=loops, schedules=schedules, scheduler=scheduler, jobs=jobs, elector=elector
+    )
     # `paraflow operator --liveness URL`, and the metrics port of the settings.
     runtime.http = await endpoints.serve(
         liveness=memo.get("liveness"), metrics_port=ours.metrics_port, state=runtime.health
@@ -145,6 +148,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
             await runtime.election
     await runtime.loops.stop()
     await runtime.schedules.stop()
+    await runtime.scheduler.settle()  # webhooks in flight are delivered, not cut
     await asyncio.to_thread(runtime.api.close)
     if runtime.elector is not None:
         await asyncio.to_thread(runtime.elector.release)
@@ -159,6 +163,7 @@ class Runtime:
     api: KubeApi
     loops: WorkflowLoops
     schedules: WorkflowLoops  # one loop per ParallelWorkflowSchedule, led like the workflows'
+    scheduler: ScheduleReconciler
     jobs: JobWatch
     elector: Elector | None
     election: asyncio.Task[None] | None = None

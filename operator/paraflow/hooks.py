@@ -48,16 +48,19 @@ async def deliver(
                 async with session.post(hook.url, data=body, headers=headers) as response:
                     code = response.status
                     if 200 <= code < 300:
-                        return _record(summary, "Delivered", attempts, code=code, error="", clock=clock)
-                    error = f"HTTP {code}: {(await response.text())[:200]}"
-            except (aiohttp.ClientError, TimeoutError) as e:
-                code, error = None, f"{type(e).__name__}: {e}"[:300] or type(e).__name__
+                        return record(summary, "Delivered", attempts, code=code, error="", clock=clock)
+                    answer = (await response.content.read(200)).decode(errors="replace")
+                    error = f"HTTP {code}: {answer}"
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
+                # Whatever the receiver or the network did, it is the delivery's outcome, never
+                # the pass's: the run is told once.
+                code, error = None, f"{type(e).__name__}: {e}"[:300]
             if attempts < hook.max_attempts:
                 await sleep(2.0 ** (attempts - 1))
-    return _record(summary, "Failed", attempts, code=code, error=error, clock=clock)
+    return record(summary, "Failed", attempts, code=code, error=error, clock=clock)
 
 
-def _record(
+def record(
     summary: dict[str, Any],
     result: str,
     attempts: int,

@@ -67,6 +67,7 @@ class Reason(StrEnum):
     HOOK_FAILED = "HookFailed"
     INVALID_RUN = "InvalidRun"
     INVALID_SCHEDULE = "InvalidSchedule"
+    RUN_NOT_CREATED = "RunNotCreated"
 
 
 # Refusals: the spec is checked again once it changes, or on a redrive.

@@ -25,7 +25,7 @@ from paraflow.models import WorkflowStatus, spec_error
 from paraflow.planning.actions import Event
 from paraflow.planning.schedule import Run, ScheduleObserved, SchedulePlan, ScheduleRef, plan
 from paraflow.reasons import Reason
-from paraflow.schedule_models import HookDelivery, ScheduleSpec, ScheduleStatus, WebhookSpec
+from paraflow.schedule_models import HookDelivery, ScheduleSpec, ScheduleStatus
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Mapping[str, Any], Event], None]
@@ -46,10 +46,21 @@ class ScheduleReconciler:
         self.emit = emit
         self.clock = clock
         self.deliver = deliver
+        # Run uid -> the report of its end in flight (a webhook may take a minute of retries:
+        # it runs beside the schedule's passes, which go on starting slots meanwhile).
+        self._telling: dict[str, asyncio.Task[None]] = {}
+        # Schedule uid -> the lock of its status.deliveries (several reports may end at once).
+        self._deliveries: dict[str, asyncio.Lock] = {}
 
     async def reconcile(self, body: Mapping[str, Any], _: Sequence[object] = ()) -> float | None:
         """One pass; the seconds until the next one is due (the next slot, a deadline)."""
         meta = body["metadata"]
+        # A quorum read: the watch's copy may lag this replica's own last status write, and a pass
+        # on an old lastScheduleTime would decide slots again (Replace would delete a new run).
+        fresh = await self.api.read_workflow(meta["namespace"], meta["name"], plural=c.SCHEDULE_PLURAL)
+        if fresh is None or fresh["metadata"]["uid"] != meta["uid"]:
+            return None  # deleted; its DELETED event ends the loop
+        body, meta = fresh, fresh["metadata"]
         ref = ScheduleRef(meta["name"], meta["namespace"], meta["uid"])
         before = ScheduleStatus.model_validate(_known(body.get("status")))
         try:
@@ -57,32 +68,51 @@ class ScheduleReconciler:
         except ValidationError as e:
             await self._refuse(body, ref, before, why=spec_error(e))
             return None
-        runs = [
-            _run(item) for item in await self.api.list_workflows(ref.namespace, f"{c.LABEL_SCHEDULE_UID}={ref.uid}")
-        ]
+        items = await self.api.list_workflows(ref.namespace, _selector(ref))
+        runs = [r for r in (_run(item) for item in items) if r is not None]
         observed = ScheduleObserved(
             ref=ref,
             generation=int(meta.get("generation", 0)),
             created=_parse(meta["creationTimestamp"]),
             now=self.clock(),
-            runs=[r for r in runs if r is not None],
+            runs=runs,
         )
         result = plan(spec, before, observed)
-        await self._start(result)
+        await self._start(body, result)
         for run in result.deletes:
             await self.api.delete_workflow(ref.namespace, run.name, run.uid)
         await self._write_status(ref, before, result.status)
         for event in result.events:
             self.emit(body, event)
-        if result.ended:
-            reported = before if result.status == before else result.status
-            await self._report(body, ref, spec, ended=result.ended, status=reported)
+        by_name = {item["metadata"]["name"]: item for item in items}
+        for run in result.ended:
+            if run.uid not in self._telling:
+                task = asyncio.create_task(self._tell(body, ref, spec, item=by_name[run.name]))
+                self._telling[run.uid] = task
+                task.add_done_callback(self._told(run.uid))
         return result.requeue_after
 
-    async def _start(self, result: SchedulePlan) -> None:
+    def _told(self, uid: str) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_: asyncio.Task[None]) -> None:
+            self._telling.pop(uid, None)
+
+        return forget
+
+    async def settle(self) -> None:
+        """Waits for the reports in flight (a stopping operator lets its webhooks finish)."""
+        await asyncio.gather(*self._telling.values(), return_exceptions=True)
+
+    async def _start(self, body: Mapping[str, Any], result: SchedulePlan) -> None:
         for run in result.creates:
-            if await self.api.create_workflow(run):
-                meta = run["metadata"]
+            meta = run["metadata"]
+            try:
+                created = await self.api.create_workflow(run)
+            except ApiException as e:
+                # A quota, a policy, a webhook refused it: said where the user looks, and the
+                # pass fails before its status records the slot, so the loop tries it again.
+                self.emit(body, Event("Warning", Reason.RUN_NOT_CREATED, f"{meta['name']}: {e.status} {e.reason}"))
+                raise
+            if created:
                 result.events.append(
                     Event(
                         "Normal",
@@ -91,72 +121,75 @@ class ScheduleReconciler:
                     )
                 )
 
-    async def _report(
-        self,
-        body: Mapping[str, Any],
-        ref: ScheduleRef,
-        spec: ScheduleSpec,
-        *,
-        ended: list[Run],
-        status: ScheduleStatus,
-    ) -> None:
-        """Tells of each ended run once: an Event and a metric, and the webhook if there is one;
-        the run is then marked reported (and may go with the history limits)."""
-        items = {i["metadata"]["name"]: i for i in await self.api.list_workflows(ref.namespace, _selector(ref))}
-        secret = await self._signing_secret(ref, spec.hook.webhook) if spec.hook is not None else None
-        summaries = [_summary(ref, items[r.name]) for r in ended if r.name in items]
-        outcomes = await asyncio.gather(*(self._tell(body, spec, s, secret=secret) for s in summaries))
-        deliveries = [d for d in outcomes if d is not None]
-        if deliveries:
-            after = status.model_copy(deep=True)
-            after.deliveries = (after.deliveries + deliveries)[-DELIVERIES_KEPT:]
-            await self._write_status(ref, status, after)
-
     async def _tell(
-        self, body: Mapping[str, Any], spec: ScheduleSpec, summary: dict[str, Any], *, secret: bytes | None
-    ) -> HookDelivery | None:
+        self, body: Mapping[str, Any], ref: ScheduleRef, spec: ScheduleSpec, *, item: Mapping[str, Any]
+    ) -> None:
+        """Tells of a run's end once: the webhook (if any), then its Event and metric, then marks
+        the run reported (only then may the history limits delete it)."""
+        summary = _summary(ref, item)
         phase, name = summary["phase"], summary["workflow"]
-        reason = Reason.RUN_SUCCEEDED if phase == "Succeeded" else Reason.RUN_FAILED
-        counts = summary["partitions"]
-        self.emit(
-            body,
-            Event(
-                "Normal" if phase == "Succeeded" else "Warning",
-                reason,
-                f"run {name} (slot {summary['scheduledTime']}) {phase} in {summary['durationSeconds']}s: "
-                f"{counts.get('succeeded', 0)} of {counts.get('total', 0)} partitions succeeded, "
-                f"{counts.get('failed', 0)} failed; manifest {summary['manifest'] or '(none)'}",
-            ),
-        )
-        metrics.SCHEDULED_RUNS.labels(summary["namespace"], summary["schedule"], phase).inc()
-        delivery = None
-        mark = "NoHook"
-        if spec.hook is not None:
-            delivery = await self.deliver(spec.hook.webhook, summary, secret=secret, clock=self.clock)
-            mark = delivery.result
-            metrics.HOOK_DELIVERIES.labels(delivery.result).inc()
+        try:
+            delivery = await self._deliver(ref, spec, summary)
+            counts = summary["partitions"]
+            self.emit(
+                body,
+                Event(
+                    "Normal" if phase == "Succeeded" else "Warning",
+                    Reason.RUN_SUCCEEDED if phase == "Succeeded" else Reason.RUN_FAILED,
+                    f"run {name} (slot {summary['scheduledTime']}) {phase} in {summary['durationSeconds']}s: "
+                    f"{counts.get('succeeded', 0)} of {counts.get('total', 0)} partitions succeeded, "
+                    f"{counts.get('failed', 0)} failed; manifest {summary['manifest'] or '(none)'}",
+                ),
+            )
+            metrics.SCHEDULED_RUNS.labels(summary["namespace"], summary["schedule"], phase).inc()
+            if delivery is not None:
+                await self._record(ref, delivery)
+            await self.api.annotate_workflow(
+                summary["namespace"], name, {c.ANNOTATION_REPORTED: delivery.result if delivery else "NoHook"}
+            )
+        except Exception:  # the next pass reports it again; nothing else may stop because of it
+            log.exception(
+                "%s/%s: reporting the end of run %s failed; the next pass tries again", ref.namespace, ref.name, name
+            )
+
+    async def _deliver(self, ref: ScheduleRef, spec: ScheduleSpec, summary: dict[str, Any]) -> HookDelivery | None:
+        if spec.hook is None:
+            return None
+        hook = spec.hook.webhook
+        secret = None
+        if hook.signing_secret is not None:
+            try:
+                values = await self.api.read_secret(ref.namespace, hook.signing_secret.name, (hook.signing_secret.key,))
+            except SecretMissing as e:
+                # Never sent unsigned to a receiver that checks signatures.
+                refused = hooks.record(summary, "Failed", 0, code=None, error=f"not sent: {e}", clock=self.clock)
+                metrics.HOOK_DELIVERIES.labels(refused.result).inc()
+                return refused
+            secret = values[hook.signing_secret.key].encode()
+        delivery: HookDelivery = await self.deliver(hook, summary, secret=secret, clock=self.clock)
+        metrics.HOOK_DELIVERIES.labels(delivery.result).inc()
+        return delivery
+
+    async def _record(self, ref: ScheduleRef, delivery: HookDelivery) -> None:
+        """Adds the delivery to the schedule's status (and a Warning Event if it failed)."""
+        async with self._deliveries.setdefault(ref.uid, asyncio.Lock()):
+            fresh = await self.api.read_workflow(ref.namespace, ref.name, plural=c.SCHEDULE_PLURAL)
+            if fresh is None:
+                return
+            before = ScheduleStatus.model_validate(_known(fresh.get("status")))
+            after = before.model_copy(deep=True)
+            after.deliveries = [*after.deliveries, delivery][-DELIVERIES_KEPT:]
+            await self._write_status(ref, before, after)
             if delivery.result == "Failed":
                 self.emit(
-                    body,
+                    fresh,
                     Event(
                         "Warning",
                         Reason.HOOK_FAILED,
-                        f"webhook for run {name} failed after {delivery.attempts} attempt(s): {delivery.error}; "
-                        "the run's outcome is unchanged",
+                        f"webhook for run {delivery.run} failed after {delivery.attempts} attempt(s): "
+                        f"{delivery.error}; the run's outcome is unchanged",
                     ),
                 )
-        await self.api.annotate_workflow(summary["namespace"], name, {c.ANNOTATION_REPORTED: mark})
-        return delivery
-
-    async def _signing_secret(self, ref: ScheduleRef, hook: WebhookSpec) -> bytes | None:
-        if hook.signing_secret is None:
-            return None
-        try:
-            values = await self.api.read_secret(ref.namespace, hook.signing_secret.name, (hook.signing_secret.key,))
-        except SecretMissing as e:
-            log.warning("%s/%s: webhook sent unsigned: %s", ref.namespace, ref.name, e)
-            return None
-        return values[hook.signing_secret.key].encode()
 
     async def _refuse(self, body: Mapping[str, Any], ref: ScheduleRef, before: ScheduleStatus, *, why: str) -> None:
         after = before.model_copy(update={"message": why})

@@ -5,8 +5,10 @@ template, replaced by the run's slot. Deliberately small: one name and two filte
     {{ scheduledTime | date "%Y/%m/%d" }}                2026/12/07, in the schedule's time zone
     {{ scheduledTime | shift "-1d" | date "%Y-%m-%d" }}  2026-12-06: the day before
 
-``shift`` moves the time by whole days, hours or minutes; ``date`` formats it with strftime
-directives from a fixed set. Anything else is an error at admission (the CRD's CEL rules use
+``shift`` moves the time by whole days (on the calendar of the schedule's time zone, so a day
+is 23 or 25 hours across a daylight-saving change) or by hours and minutes (of real time, so
+an hourly schedule shifted by an hour never skips or repeats an hour); ``date`` formats it with
+strftime directives from a fixed set, and comes last. Anything else is an error at admission (the CRD's CEL rules use
 ``FIELD``) and again in the operator, which names the field.
 """
 
@@ -16,9 +18,11 @@ import datetime as dt
 import re
 from typing import Any
 
-DIRECTIVES = "YmdHMSjyGVuWbBaAe%"
-_FILTER = rf'(shift\s+"[+-]?[0-9]{{1,4}}[dhm]"|date\s+"([^"%{{}}]|%[{DIRECTIVES}])*")'
-PLACEHOLDER = rf"\{{\{{\s*scheduledTime(\s*\|\s*{_FILTER})*\s*\}}\}}"
+DIRECTIVES = "YmdHMSjyGVuWbBaA%"
+_SHIFT = r'\s*\|\s*shift\s+"[+-]?[0-9]{1,4}[dhm]"'
+_DATE = rf'\s*\|\s*date\s+"([^"%{{}}]|%[{DIRECTIVES}])*"'
+# Shifts first, then at most one date: each filter reads the time the one before made.
+PLACEHOLDER = rf"\{{\{{\s*scheduledTime({_SHIFT})*({_DATE})?\s*\}}\}}"
 # A whole field: text with no '{{' but where a valid placeholder starts.
 FIELD = rf"^([^{{]|\{{[^{{]|{PLACEHOLDER})*\{{?$"
 # Where parameters may be (camelCase paths in a WorkflowSpec; [] is every item of a list).
@@ -70,10 +74,13 @@ def render(spec: dict[str, Any], scheduled: dt.datetime, zone: dt.tzinfo) -> dic
         at = scheduled.astimezone(zone)
         fmt = None
         for kind, arg in _STEP.findall(match.group(0)):
-            if kind == "shift":
-                at = at + dt.timedelta(**{_UNITS[arg[-1]]: int(arg[:-1])})
-            else:
+            if kind == "date":
                 fmt = arg
+            elif arg[-1] == "d":
+                # Wall-clock days: the same local time on another date (zoneinfo works it out).
+                at = (at.replace(tzinfo=None) + dt.timedelta(days=int(arg[:-1]))).replace(tzinfo=zone)
+            else:
+                at = (at.astimezone(dt.UTC) + dt.timedelta(**{_UNITS[arg[-1]]: int(arg[:-1])})).astimezone(zone)
         if fmt is None:
             return at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return at.strftime(fmt)

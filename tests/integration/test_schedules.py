@@ -118,7 +118,10 @@ class Operator:
         )
 
     async def pass_(self, custom: client.CustomObjectsApi, ns: str, name: str) -> float | None:
-        return await self.reconciler.reconcile(schedule_of(custom, ns, name))
+        """One pass, and the reports it started (webhooks run beside the passes)."""
+        wait = await self.reconciler.reconcile(schedule_of(custom, ns, name))
+        await self.reconciler.settle()
+        return wait
 
     def run(self, custom: client.CustomObjectsApi, ns: str, name: str) -> float | None:
         return asyncio.run(self.pass_(custom, ns, name))

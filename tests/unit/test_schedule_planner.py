@@ -104,6 +104,53 @@ def test_replace_deletes_the_active_run_and_starts_only_the_newest_slot() -> Non
     assert result.status.last_schedule_time == at(3)
 
 
+def test_replace_never_starts_a_slot_older_than_a_run_that_exists() -> None:
+    """A status read that lags the runs (the last pass's write not seen yet) must not make Replace
+    delete the newest run for a slot it already skipped."""
+    spec = schedule(concurrencyPolicy="Replace")
+    result = plan(
+        spec,
+        ScheduleStatus(last_schedule_time=at(1)),
+        observe(at(3) + dt.timedelta(seconds=1), run(1, "Succeeded", reported=True), run(3)),
+    )
+    assert result.creates == [] and result.deletes == []
+    assert result.status.last_schedule_time == at(3)
+
+
+def test_a_waiting_slot_holds_the_decided_time_even_when_a_later_slot_has_a_run() -> None:
+    """Forbid: 02:00 waits for 01:00; 03:00 was triggered by hand. 02:00 must still run later."""
+    spec = schedule(concurrencyPolicy="Forbid")
+    result = plan(
+        spec, ScheduleStatus(last_schedule_time=at(1)), observe(at(3) + dt.timedelta(seconds=1), run(1), run(3))
+    )
+    assert result.creates == [] and result.status.last_schedule_time == at(1)
+    later = plan(spec, result.status, observe(at(3.5), run(1, "Succeeded"), run(3, "Succeeded")))
+    assert slots_of(later) == ["2026-12-01T02:00:00Z"]
+
+
+def test_a_hundred_and_more_active_runs_are_counted_and_the_oldest_hundred_listed() -> None:
+    spec = schedule(schedule="* * * * *", concurrencyPolicy="Allow")
+    busy = [
+        Run(run_name("daily", CREATED + dt.timedelta(minutes=m)), f"u{m}", CREATED + dt.timedelta(minutes=m), "Running")
+        for m in range(1, 121)
+    ]
+    result = plan(
+        spec,
+        ScheduleStatus(last_schedule_time=CREATED + dt.timedelta(minutes=120)),
+        observe(CREATED + dt.timedelta(minutes=121, seconds=1), *busy),
+    )
+    assert result.status.active_runs == 121 and len(result.status.active) == 100
+    assert result.status.active[0] == busy[0].name
+
+
+def test_more_than_a_hundred_missed_slots_are_said_once() -> None:
+    spec = schedule(schedule="* * * * *", concurrencyPolicy="Forbid")
+    first = plan(spec, ScheduleStatus(last_schedule_time=at(0)), observe(at(5), run(0)))
+    assert [e.reason for e in first.events] == [Reason.SLOTS_MISSED]
+    again = plan(spec, first.status, observe(at(5) + dt.timedelta(seconds=20), run(0)))
+    assert again.events == []
+
+
 def test_catch_up_after_downtime_runs_slots_within_the_deadline_and_reports_older_ones() -> None:
     spec = schedule(concurrencyPolicy="Allow", startingDeadlineSeconds=2 * 3600)
     result = plan(spec, ScheduleStatus(last_schedule_time=at(1)), observe(at(5) + dt.timedelta(minutes=1)))
@@ -112,9 +159,10 @@ def test_catch_up_after_downtime_runs_slots_within_the_deadline_and_reports_olde
     assert len(missed) == 1 and "2026-12-01T02:00:00Z to 2026-12-01T03:00:00Z" in missed[0].message
 
 
-def test_suspended_starts_nothing_and_decides_nothing() -> None:
+def test_suspended_starts_nothing_decides_nothing_and_shows_no_next_run() -> None:
     result = plan(schedule(suspend=True), ScheduleStatus(last_schedule_time=at(1)), observe(at(3)))
     assert result.creates == [] and result.status.last_schedule_time == at(1)
+    assert result.status.next_schedule_time is None
 
 
 def test_an_ended_run_is_reported_once_and_only_reported_runs_go_with_the_history() -> None:

@@ -27,6 +27,10 @@ class FakeApi:
     def __init__(self, runs: list[dict[str, Any]] | None = None) -> None:
         self.runs = {r["metadata"]["name"]: r for r in runs or []}
         self.calls: list[str] = []
+        self.schedule: dict[str, Any] = {}
+
+    async def read_workflow(self, namespace: str, name: str, *, plural: str) -> dict[str, Any]:
+        return self.schedule
 
     async def list_workflows(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return list(self.runs.values())
@@ -71,7 +75,13 @@ def ended_run(slot: dt.datetime, phase: str) -> dict[str, Any]:
 def reconcile(api: FakeApi, body: dict[str, Any], now: dt.datetime) -> list[Event]:
     events: list[Event] = []
     reconciler = ScheduleReconciler(api, lambda _, e: events.append(e), clock=lambda: now)  # type: ignore[arg-type]
-    asyncio.run(reconciler.reconcile(body))
+    api.schedule = body
+
+    async def pass_and_reports() -> None:
+        await reconciler.reconcile(body)
+        await reconciler.settle()
+
+    asyncio.run(pass_and_reports())
     return events
 
 

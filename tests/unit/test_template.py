@@ -37,6 +37,22 @@ def test_shift_moves_the_slot_before_it_is_formatted() -> None:
     assert render('{{ scheduledTime | shift "+90m" | date "%H%M" }}') == "0200"
 
 
+def test_an_hourly_shift_across_a_daylight_saving_change_never_skips_or_repeats_an_hour() -> None:
+    """Hourly slots the night Berlin's clocks go forward, each reading the hour before it."""
+    spring = [dt.datetime(2026, 3, 28, 23, tzinfo=dt.UTC) + dt.timedelta(hours=h) for h in range(4)]
+    shown = [str(template.render({"p": '{{ scheduledTime | shift "-1h" }}'}, slot, BERLIN)["p"]) for slot in spring]
+    assert shown == [f"{slot - dt.timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}" for slot in spring]
+    local = [
+        str(template.render({"p": '{{ scheduledTime | shift "-1h" | date "%H" }}'}, slot, BERLIN)["p"])
+        for slot in spring
+    ]
+    assert local == ["23", "00", "01", "03"], "02:00 does not exist that night; no hour is read twice"
+
+
+def test_a_date_comes_after_the_shifts() -> None:
+    assert template.problems({"input": {"prefix": '{{ scheduledTime | date "%Y" | shift "-1d" }}'}})
+
+
 def test_parameters_outside_their_places_or_unknown_are_problems_naming_the_field() -> None:
     found = template.problems(
         {

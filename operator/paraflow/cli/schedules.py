@@ -165,11 +165,12 @@ def backfill(
     name: str,
     *,
     start: Annotated[str, typer.Option("--from", help="First slot time or date (in the schedule's time zone)")],
-    end: Annotated[str, typer.Option("--to", help="Last slot time or date, included")],
+    end: Annotated[str, typer.Option("--to", help="Last slot time or date, included; at most now")],
     namespace: Namespace = "default",
     max_concurrent: Annotated[
         int, typer.Option(min=1, max=100, help="Runs of the schedule active at once (Forbid and Replace: 1)")
     ] = 1,
+    timeout: Annotated[float, typer.Option(min=0, help="Give up after this many seconds (0: wait until done)")] = 0,
     poll: Annotated[float, typer.Option(min=0.1, help="Seconds between looks at the runs")] = 2.0,
 ) -> None:
     """Runs the schedule's past slots from --from to --to, oldest first, never more at once than
@@ -185,6 +186,7 @@ def backfill(
     first, last = _when(start, zone), _when(end, zone)
     if last.hour == last.minute == 0 and "T" not in end and " " not in end:
         last += dt.timedelta(days=1) - dt.timedelta(seconds=1)  # a date: all of that day
+    last = min(last, dt.datetime.now(dt.UTC))  # a slot to come is the schedule's to start
     slots, more = cron.slots_between(
         spec.schedule, spec.time_zone, first - dt.timedelta(seconds=1), until=last, most=MAX_BACKFILL_SLOTS
     )
@@ -192,34 +194,48 @@ def backfill(
         console.print(f"[red]more than {MAX_BACKFILL_SLOTS} slots in that range: backfill a shorter one[/]")
         raise typer.Exit(2)
     limit = max_concurrent if spec.concurrency_policy == "Allow" else 1
-    names = {run_name(ref.name, s): s for s in slots}
-    created = existed = 0
+    wanted = {run_name(ref.name, s) for s in slots}
     pending = list(slots)
+    outcome: dict[str, str] = {}  # a slot's run -> its phase when last seen, or "Gone"
+    created = existed = 0
+    deadline = time.monotonic() + timeout if timeout else None
     with Progress(console=console, transient=False) as progress:
         bar = progress.add_task(f"backfill {name}", total=len(slots))
         while True:
             runs = {r["metadata"]["name"]: _phase(r) for r in _runs(ref)}
+            for run in outcome.keys() - runs.keys():
+                if outcome[run] not in TERMINAL:
+                    outcome[run] = "Gone"  # deleted (by hand, Replace, the history limits) before we saw it end
+            outcome.update({n: p for n, p in runs.items() if n in wanted})
             active = [n for n, p in runs.items() if p not in TERMINAL]
             while pending and len(active) < limit:
-                slot = pending.pop(0)
-                body = _body(ref, spec, slot)
+                body = _body(ref, spec, pending.pop(0))
+                run = body["metadata"]["name"]
                 if kube.create_run(namespace, body):
                     created += 1
-                    active.append(body["metadata"]["name"])
-                    runs[body["metadata"]["name"]] = "Pending"
+                    active.append(run)
                 else:
                     existed += 1
-                    runs.setdefault(body["metadata"]["name"], "Pending")
-            ended = [n for n in names if runs.get(n) in TERMINAL]
+                outcome.setdefault(run, "Pending")
+            ended = [n for n in wanted if outcome.get(n) in (*TERMINAL, "Gone")]
             progress.update(bar, completed=len(ended))
-            if not pending and len(ended) == len(names):
+            if not pending and len(ended) == len(wanted):
                 break
+            if deadline is not None and time.monotonic() > deadline:
+                waiting = sorted(wanted - set(ended))
+                console.print(
+                    f"[red]gave up after {timeout:.0f}s; still running or not started: {', '.join(waiting)}[/]"
+                )
+                raise typer.Exit(3)
             time.sleep(poll)
-    failed = sorted(n for n in names if runs.get(n) == "Failed")
+    counts = {p: sum(1 for n in wanted if outcome.get(n) == p) for p in ("Succeeded", "Failed", "Gone")}
+    failed = sorted(n for n in wanted if outcome.get(n) == "Failed")
     console.print(
-        f"{len(slots)} slot(s) from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} ({spec.time_zone}): "
-        f"{created} started, {existed} already had a run; {len(names) - len(failed)} succeeded, {len(failed)} failed"
-        + (f": {', '.join(failed)}" if failed else ""),
+        f"{len(slots)} slot(s) from {first.astimezone(zone):%Y-%m-%d %H:%M} to {last.astimezone(zone):%Y-%m-%d %H:%M} "
+        f"({spec.time_zone}): "
+        f"{created} started, {existed} already had a run; {counts['Succeeded']} succeeded, {counts['Failed']} failed"
+        + (f": {', '.join(failed)}" if failed else "")
+        + (f"; {counts['Gone']} deleted before they were seen to end" if counts["Gone"] else ""),
         highlight=False,
     )
     if failed:

@@ -158,16 +158,16 @@ class KubeApi:
             raise
         return True
 
-    async def read_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The workflow as the apiserver holds it now (a quorum read, not a watch's copy); None if
-        it is gone."""
+    async def read_workflow(self, namespace: str, name: str, *, plural: str = c.PLURAL) -> dict[str, Any] | None:
+        """The workflow (or another of our kinds, by ``plural``) as the apiserver holds it now (a
+        quorum read, not a watch's copy); None if it is gone."""
         try:
             response: Any = await self._call(
                 self.custom.get_namespaced_custom_object,
                 c.GROUP,
                 c.VERSION,
                 namespace,
-                c.PLURAL,
+                plural,
                 name,
                 _preload_content=False,
             )

@@ -32,6 +32,8 @@ from paraflow.schedule_models import ScheduleSpec, ScheduleStatus
 # Slots looked at in one pass (CronJob's limit too): after longer downtime, the older ones are
 # reported as missed.
 MAX_SLOTS = 100
+# status.active names the oldest of them; activeRuns counts them all.
+MAX_ACTIVE_LISTED = 100
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
 
@@ -91,8 +93,9 @@ def plan(spec: ScheduleSpec, status: ScheduleStatus, obs: ScheduleObserved) -> S
         _start_due(out, spec, obs, runs=runs, was=status.message)
     active = [r for r in obs.runs if not r.ended and r not in out.deletes]
     started = [body["metadata"]["name"] for body in out.creates]
-    out.status.active = [r.name for r in sorted(active, key=lambda r: r.slot)] + started
-    out.status.active_runs = len(out.status.active)
+    names = [r.name for r in sorted(active, key=lambda r: r.slot)] + started
+    out.status.active = names[:MAX_ACTIVE_LISTED]
+    out.status.active_runs = len(names)
     out.ended = [r for r in obs.runs if r.ended and not r.reported]
     done = [r.finished_at for r in obs.runs if r.phase == "Succeeded" and r.finished_at is not None]
     if done and (out.status.last_successful_time is None or max(done) > out.status.last_successful_time):
@@ -106,21 +109,22 @@ def _start_due(out: SchedulePlan, spec: ScheduleSpec, obs: ScheduleObserved, *, 
     st = out.status
     since = st.last_schedule_time or obs.created
     due, truncated = cron.slots_between(spec.schedule, spec.time_zone, since, until=obs.now, most=MAX_SLOTS)
+    decided: dt.datetime | None = None
     if truncated:
+        decided = due[0] - dt.timedelta(seconds=1)  # every older slot is missed, and said so once
         out.events.append(
             Event(
                 "Warning",
                 Reason.SLOTS_MISSED,
-                f"more than {MAX_SLOTS} slots came since {since:%Y-%m-%dT%H:%M:%SZ}: only the latest {MAX_SLOTS} "
-                "are considered, the older ones are missed",
+                f"more than {MAX_SLOTS} slots came since {_at(since)}: the ones before {_at(due[0])} are missed",
             )
         )
+
+    def has_run(slot: dt.datetime) -> bool:
+        return run_name(obs.ref.name, slot) in runs
+
     deadline = spec.starting_deadline_seconds
-    late = [
-        s for s in due if run_name(obs.ref.name, s) not in runs and deadline is not None and _age(obs, s) > deadline
-    ]
-    open_slots = [s for s in due if run_name(obs.ref.name, s) not in runs and s not in late]
-    decided = max([s for s in due if run_name(obs.ref.name, s) in runs] + late, default=None)
+    late = [s for s in due if not has_run(s) and deadline is not None and _age(obs, s) > deadline]
     if late:
         out.events.append(
             Event(
@@ -129,33 +133,75 @@ def _start_due(out: SchedulePlan, spec: ScheduleSpec, obs: ScheduleObserved, *, 
                 f"{len(late)} slot(s) not started within startingDeadlineSeconds ({deadline}s): {_slots_text(late)}",
             )
         )
+    open_slots = [s for s in due if not has_run(s) and s not in late]
     active = [r for r in runs.values() if not r.ended]
-    if spec.concurrency_policy == "Replace" and open_slots:
-        *skipped, newest = open_slots
-        if skipped:
-            out.events.append(
-                Event("Normal", Reason.SLOTS_MISSED, f"Replace: a newer slot is due, so {_slots_text(skipped)} skipped")
-            )
-        if _create(out, spec, obs, slot=newest, was=was):
-            for run in active:
-                out.deletes.append(run)
-                out.events.append(
-                    Event("Normal", Reason.RUN_REPLACED, f"run {run.name} replaced by slot {_at(newest)}")
-                )
-            decided = newest
+    if spec.concurrency_policy == "Replace":
+        started, skipped = _replace(out, spec, obs, open_slots=open_slots, runs=runs, was=was)
     else:
-        for slot in open_slots:
-            if spec.concurrency_policy == "Forbid" and (active or out.creates):
-                busy = active[0].name if active else out.creates[0]["metadata"]["name"]
-                st.message = f"slot {_at(slot)} waits for run {busy} to finish (concurrencyPolicy: Forbid)"
-                if deadline is not None:
-                    out.requeue_after = _sooner(out.requeue_after, max(1.0, deadline - _age(obs, slot) + 1))
-                break
-            if not _create(out, spec, obs, slot=slot, was=was):
-                break
-            decided = slot
+        started, skipped = _in_order(out, spec, obs, open_slots=open_slots, active=active, was=was), []
+    # Decided: every slot up to it has a run, was missed or skipped. A slot that waits (Forbid,
+    # or a template to fix) stops it, whatever comes after: the slot still runs later.
+    for slot in due:
+        if not (has_run(slot) or slot in late or slot in started or slot in skipped):
+            break
+        decided = slot
     if decided is not None and (st.last_schedule_time is None or decided > st.last_schedule_time):
         st.last_schedule_time = decided
+
+
+def _replace(
+    out: SchedulePlan,
+    spec: ScheduleSpec,
+    obs: ScheduleObserved,
+    *,
+    open_slots: list[dt.datetime],
+    runs: dict[str, Run],
+    was: str,
+) -> tuple[list[dt.datetime], list[dt.datetime]]:
+    """Only the newest due slot starts, in place of the active runs; the older ones are skipped.
+    A slot older than a run that exists never starts: that run is newer, whatever the status
+    read says."""
+    newest_run = max((r.slot for r in runs.values()), default=None)
+    newer = [s for s in open_slots if newest_run is None or s > newest_run]
+    started: list[dt.datetime] = []
+    if newer:
+        if not _create(out, spec, obs, slot=newer[-1], was=was):
+            return [], []
+        started = [newer[-1]]
+        for run in (r for r in runs.values() if not r.ended):
+            out.deletes.append(run)
+            out.events.append(Event("Normal", Reason.RUN_REPLACED, f"run {run.name} replaced by slot {_at(newer[-1])}"))
+    skipped = [s for s in open_slots if s not in started]
+    if skipped:
+        out.events.append(
+            Event("Normal", Reason.SLOTS_MISSED, f"Replace: a newer slot has a run, so {_slots_text(skipped)} skipped")
+        )
+    return started, skipped
+
+
+def _in_order(
+    out: SchedulePlan,
+    spec: ScheduleSpec,
+    obs: ScheduleObserved,
+    *,
+    open_slots: list[dt.datetime],
+    active: list[Run],
+    was: str,
+) -> list[dt.datetime]:
+    """Allow starts every due slot; Forbid the oldest once nothing is active, the others wait."""
+    started: list[dt.datetime] = []
+    deadline = spec.starting_deadline_seconds
+    for slot in open_slots:
+        if spec.concurrency_policy == "Forbid" and (active or started):
+            busy = active[0].name if active else run_name(obs.ref.name, started[0])
+            out.status.message = f"slot {_at(slot)} waits for run {busy} to finish (concurrencyPolicy: Forbid)"
+            if deadline is not None:
+                out.requeue_after = _sooner(out.requeue_after, max(1.0, deadline - _age(obs, slot) + 1))
+            break
+        if not _create(out, spec, obs, slot=slot, was=was):
+            break
+        started.append(slot)
+    return started
 
 
 def _create(out: SchedulePlan, spec: ScheduleSpec, obs: ScheduleObserved, *, slot: dt.datetime, was: str) -> bool:
@@ -185,9 +231,9 @@ def _beyond_history(spec: ScheduleSpec, runs: Sequence[Run]) -> list[Run]:
 
 
 def _next(out: SchedulePlan, spec: ScheduleSpec, obs: ScheduleObserved) -> None:
-    upcoming = next(cron.slots(spec.schedule, spec.time_zone, obs.now), None)
+    upcoming = None if spec.suspend else next(cron.slots(spec.schedule, spec.time_zone, obs.now), None)
     out.status.next_schedule_time = upcoming
-    if upcoming is not None and not spec.suspend:
+    if upcoming is not None:
         out.requeue_after = _sooner(out.requeue_after, max(1.0, (upcoming - obs.now).total_seconds()))
 
 
