@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from paraflow.k8s import builders
-from paraflow.planning.actions import CreatePartitioner
+from paraflow.planning.actions import CreatePartition, CreatePartitioner
 from paraflow.settings import Settings
 from paraflow_worker import logs
 from paraflow_worker.contract import Env
@@ -35,9 +35,11 @@ def test_text_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.rstrip().endswith("INFO paraflow_worker.partition: plan: 4 partitions")
 
 
-def test_every_child_container_is_told_the_log_format() -> None:
+def test_paraflow_s_own_containers_are_told_the_log_format_and_a_user_s_processor_is_not() -> None:
     wf = builders.WorkflowRef("wf", "ns", "uid-1")
     settings = Settings(worker_log_format="json")
     job = builders.child_job(wf, make_spec(), CreatePartitioner(), partitioner_attempt=1, settings=settings)
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": Env.LOG_FORMAT, "value": "json"} in env
+    partition = builders.child_job(wf, make_spec(), CreatePartition(0, 1), partitioner_attempt=1, settings=settings)
+    assert Env.LOG_FORMAT not in {e["name"] for e in partition["spec"]["template"]["spec"]["containers"][0]["env"]}

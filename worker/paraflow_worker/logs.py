@@ -1,6 +1,7 @@
 """The worker's log lines: one line per event through ``logging``, as the operator writes them.
 
-``PARAFLOW_LOG_FORMAT=json`` (the operator's ``settings.workerLogFormat``) writes each line as
+``PARAFLOW_LOG_FORMAT=json`` (the chart's ``settings.workerLogFormat``, set on paraflow's own
+pods: the partitioner and replication) writes each line as
 one JSON object with kopf's field names (``message``, ``timestamp``, ``severity``), so pod logs,
 the operator's log and a log pipeline read them alike; ``text`` (the default) is for people.
 """

@@ -115,7 +115,7 @@ def _container(
         "image": image,
         "imagePullPolicy": settings.worker_image_pull_policy,
         # User variables first: ours come later and win, so a user cannot break the contract.
-        "env": [*user_env, *env, {"name": Env.LOG_FORMAT, "value": settings.worker_log_format}],
+        "env": [*user_env, *env],
         # paraflow's own image needs nothing but its non-root user: the defaults fit it exactly.
         "securityContext": container_security(spec.security_context if spec else SecuritySpec()),
     }
@@ -128,7 +128,9 @@ def _container(
         if resources:
             body["resources"] = resources
     elif args:
+        # paraflow's own commands (partitioner, replication) log as the operator is told to.
         body["args"] = args
+        body["env"].append({"name": Env.LOG_FORMAT, "value": settings.worker_log_format})
     return body
 
 
