@@ -33,6 +33,7 @@ from paraflow.k8s.jobwatch import JobWatch
 from paraflow.k8s.leases import LeaseStore
 from paraflow.leadership import Elector
 from paraflow.loops import WorkflowLoops
+from paraflow.models import TERMINAL
 from paraflow.planning.planner import Event
 from paraflow.reconciler import Reconciler
 from paraflow.schedule_reconciler import ScheduleReconciler
@@ -233,9 +234,10 @@ def _always() -> float:
 @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
 async def workflow_event(type: str, uid: str, body: kopf.Body, *, memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
-    # A run of a schedule changed: its schedule may report it, or start a slot that waited.
+    # A run of a schedule ended or went: its schedule reports it, or starts a slot that waited.
+    # Only then: a running run patches its status on every pass, and none of those matter here.
     schedule = (body.get("metadata", {}).get("labels") or {}).get(c.LABEL_SCHEDULE_UID)
-    if schedule:
+    if schedule and (type == "DELETED" or (body.get("status") or {}).get("phase") in TERMINAL):
         runtime.schedules.wake(schedule)
     if type == "DELETED":
         await runtime.loops.forget(uid)
