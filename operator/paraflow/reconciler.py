@@ -28,11 +28,9 @@ from paraflow.k8s.builders import WorkflowRef
 from paraflow.k8s.merge import merge_patch
 from paraflow.models import TERMINAL, StorageSpec, WorkflowSpec, WorkflowStatus, spec_error
 from paraflow.planning import gate, indexsets, planner, stalls
+from paraflow.planning.actions import Create
 from paraflow.planning.expectations import Expectations
 from paraflow.planning.planner import (
-    CreatePartition,
-    CreateReduce,
-    CreateReplication,
     Event,
     JobFacts,
     Observed,
@@ -383,7 +381,7 @@ class Reconciler:
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)
 
         async def create(
-            action: planner.CreatePartitioner | CreatePartition | CreateReduce | CreateReplication,
+            action: Create,
         ) -> None:
             body = builders.child_job(
                 wf, spec, action, partitioner_attempt=result.status.redrive.count + 1, settings=self.settings

@@ -10,14 +10,8 @@ from typing import Any
 from paraflow import constants as c
 from paraflow.k8s import names
 from paraflow.models import ContainerSpec, SecuritySpec, WorkflowSpec, parse_bytes
-from paraflow.planning.planner import (
-    CreatePartition,
-    CreatePartitioner,
-    CreateReduce,
-    CreateReplication,
-    JobFacts,
-    JobState,
-)
+from paraflow.planning.actions import Create, CreatePartition, CreateReduce, CreateReplication
+from paraflow.planning.tracking import JobFacts, JobState
 from paraflow.settings import Settings
 from paraflow_worker import contract
 from paraflow_worker.contract import Env
@@ -417,7 +411,7 @@ def _placement(pod: dict[str, Any], spec: WorkflowSpec) -> None:
 def child_job(
     wf: WorkflowRef,
     spec: WorkflowSpec,
-    action: CreatePartitioner | CreatePartition | CreateReduce | CreateReplication,
+    action: Create,
     *,
     partitioner_attempt: int,
     settings: Settings,
