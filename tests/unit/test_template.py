@@ -90,6 +90,18 @@ def test_whatever_the_admission_pattern_accepts_renders_to_text_without_paramete
     assert "{{" not in render(text)
 
 
+@given(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="{"), max_size=40),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="{"), max_size=40),
+)
+def test_odd_keys_around_a_parameter_pass_through_unchanged(before: str, after: str) -> None:
+    """Unicode, spaces, '+', '%', a trailing '/': only the parameter is replaced, nothing is refused."""
+    text = f'{before}{{{{ scheduledTime | date "%Y" }}}}{after}'
+    assert template.problems({"input": {"prefix": text}}) == []
+    assert render(text) == f"{before}2026{after}"
+    assert render(before + after) == before + after
+
+
 def test_cron_aliases_and_zones_follow_cronjob_and_dst() -> None:
     daily = cron.slots("@daily", "Europe/Berlin", dt.datetime(2026, 3, 28, 12, tzinfo=dt.UTC))
     first, second = next(daily), next(daily)
