@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 Emit = Callable[[Mapping[str, Any], Event], None]
 Deliver = Callable[..., Any]
 DELIVERIES_KEPT = 10
+# A run the apiserver refused (quota, policy) is tried again this soon.
+CREATE_RETRY_SECONDS = 30.0
 
 
 class ScheduleReconciler:
@@ -78,7 +80,7 @@ class ScheduleReconciler:
             runs=runs,
         )
         result = plan(spec, before, observed)
-        await self._start(body, result)
+        await self._start(before, result)
         for run in result.deletes:
             await self.api.delete_workflow(ref.namespace, run.name, run.uid)
         await self._write_status(ref, before, result.status)
@@ -102,16 +104,23 @@ class ScheduleReconciler:
         """Waits for the reports in flight (a stopping operator lets its webhooks finish)."""
         await asyncio.gather(*self._telling.values(), return_exceptions=True)
 
-    async def _start(self, body: Mapping[str, Any], result: SchedulePlan) -> None:
+    async def _start(self, before: ScheduleStatus, result: SchedulePlan) -> None:
         for run in result.creates:
             meta = run["metadata"]
             try:
                 created = await self.api.create_workflow(run)
             except ApiException as e:
-                # A quota, a policy, a webhook refused it: said where the user looks, and the
-                # pass fails before its status records the slot, so the loop tries it again.
-                self.emit(body, Event("Warning", Reason.RUN_NOT_CREATED, f"{meta['name']}: {e.status} {e.reason}"))
-                raise
+                if e.status is None or e.status >= 500:
+                    raise  # the apiserver's trouble: the loop retries with backoff
+                # A quota, a policy, an admission webhook refused it: said once in the status and
+                # an Event, and the slot stays undecided (runs made before it are found by
+                # name), so the next pass tries it again, within its deadline.
+                result.status.last_schedule_time = before.last_schedule_time
+                result.status.message = f"run {meta['name']} not created: {e.status} {e.reason}; retried"
+                if result.status.message != before.message:
+                    result.events.append(Event("Warning", Reason.RUN_NOT_CREATED, result.status.message))
+                result.requeue_after = min(result.requeue_after or CREATE_RETRY_SECONDS, CREATE_RETRY_SECONDS)
+                return
             if created:
                 result.events.append(
                     Event(

@@ -9,6 +9,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from paraflow import constants as c
 from paraflow.planning.actions import Event
@@ -28,6 +29,7 @@ class FakeApi:
         self.runs = {r["metadata"]["name"]: r for r in runs or []}
         self.calls: list[str] = []
         self.schedule: dict[str, Any] = {}
+        self.refuse = False
 
     async def read_workflow(self, namespace: str, name: str, *, plural: str) -> dict[str, Any]:
         return self.schedule
@@ -37,6 +39,8 @@ class FakeApi:
 
     async def create_workflow(self, body: dict[str, Any]) -> bool:
         self.calls.append(f"create {body['metadata']['name']}")
+        if self.refuse:
+            raise ApiException(status=403, reason="Forbidden: exceeded quota")
         made = body["metadata"]["name"] not in self.runs
         self.runs.setdefault(body["metadata"]["name"], {**body, "metadata": {**body["metadata"], "uid": "u"}})
         return made
@@ -114,3 +118,17 @@ def test_a_spec_the_operator_refuses_is_said_once_in_the_status_and_an_event() -
     assert api.calls == ["status ['message']"]
     again = reconcile(api, {**bad, "status": {"message": events[0].message}}, SLOT)
     assert again == []
+
+
+def test_a_run_the_apiserver_refuses_is_said_once_and_its_slot_tried_again_soon() -> None:
+    """A namespace quota: the schedule says why, keeps the slot undecided, and recovers by itself."""
+    api = FakeApi()
+    api.refuse = True
+    events = reconcile(api, schedule(), SLOT + dt.timedelta(seconds=3))
+    assert [e.reason for e in events] == [Reason.RUN_NOT_CREATED]
+    status_write = next(call for call in api.calls if call.startswith("status"))
+    assert "message" in status_write and "lastScheduleTime" not in status_write
+    api.refuse = False
+    body = {**schedule(), "status": {"message": events[0].message}}
+    again = reconcile(api, body, SLOT + dt.timedelta(seconds=40))
+    assert [e.reason for e in again] == [Reason.RUN_STARTED]
