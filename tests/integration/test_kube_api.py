@@ -14,7 +14,7 @@ from kubernetes import client
 from paraflow import constants as c
 from paraflow.k8s.api import KubeApi
 from paraflow.k8s.jobindex import JobIndex
-from paraflow.k8s.jobwatch import JobWatch, _Position
+from paraflow.k8s.jobwatch import JobWatch
 from tests.support import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -118,17 +118,3 @@ def test_the_job_watch_indexes_jobs_made_before_and_after_it_started_and_forgets
         watch.stop()
 
     asyncio.run(scenario())
-
-
-def test_a_job_watch_whose_place_in_the_stream_is_too_old_lists_again(kube: client.ApiClient, namespace: str) -> None:
-    watch = JobWatch(
-        client.ApiClient(kube.configuration),
-        [namespace],
-        JobIndex(),
-        wake=lambda _: None,
-        server_timeout=30,
-        client_timeout=60,
-    )
-    position = _Position("1")
-    watch._follow(namespace, position)  # the apiserver answers 410 Gone
-    assert position.version is None, "the next round lists again"

@@ -21,6 +21,8 @@ from kubernetes import client
 from minio import Minio
 
 from paraflow import constants as c
+from paraflow.k8s.jobindex import JobIndex
+from paraflow.k8s.jobwatch import JobWatch, _Position
 from paraflow.reasons import ConditionType
 from tests.operator_process import OperatorProcess
 from tests.support import wait_for
@@ -113,6 +115,28 @@ def test_apiserver_and_minio_restarts_mid_run(
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert_each_partition_won_once(s3, bucket, wf, 8)
     assert apiserver_log.read_bytes().startswith(before), "a restarted component's log keeps its last lines"
+
+
+def test_a_job_watch_from_before_an_apiserver_restart_lists_again(
+    kube: client.ApiClient, core: client.CoreV1Api, namespace: str
+) -> None:
+    """A restarted apiserver's watch cache begins at its own list, so a place in the stream from
+    before the restart (with a write since) is gone: the watch must list again, not resume. Only a
+    restart makes that certain; on a young apiserver even resourceVersion 1 is still served."""
+    before = core.list_namespaced_config_map(namespace).metadata.resource_version
+    core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="moved-on")))
+    restart("kube-apiserver")
+    watch = JobWatch(
+        client.ApiClient(kube.configuration),
+        [namespace],
+        JobIndex(),
+        wake=lambda _: None,
+        server_timeout=30,
+        client_timeout=60,
+    )
+    position = _Position(before)
+    watch._follow(namespace, position)
+    assert position.version is None, "the next round lists again"
 
 
 def test_pods_killed_mid_write_and_a_job_deleted_by_hand(
