@@ -113,6 +113,10 @@ build_pause() {
   rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
+# Kueue's controller, for the kind tier's queue tests. Its manifests (CRDs, RBAC, webhooks) are
+# the module's config/ tree, which the go install leaves in the module cache.
+build_kueue() { go_install kueue "$KUEUE_VERSION" kueue "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION"; }
+
 # kind and what its offline node image runs beyond our Kubernetes build (hack/kind-image.sh).
 build_kind() { go_install kind "$KIND_VERSION" kind "sigs.k8s.io/kind@$KIND_VERSION"; }
 build_coredns() { go_install coredns "$KIND_COREDNS_VERSION" coredns "github.com/coredns/coredns@$KIND_COREDNS_VERSION"; }
@@ -122,7 +126,7 @@ for t in "${targets[@]}"; do
   case $t in
     all) build_etcd; build_kwok; build_minio; build_mc; build_helm; build_k8s ;;
     kind-node) build_k8s; build_kubeadm; build_etcd_at "$KIND_ETCD_VERSION"; build_coredns; build_crictl; build_pause ;;
-    k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns) "build_$t" ;;
-    *) die "unknown target '$t' (all|kind-node|k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns)" ;;
+    k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns|kueue) "build_$t" ;;
+    *) die "unknown target '$t' (all|kind-node|k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns|kueue)" ;;
   esac
 done

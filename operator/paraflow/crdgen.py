@@ -35,6 +35,7 @@ FOLDERS = [REPO / "crds", REPO / "charts" / "paraflow" / "crds"]
 API_DOC = REPO / "docs" / "api.md"
 SCHEDULE_API_DOC = REPO / "docs" / "api-schedule.md"
 _DROP = {"title", "$defs"}
+POD_SPEC = ".podTemplate.spec"
 
 
 def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +241,8 @@ def _rows(node: dict[str, Any], path: str) -> list[str]:
         default = json.dumps(sub["default"]) if "default" in sub and not isinstance(sub["default"], dict) else ""
         text = (sub.get("description") or "").replace("\n", " ").replace("|", "\\|")
         rows.append(f"| `{here}` | {kind} | {default} | {'; '.join(bounds)} | {text} |")
+        if here.endswith(POD_SPEC):
+            continue  # Kubernetes' own PodSpec: `kubectl explain` documents it, this page would drown in it
         if sub.get("type") == "object":
             rows += _rows(sub, here)
         if sub.get("type") == "array" and sub["items"].get("type") == "object":

@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     JsonValue,
@@ -22,9 +21,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from paraflow import constants as c
+from paraflow.apimodel import ApiModel
+from paraflow.pod_template import PARTITIONER, PROCESSOR, REDUCE, PodTemplate, Step, cel_rules, refusals
 from paraflow_worker import contract
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
@@ -70,12 +70,6 @@ def parse_bytes(value: int | str) -> int:
     return int(m.group(1)) * _UNITS[m.group(2)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
-    )
-
-
 def _utc_seconds(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         raise ValueError("a timestamp needs its time zone (RFC 3339)")
@@ -94,7 +88,7 @@ Arg = Annotated[str, Field(max_length=4096)]
 ResourceMap = Annotated[dict[str, Annotated[str, Field(max_length=64)]], Field(json_schema_extra={"maxProperties": 16})]
 
 
-class StorageSpec(_Model):
+class StorageSpec(ApiModel):
     """Where the buckets live, and the Secret (keys accessKey, secretKey) to reach them."""
 
     endpoint: str = Field(
@@ -120,7 +114,7 @@ PREFIX_RULES: list[JsonValue] = [
 ]
 
 
-class Location(_Model):
+class Location(ApiModel):
     """A bucket and a key prefix in it."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": PREFIX_RULES})
@@ -142,7 +136,7 @@ class Location(_Model):
         return v
 
 
-class CsvSpec(_Model):
+class CsvSpec(ApiModel):
     """How CSV records are read (Step Functions' CSVHeaderLocation, CSVHeaders, CSVDelimiter)."""
 
     header_location: Literal["firstRow", "given"] = Field(
@@ -160,7 +154,7 @@ class CsvSpec(_Model):
         return self
 
 
-class ReaderSpec(_Model):
+class ReaderSpec(ApiModel):
     """Which items the Map runs over (Step Functions' ItemReader): the objects under the prefix,
     or the records inside them."""
 
@@ -219,14 +213,14 @@ class InputSpec(Location):
         return self
 
 
-class EnvVar(_Model):
+class EnvVar(ApiModel):
     name: str = Field(
         min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name"
     )
     value: str = Field(default="", max_length=32768, description="Its value")
 
 
-class Resources(_Model):
+class Resources(ApiModel):
     requests: ResourceMap = Field(default_factory=dict, description="e.g. cpu: 500m, memory: 512Mi")
     limits: ResourceMap = Field(default_factory=dict, description="e.g. memory: 1Gi")
 
@@ -235,7 +229,7 @@ ROOT_NEEDS_OPT_IN = "runAsUser 0 is root: set runAsNonRoot to false as well (res
 UID = 65532  # the non-root user of paraflow's own images, and of user containers by default
 
 
-class SecuritySpec(_Model):
+class SecuritySpec(ApiModel):
     """Who the container runs as. Every pod paraflow creates also drops all capabilities, forbids
     privilege escalation and uses the RuntimeDefault seccomp profile, so the defaults pass Pod
     Security ``restricted``. Set ``runAsUser`` to your image's user if it needs its own; running
@@ -265,7 +259,7 @@ class SecuritySpec(_Model):
         return self
 
 
-class ContainerSpec(_Model):
+class ContainerSpec(ApiModel):
     """A small, explicit container: not a whole PodSpec, so the CRD stays small."""
 
     image: str = Field(min_length=1, max_length=512, description="Container image, e.g. registry.example/logproc:1.4")
@@ -280,7 +274,23 @@ class ContainerSpec(_Model):
     )
 
 
-class BuiltinPartitioner(_Model):
+def _template_field(step: Step) -> Any:
+    return Field(
+        default=None,
+        description=f"Pod settings paraflow does not model, for the {step.path}'s pods: a PodTemplateSpec fragment "
+        "merged under paraflow's own (docs/pod-template.md)",
+    )
+
+
+def _refuse_template_conflicts(step: Step, model: ApiModel) -> None:
+    if getattr(model, "pod_template", None) is None:
+        return
+    found = refusals(step, model.model_dump(by_alias=True, exclude_none=True))
+    if found:
+        raise ValueError("; ".join(found))
+
+
+class BuiltinPartitioner(ApiModel):
     max_items_per_partition: int = Field(
         default=1000, ge=1, le=contract.MAX_ITEMS_PER_PARTITION, description="Items per partition at most"
     )
@@ -316,7 +326,7 @@ class BuiltinPartitioner(_Model):
         return v
 
 
-class PartitionerSpec(_Model):
+class PartitionerSpec(ApiModel):
     """How the input is split: the built-in lister of objects, or your own container."""
 
     model_config = ConfigDict(
@@ -326,6 +336,7 @@ class PartitionerSpec(_Model):
                     "rule": "has(self.builtin) != has(self.container)",
                     "message": "set exactly one of partitioner.builtin and partitioner.container",
                 },
+                *cel_rules(PARTITIONER),
             ]
         }
     )
@@ -341,15 +352,17 @@ class PartitionerSpec(_Model):
         le=7 * 24 * 3600,
         description="The partitioner Job fails (and so the workflow) if it runs longer than this",
     )
+    pod_template: PodTemplate | None = _template_field(PARTITIONER)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PartitionerSpec:
         if (self.builtin is None) == (self.container is None):
             raise ValueError("set exactly one of partitioner.builtin and partitioner.container")
+        _refuse_template_conflicts(PARTITIONER, self)
         return self
 
 
-class Toleration(_Model):
+class Toleration(ApiModel):
     """As in a PodSpec: lets partition pods run on nodes with a matching taint."""
 
     key: str = Field(default="", max_length=316, description="Taint key ('' with Exists: every taint)")
@@ -362,6 +375,8 @@ class Toleration(_Model):
 
 class ProcessorSpec(ContainerSpec):
     """The container every partition runs, as an Indexed Job of shardsPerPartition pods."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": cel_rules(PROCESSOR)})
 
     shards_per_partition: int = Field(
         default=1,
@@ -398,6 +413,12 @@ class ProcessorSpec(ContainerSpec):
         default_factory=dict,
         description="Annotations on partition pods, e.g. a service mesh's or a cluster autoscaler's",
     )
+    pod_template: PodTemplate | None = _template_field(PROCESSOR)
+
+    @model_validator(mode="after")
+    def _template_conflicts(self) -> ProcessorSpec:
+        _refuse_template_conflicts(PROCESSOR, self)
+        return self
 
     @field_validator("pod_annotations")
     @classmethod
@@ -415,14 +436,23 @@ class ProcessorSpec(ContainerSpec):
 class ReduceSpec(ContainerSpec):
     """The container that runs once after the map succeeds (within tolerance), with the result
     manifest's key in PARAFLOW_MANIFEST; retried as spec.retry says; its failure fails the run.
-    It runs with the processor's nodeSelector, tolerations and service account."""
+    It runs with the processor's nodeSelector, tolerations and service account, unless its own
+    podTemplate sets them."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": cel_rules(REDUCE)})
 
     active_deadline_seconds: int = Field(
         default=3600, ge=1, le=7 * 24 * 3600, description="An attempt running longer than this fails (and is retried)"
     )
+    pod_template: PodTemplate | None = _template_field(REDUCE)
+
+    @model_validator(mode="after")
+    def _template_conflicts(self) -> ReduceSpec:
+        _refuse_template_conflicts(REDUCE, self)
+        return self
 
 
-class FailureTolerance(_Model):
+class FailureTolerance(ApiModel):
     """Like Step Functions' ToleratedFailureCount/Percentage. Unset means none tolerated."""
 
     count: int | None = Field(
@@ -439,7 +469,7 @@ class FailureTolerance(_Model):
     )
 
 
-class RetrySpec(_Model):
+class RetrySpec(ApiModel):
     """A failed partition is retried as a new attempt after
     min(maxDelaySeconds, intervalSeconds * backoffRate^(n-1)) seconds, jittered. A partition that
     exits with one of processor.nonRetryableExitCodes gets no new attempt (only a redrive)."""
@@ -463,7 +493,7 @@ class ReplicationDestination(Location):
     storage: StorageSpec | None = Field(default=None, description="Defaults to spec.storage")
 
 
-class ReplicationFilter(_Model):
+class ReplicationFilter(ApiModel):
     prefix: str = Field(
         default="",
         max_length=900,
@@ -474,7 +504,7 @@ class ReplicationFilter(_Model):
     ] = Field(default_factory=dict, description="Only outputs carrying all these tags")
 
 
-class ReplicationSpec(_Model):
+class ReplicationSpec(ApiModel):
     """Copies each succeeded partition's winning outputs to every destination, like S3 replication."""
 
     model_config = ConfigDict(
@@ -542,7 +572,7 @@ REDUCE_NEEDS_AFTER_ALL = (
 )
 
 
-class WorkflowSpec(_Model):
+class WorkflowSpec(ApiModel):
     """What to run: the input, how it is split, what runs per partition and how many at once,
     how failures are retried and tolerated, where outputs go and where they are copied."""
 
@@ -645,7 +675,7 @@ class WorkflowSpec(_Model):
         return self
 
 
-class PartitionCounts(_Model):
+class PartitionCounts(ApiModel):
     """pending + running + succeeded + failed + notRun = total."""
 
     total: int = Field(default=0, description="Partitions in the plan")
@@ -656,7 +686,7 @@ class PartitionCounts(_Model):
     not_run: int = Field(default=0, description="Never started by a run that failed: a redrive runs them")
 
 
-class Condition(_Model):
+class Condition(ApiModel):
     type: str = Field(max_length=64, description="What the condition is about, e.g. PodsBlocked")
     status: Literal["True", "False", "Unknown"] = Field(description="Whether it holds now")
     reason: str = Field(max_length=128, description="Why, in one CamelCase word (also the Event's reason)")
@@ -665,7 +695,7 @@ class Condition(_Model):
     observed_generation: int | None = Field(default=None, description="The spec generation it was set from")
 
 
-class ReplicationStatus(_Model):
+class ReplicationStatus(ApiModel):
     """Counts of copies made (by every attempt, failed ones included), replicas already there
     and deletions, from the replication Jobs' reports, per destination (two destinations count
     each output twice); a redrive of a succeeded run starts them again; failures count those of
@@ -696,7 +726,7 @@ class ReplicationStatus(_Model):
     start_time: Timestamp | None = Field(default=None, description="When the first replication Job started (RFC 3339)")
 
 
-class ReduceStatus(_Model):
+class ReduceStatus(ApiModel):
     phase: Literal["Pending", "Running", "Succeeded", "Failed"] = Field(
         default="Pending", description="The step's state"
     )
@@ -704,7 +734,7 @@ class ReduceStatus(_Model):
     output_prefix: str = Field(default="", description="Where the winning attempt's outputs are")
 
 
-class RedriveStatus(_Model):
+class RedriveStatus(ApiModel):
     count: int = Field(default=0, description="Redrives taken")
     last_token: str = Field(
         default="", max_length=253, description="The last paraflow.dev/redrive annotation answered (taken or refused)"
@@ -721,7 +751,7 @@ Phase = Literal[
 TERMINAL: frozenset[Phase] = frozenset({"Succeeded", "Failed"})
 
 
-class WorkflowStatus(_Model):
+class WorkflowStatus(ApiModel):
     """Small and bounded whatever the partition count: counters and range-compressed index sets."""
 
     phase: Phase = Field(

@@ -13,7 +13,8 @@ from pydantic import ConfigDict, Field, JsonValue, field_validator
 
 from paraflow import constants as c
 from paraflow import cron, template
-from paraflow.models import DNS_SUBDOMAIN, QUALIFIED_NAME, Timestamp, WorkflowSpec, _Model
+from paraflow.apimodel import ApiModel
+from paraflow.models import DNS_SUBDOMAIN, QUALIFIED_NAME, Timestamp, WorkflowSpec
 
 ScheduleName = Annotated[str, Field(max_length=253)]
 
@@ -42,7 +43,7 @@ TEMPLATE_RULES: list[JsonValue] = [
 ]
 
 
-class WorkflowTemplate(_Model):
+class WorkflowTemplate(ApiModel):
     """The ParallelWorkflow each run is made from. ``{{ scheduledTime }}`` in the documented fields
     is replaced by the run's slot (see docs/schedules.md)."""
 
@@ -65,12 +66,12 @@ class WorkflowTemplate(_Model):
         return v
 
 
-class SecretKeyRef(_Model):
+class SecretKeyRef(ApiModel):
     name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="A Secret in the schedule's namespace")
     key: str = Field(max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="The key holding the signing secret")
 
 
-class WebhookSpec(_Model):
+class WebhookSpec(ApiModel):
     url: str = Field(
         max_length=2048, pattern=r"^https?://[^\s/]+(/\S*)?$", description="Gets a POST with the run's summary (JSON)"
     )
@@ -84,7 +85,7 @@ class WebhookSpec(_Model):
     )
 
 
-class HookSpec(_Model):
+class HookSpec(ApiModel):
     webhook: WebhookSpec = Field(description="Called once each run reaches Succeeded or Failed")
 
 
@@ -93,7 +94,7 @@ CRON_HELP = (
 )
 
 
-class ScheduleSpec(_Model):
+class ScheduleSpec(ApiModel):
     schedule: str = Field(max_length=128, pattern=cron.SHAPE, description=f"When runs start: {CRON_HELP}, in timeZone")
     time_zone: str = Field(
         default="Etc/UTC", max_length=64, description="An IANA time zone name the schedule and the parameters use"
@@ -140,7 +141,7 @@ class ScheduleSpec(_Model):
         return v
 
 
-class HookDelivery(_Model):
+class HookDelivery(ApiModel):
     run: str = Field(max_length=253, description="The run the delivery was about")
     phase: str = Field(max_length=32, description="How the run ended")
     result: Literal["Delivered", "Failed"] = Field(description="Delivered: a 2xx answer; Failed: every attempt failed")
@@ -150,7 +151,7 @@ class HookDelivery(_Model):
     time: Timestamp = Field(description="When the last attempt ended")
 
 
-class ScheduleStatus(_Model):
+class ScheduleStatus(ApiModel):
     last_schedule_time: Timestamp | None = Field(
         default=None, description="The latest slot started, or missed (every slot up to it is decided)"
     )

@@ -13,6 +13,7 @@ from minio import Minio
 from paraflow import constants as c
 from paraflow.reasons import ConditionType
 from tests.operator_process import OperatorProcess
+from tests.pod_templates import CONFLICTS, EVERYTHING
 from tests.workflows import (
     WORKER_IMAGE,
     condition,
@@ -116,6 +117,25 @@ def test_the_apiserver_rejects_invalid_specs_with_the_field_and_reason(
         create(custom, namespace, body)
     assert raised.value.status == 422
     assert message in json.loads(raised.value.body)["message"]
+
+
+@pytest.mark.parametrize(("case", "step", "fields", "message"), CONFLICTS, ids=[c[0] for c in CONFLICTS])
+def test_the_apiserver_refuses_a_pod_template_that_changes_what_paraflow_owns(
+    crd: None, custom: client.CustomObjectsApi, namespace: str, case: str, step: str, fields: dict, message: str
+) -> None:
+    body = with_spec(**{"spec.reduce": {"image": "python:3.11"}})
+    body["spec"][step].update(fields)
+    with pytest.raises(client.ApiException) as raised:
+        create(custom, namespace, body)
+    assert raised.value.status == 422
+    assert message in json.loads(raised.value.body)["message"]
+
+
+def test_a_template_with_every_kind_of_pod_setting_is_admitted_and_kept_whole(
+    crd: None, custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    body = with_spec(**{"spec.suspend": True, "spec.processor.podTemplate": EVERYTHING})
+    assert create(custom, namespace, body)["spec"]["processor"]["podTemplate"] == EVERYTHING, "nothing pruned"
 
 
 def test_a_name_longer_than_40_characters_is_rejected(

@@ -65,6 +65,10 @@ def test_the_crd_is_structural_every_string_and_list_bounded() -> None:
 
     def walk(node: dict, path: str) -> None:
         assert "$ref" not in node and "anyOf" not in node, path
+        if path.endswith(crdgen.POD_SPEC):
+            # Kubernetes' PodSpec, as unbounded as in Pods; what the CEL rules walk is bounded
+            # (hack/pod-schema.py), and the apiserver's rule-cost check passes at every install.
+            return
         if node.get("type") == "string" and "maxLength" not in node and "enum" not in node:
             unbounded.append(path)
         if node.get("type") == "array":

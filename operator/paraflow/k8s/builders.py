@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from paraflow import constants as c
-from paraflow.k8s import names
+from paraflow.k8s import names, podmerge
 from paraflow.models import ContainerSpec, SecuritySpec, WorkflowSpec, parse_bytes
 from paraflow.planning.actions import Create, CreatePartition, CreateReduce, CreateReplication
 from paraflow.planning.tracking import JobFacts, JobState
+from paraflow.pod_template import PodTemplate
 from paraflow.settings import Settings
 from paraflow_worker import contract
 from paraflow_worker.contract import Env
@@ -136,7 +137,20 @@ def _job(
     spec: dict[str, Any],
     pod_spec: dict[str, Any],
     security: SecuritySpec | None = None,
+    template: PodTemplate | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    pod_meta: dict[str, Any] = {"labels": job_labels}
+    if annotations:
+        pod_meta["annotations"] = dict(annotations)
+    ours = {
+        "restartPolicy": "Never",
+        "securityContext": pod_security(security or SecuritySpec()),
+        **pod_spec,
+    }
+    pod_meta, merged = podmerge.merge(
+        template, metadata=pod_meta, spec=ours, container=pod_spec["containers"][0]["name"]
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -146,20 +160,7 @@ def _job(
             "labels": job_labels,
             "ownerReferences": [owner_reference(wf)],
         },
-        "spec": {
-            **spec,
-            "template": {
-                "metadata": {"labels": job_labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    # Pods talk to MinIO, never to the apiserver: no token, no service env clutter.
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security(security or SecuritySpec()),
-                    **pod_spec,
-                },
-            },
-        },
+        "spec": {**spec, "template": {"metadata": pod_meta, "spec": merged}},
     }
 
 
@@ -207,7 +208,15 @@ def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, *, settin
     # lists a bucket and runs wherever the cluster puts it.
     pod: dict[str, Any] = {"containers": [container]}
     security = spec.partitioner.container.security_context if spec.partitioner.container else None
-    return _job(wf, names.partitioner_job(wf.name, attempt), job_labels, spec=job_spec, pod_spec=pod, security=security)
+    return _job(
+        wf,
+        names.partitioner_job(wf.name, attempt),
+        job_labels,
+        spec=job_spec,
+        pod_spec=pod,
+        security=security,
+        template=spec.partitioner.pod_template,
+    )
 
 
 def partition_job(
@@ -259,18 +268,17 @@ def partition_job(
     pod: dict[str, Any] = {
         "containers": [_container(PROCESSOR_CONTAINER, proc.image, proc, env=env, settings=settings)]
     }
-    _placement(pod, spec)
-    body = _job(
+    _placement(pod, spec, template=proc.pod_template)
+    return _job(
         wf,
         names.partition_job(wf.name, partition, attempt),
         job_labels,
         spec=job_spec,
         pod_spec=pod,
         security=proc.security_context,
+        template=proc.pod_template,
+        annotations=proc.pod_annotations,
     )
-    if proc.pod_annotations:
-        body["spec"]["template"]["metadata"]["annotations"] = dict(proc.pod_annotations)
-    return body
 
 
 def reduce_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, *, settings: Settings) -> dict[str, Any]:
@@ -296,7 +304,7 @@ def reduce_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, *, settings: S
     pod: dict[str, Any] = {
         "containers": [_container(REDUCE_CONTAINER, reduce.image, reduce, env=env, settings=settings)]
     }
-    _placement(pod, spec)
+    _placement(pod, spec, template=reduce.pod_template)
     job_labels = labels(wf, c.ROLE_REDUCE, **{c.LABEL_ATTEMPT: str(attempt)})
     return _job(
         wf,
@@ -305,6 +313,7 @@ def reduce_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, *, settings: S
         spec=job_spec,
         pod_spec=pod,
         security=reduce.security_context,
+        template=reduce.pod_template,
     )
 
 
@@ -398,13 +407,15 @@ def replication_job(
     return _job(wf, name, labels(wf, role, **extra), spec=job_spec, pod_spec={"containers": [container]})
 
 
-def _placement(pod: dict[str, Any], spec: WorkflowSpec) -> None:
-    proc = spec.processor
-    if proc.node_selector:
+def _placement(pod: dict[str, Any], spec: WorkflowSpec, *, template: PodTemplate | None) -> None:
+    """The processor's placement fields, except where the step's own template places its pods
+    (the reduce step's may; the processor's cannot, its admission rules refuse both)."""
+    proc, theirs = spec.processor, template.spec if template else {}
+    if proc.node_selector and "nodeSelector" not in theirs:
         pod["nodeSelector"] = dict(proc.node_selector)
-    if proc.tolerations:
+    if proc.tolerations and "tolerations" not in theirs:
         pod["tolerations"] = [t.model_dump(exclude_defaults=True) for t in proc.tolerations]
-    if proc.service_account_name:
+    if proc.service_account_name and "serviceAccountName" not in theirs:
         pod["serviceAccountName"] = proc.service_account_name
 
 
