@@ -105,9 +105,14 @@ if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
     die "kind create cluster failed: node logs in $KIND_STATE/logs"
   }
 fi
-kind load docker-image --name "$CLUSTER" "paraflow/operator:$PROJECT_VERSION" "paraflow/worker:$PROJECT_VERSION"
+"$HACK_DIR/kueue.sh" image
+kind load docker-image --name "$CLUSTER" "paraflow/operator:$PROJECT_VERSION" "paraflow/worker:$PROJECT_VERSION" \
+  "paraflow/kueue:$KUEUE_VERSION"
 export KUBECONFIG=$KIND_STATE/kubeconfig
 kind get kubeconfig --name "$CLUSTER" >"$KUBECONFIG"
+# Kueue, for the queue tests (marker kueue): here they must run, never be deselected.
+PATH=$(bin_dir kubernetes "$K8S_VERSION"):$PATH "$HACK_DIR/kueue.sh" install
+export PARAFLOW_TEST_REQUIRE_KUEUE=1
 
 # The gateway of kind's network: Docker, podman with netavark, and podman with CNI each report it
 # in their own shape.

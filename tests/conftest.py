@@ -24,7 +24,7 @@ from tests.operator_process import OperatorProcess
 from tests.support import STORAGE_ENV, install_crd, namespace_prefix, require_env
 
 PODRUNNER_NODE = os.environ.get("PARAFLOW_TEST_PODRUNNER_NODE", "podrunner")
-NO_CLUSTER_DNS = pytest.StashKey[list[str]]()
+DESELECTED = pytest.StashKey[list[str]]()
 pytest_plugins = ["tests.tiers"]
 
 # Fixed example counts (100 unless a test names its own), draws random per run: a failure prints
@@ -33,13 +33,14 @@ settings.register_profile("paraflow", max_examples=100, print_blob=True, databas
 settings.load_profile("paraflow")
 
 
-def cluster_has_dns() -> bool:
-    """Whether the cluster runs a DNS service (kubeadm's and kind's CoreDNS are kube-system/kube-dns)."""
+def _found(read: str, *args: str) -> bool:
+    """Whether the cluster KUBECONFIG names answers ``read(*args)`` (404: it has no such thing)."""
     if not os.environ.get("KUBECONFIG"):
         return True  # nothing to ask: the fixtures fail and say what is missing
-    api = client.CoreV1Api(config.new_client_from_config(os.environ["KUBECONFIG"]))
+    api_client = config.new_client_from_config(os.environ["KUBECONFIG"])
+    api = client.ApiextensionsV1Api(api_client) if "definition" in read else client.CoreV1Api(api_client)
     try:
-        api.read_namespaced_service("kube-dns", "kube-system")
+        getattr(api, read)(*args)
     except client.exceptions.ApiException as e:
         if e.status == 404:
             return False
@@ -47,21 +48,38 @@ def cluster_has_dns() -> bool:
     return True
 
 
+# Markers of tests that need something only some clusters have: (whether this one has it, what).
+OPTIONAL = {
+    "cluster_dns": (
+        lambda: _found("read_namespaced_service", "kube-dns", "kube-system"),
+        "no DNS service (kube-system/kube-dns)",
+    ),
+    "kueue": (
+        lambda: _found("read_custom_resource_definition", "workloads.kueue.x-k8s.io"),
+        "no Kueue (hack/kueue.sh install)",
+    ),
+}
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """After `-m`: tests that need cluster DNS cannot run on the local cluster (no CoreDNS): they are
-    deselected there, never skipped, and they run on kind (the runtime tier)."""
-    needs_dns = [item for item in items if item.get_closest_marker("cluster_dns")]
-    if not needs_dns or cluster_has_dns():
-        return
-    config.hook.pytest_deselected(items=needs_dns)
-    items[:] = [item for item in items if item not in needs_dns]
-    config.stash[NO_CLUSTER_DNS] = [item.nodeid for item in needs_dns]
+    """After `-m`: tests that need cluster DNS or Kueue cannot run on a cluster without it (the
+    local cluster has neither): they are deselected there, never skipped, and they run on kind
+    (the runtime tier), where Kueue must be installed (PARAFLOW_TEST_REQUIRE_KUEUE=1)."""
+    for marker, (present, missing) in OPTIONAL.items():
+        needing = [item for item in items if item.get_closest_marker(marker)]
+        if not needing or present():
+            continue
+        if marker == "kueue" and os.environ.get("PARAFLOW_TEST_REQUIRE_KUEUE") == "1":
+            raise pytest.UsageError("PARAFLOW_TEST_REQUIRE_KUEUE=1, but this cluster has no Kueue")
+        config.hook.pytest_deselected(items=needing)
+        items[:] = [item for item in items if item not in needing]
+        config.stash.setdefault(DESELECTED, []).extend(f"this cluster has {missing}: {item.nodeid}" for item in needing)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    for nodeid in config.stash.get(NO_CLUSTER_DNS, []):
-        terminalreporter.write_line(f"deselected, this cluster has no DNS service (kube-system/kube-dns): {nodeid}")
+    for line in config.stash.get(DESELECTED, []):
+        terminalreporter.write_line(f"deselected, {line}")
 
 
 @pytest.fixture(scope="session")

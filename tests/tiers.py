@@ -61,6 +61,7 @@ OTHER_MARKERS = {
     "kwok": "needs KWOK fake nodes (the local cluster)",
     "cluster_dns": "needs the cluster's DNS (kind, most clusters; not the local cluster): "
     "deselected where there is none",
+    "kueue": "needs Kueue (kind in make test, installed by hack/kueue.sh): deselected where there is none",
 }
 
 

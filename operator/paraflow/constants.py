@@ -28,6 +28,12 @@ LABEL_WORKFLOW_UID: Final = f"{GROUP}/workflow-uid"  # what the operator's Job i
 LABEL_ROLE: Final = f"{GROUP}/role"  # partitioner | partition
 LABEL_PARTITION: Final = f"{GROUP}/partition"
 LABEL_ATTEMPT: Final = f"{GROUP}/attempt"
+# Kueue's: on a Job, the LocalQueue it is admitted through and its WorkloadPriorityClass.
+LABEL_KUEUE_QUEUE: Final = "kueue.x-k8s.io/queue-name"
+LABEL_KUEUE_PRIORITY: Final = "kueue.x-k8s.io/priority-class"
+LABEL_KUEUE_JOB_UID: Final = "kueue.x-k8s.io/job-uid"  # on the Workload Kueue makes of a Job
+KUEUE_GROUP: Final = "kueue.x-k8s.io"
+KUEUE_VERSION: Final = "v1beta2"
 ROLE_PARTITIONER: Final = "partitioner"
 ROLE_PARTITION: Final = "partition"
 ROLE_REPLICATION: Final = "replication"  # one partition's outputs (mode perPartition)

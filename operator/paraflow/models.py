@@ -28,6 +28,7 @@ from paraflow.pod_template import PARTITIONER, PROCESSOR, REDUCE, PodTemplate, S
 from paraflow_worker import contract
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # S3 bucket naming rules (lowercase, digits, dots, hyphens; 3-63; starts and ends alphanumeric).
 BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 # Inline items stay small: the workflow object must stay far below etcd's 1.5 MiB, and they reach
@@ -640,6 +641,20 @@ class WorkflowSpec(ApiModel):
         "deleted, its manifest is written, and a redrive re-runs what did not finish. A child with a pod running "
         "is progress, however long it takes",
     )
+    queue_name: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="A Kueue LocalQueue in the workflow's namespace: every Job of the run carries its label "
+        "(kueue.x-k8s.io/queue-name) and waits, as Queued, until Kueue admits it under the queue's quota",
+    )
+    queue_priority_class: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="A Kueue WorkloadPriorityClass for the run's Jobs (label kueue.x-k8s.io/priority-class): "
+        "higher ones are admitted first and may preempt lower ones",
+    )
     succeeded_jobs: Literal["Retain", "Delete"] = Field(
         default="Retain",
         description="Succeeded partition Jobs: Retain keeps them (and their pods' logs) until the workflow is "
@@ -676,10 +691,13 @@ class WorkflowSpec(ApiModel):
 
 
 class PartitionCounts(ApiModel):
-    """pending + running + succeeded + failed + notRun = total."""
+    """pending + queued + running + succeeded + failed + notRun = total."""
 
     total: int = Field(default=0, description="Partitions in the plan")
     pending: int = Field(default=0, description="Not started yet, and the run may still start them")
+    queued: int = Field(
+        default=0, description="Partitions whose Job waits for admission (Kueue), preempted ones included"
+    )
     running: int = Field(default=0, description="Partitions with a Job running")
     succeeded: int = Field(default=0, description="Partitions whose winning attempt is recorded")
     failed: int = Field(default=0, description="Failed for good: after their last attempt, or non-retryable")
@@ -812,6 +830,7 @@ def printer_columns() -> list[dict[str, Any]]:
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Succeeded", "type": "integer", "jsonPath": ".status.partitions.succeeded"},
         {"name": "Total", "type": "integer", "jsonPath": ".status.partitions.total"},
+        {"name": "Queued", "type": "integer", "jsonPath": ".status.partitions.queued"},
         {"name": "Running", "type": "integer", "jsonPath": ".status.partitions.running"},
         {"name": "Pending", "type": "integer", "jsonPath": ".status.partitions.pending"},
         {"name": "Failed", "type": "integer", "jsonPath": ".status.partitions.failed"},

@@ -21,6 +21,7 @@ class ConditionType(StrEnum):
     REDUCED = "Reduced"
     REPLICATION_LATE = "ReplicationDeadlineExceeded"
     PODS_BLOCKED = "PodsBlocked"
+    QUEUED = "Queued"
 
 
 class Reason(StrEnum):
@@ -47,6 +48,9 @@ class Reason(StrEnum):
     REDUCE_NOT_RECORDED = "ReduceNotRecorded"
     REPLICATION_FAILED = "ReplicationFailed"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    # Why child Jobs wait, suspended by the cluster's admission (Kueue), not by paraflow.
+    AWAITING_ADMISSION = "AwaitingAdmission"
+    SUSPENDED_WITHOUT_QUEUE = "SuspendedWithoutQueue"
     # Events only.
     PARTITIONED = "Partitioned"
     PARTITIONS_FAILED = "PartitionsFailed"

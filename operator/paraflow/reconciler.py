@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,12 +28,13 @@ from paraflow.k8s.api import KubeApi, SecretMissing
 from paraflow.k8s.builders import WorkflowRef
 from paraflow.k8s.merge import merge_patch
 from paraflow.models import TERMINAL, StorageSpec, WorkflowSpec, WorkflowStatus, spec_error
-from paraflow.planning import gate, indexsets, planner, stalls
+from paraflow.planning import gate, indexsets, planner, queueing, stalls
 from paraflow.planning.actions import Create
 from paraflow.planning.expectations import Expectations
 from paraflow.planning.planner import (
     Event,
     JobFacts,
+    JobState,
     Observed,
     Plan,
     PlanRead,
@@ -114,6 +116,8 @@ class Reconciler:
         self._made_from: dict[tuple[str, str], set[Credentials]] = {}
         # Workflow uid -> stalled Job name -> when we last asked why it does not run.
         self._asked: dict[str, dict[str, float]] = {}
+        # Workflow uid -> when we last read Kueue's Workload of a queued child, and what it said.
+        self._admission: dict[str, tuple[float, str | None]] = {}
         # Workflow uid -> Jobs deleted that the watch still shows: not deleted again.
         self._deleted: dict[str, set[str]] = {}
         self.expectations = Expectations()
@@ -191,6 +195,7 @@ class Reconciler:
         reports = await self._read_reports(run, status, seen.jobs)
         reduce_records = await self._read_reduce_record(run, status, seen.jobs)
         asked, stall = await self._ask_why_stalled(seen.wf, seen.jobs, seen.now)
+        admission = await self._ask_why_queued(seen.wf, seen.jobs)
         return Observed(
             jobs=seen.jobs,
             generation=seen.generation,
@@ -205,6 +210,7 @@ class Reconciler:
             stall_seconds=self.settings.stall_seconds,
             stall_asked=asked,
             stall=stall,
+            admission=admission,
         )
 
     async def _apply(self, seen: _Seen, result: Plan, run: _Run | None = None) -> float | None:
@@ -325,10 +331,32 @@ class Reconciler:
                 return (job.name,), stall
         return tuple(j.name for j in due), None
 
+    async def _ask_why_queued(self, wf: WorkflowRef, jobs: Sequence[JobFacts]) -> str | None:
+        """What Kueue says of the oldest queued child, read at most once per ``stall_seconds``."""
+        waiting = [j for j in jobs if j.queued and j.state is JobState.ACTIVE]
+        if not waiting:
+            self._admission.pop(wf.uid, None)
+            return None
+        clock = time.monotonic()
+        last = self._admission.get(wf.uid)
+        if last is not None and clock - last[0] < self.settings.stall_seconds:
+            return last[1]
+        oldest = min(waiting, key=lambda j: j.created_at.timestamp() if j.created_at else math.inf)
+        try:
+            said = queueing.admission(await self.api.job_workloads(wf.namespace, oldest.uid))
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+            # No Kueue API (another admission controller suspends), or no right to read it: the
+            # run still says it is queued, without Kueue's words.
+            log.debug("%s/%s: cannot read the Workload of Job %s: %s", wf.namespace, wf.name, oldest.name, e)
+            said = None
+        self._admission[wf.uid] = (clock, said)
+        return said
+
     def forget(self, uid: str) -> None:
         """The workflow is gone: drop what was kept for it."""
         self.expectations.forget(uid)
         self._asked.pop(uid, None)
+        self._admission.pop(uid, None)
         self._deleted.pop(uid, None)
         self._evict(uid)
 

@@ -47,3 +47,19 @@ def test_status_names_the_schedule_and_slot_behind_a_run() -> None:
         "status": {"phase": "Running"},
     }
     assert re.search(r"schedule +daily-logs, slot 2026-11-25T00:00:00Z", shown(run))
+
+
+def test_status_counts_partitions_queued_for_admission_and_shows_kueue_s_words() -> None:
+    message = "3 Job(s) wait for admission in Kueue LocalQueue team-a: insufficient quota for cpu"
+    text = shown(
+        {
+            "metadata": {"name": "wf", "namespace": "ns"},
+            "status": {
+                "phase": "Running",
+                "message": message,
+                "partitions": {"total": 5, "succeeded": 2, "queued": 3},
+            },
+        }
+    )
+    assert "3 queued (waiting for admission)" in text
+    assert "insufficient quota for cpu" in text

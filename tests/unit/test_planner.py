@@ -61,6 +61,7 @@ def test_a_read_plan_fans_out_lowest_indexes_first_up_to_max_concurrency() -> No
     assert result.status.partitions.model_dump() == {
         "total": 10,
         "pending": 7,
+        "queued": 0,
         "running": 3,
         "succeeded": 0,
         "failed": 0,

@@ -51,6 +51,8 @@ class FakeApi:
         self.writes: list[str] = []  # every write in order: "create <job>", "patch", "delete <job>"
         self.deleted_uids: dict[str, str] = {}  # Job name -> the uid its delete was conditioned on
         self.asked: list[str] = []  # Jobs whose Events were listed: why do their pods not run?
+        self.workloads: list[dict[str, Any]] | ApiException = []  # what Kueue holds of every Job
+        self.workloads_read: list[str] = []  # the Job uids whose Workloads were read
 
     async def read_secret(self, namespace: str, name: str, keys: tuple[str, ...]) -> dict[str, str]:
         if not self.secret:
@@ -91,6 +93,12 @@ class FakeApi:
 
     async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         return []
+
+    async def job_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        self.workloads_read.append(job_uid)
+        if isinstance(self.workloads, ApiException):
+            raise self.workloads
+        return self.workloads
 
 
 def body(status: WorkflowStatus | None = None, **spec: Any) -> dict[str, Any]:
@@ -266,3 +274,41 @@ def test_a_forgotten_workflow_takes_its_secret_and_storage_client_along_unless_a
     assert len(reconciler._secrets) == 1 and len(reconciler._clients) == 1, "uid-2 still uses them"
     reconciler.forget("uid-2")
     assert reconciler._secrets == {} and reconciler._clients == {}
+
+
+NO_QUOTA = {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": "insufficient quota for cpu"}
+
+
+def queued_passes(api: FakeApi, passes: int) -> list[str]:
+    """Status messages of ``passes`` passes over three partitions that all wait in Kueue's queue."""
+    waiting = [
+        dataclasses.replace(
+            part(p, 1, JobState.ACTIVE), queued=True, uid=f"job-{p}", created_at=T0 - dt.timedelta(seconds=3 - p)
+        )
+        for p in range(3)
+    ]
+    reconciler = Reconciler(api, Settings(stall_seconds=8), emit=lambda _, e: None, clock=lambda: T0)  # type: ignore[arg-type]
+    wf = body(partitioned(3), maxConcurrency=3, queueName="team-a")
+    api.server = wf
+
+    async def run_passes() -> None:
+        for _ in range(passes):
+            await reconciler.reconcile(wf, [partitioner(JobState.SUCCEEDED), *waiting])
+
+    asyncio.run(run_passes())
+    return [p.get("message", "") for p in api.patches]
+
+
+def test_the_oldest_queued_job_s_workload_is_read_once_per_stall_period_and_its_words_reach_the_status() -> None:
+    api = FakeApi()
+    api.workloads = [{"status": {"conditions": [NO_QUOTA]}}]
+    messages = queued_passes(api, 4)
+    assert api.workloads_read == ["job-0"], "the oldest, once, then quiet until 8 s have passed"
+    assert messages and messages[0].endswith("LocalQueue team-a: insufficient quota for cpu")
+
+
+def test_without_kueue_s_api_a_queued_run_still_says_it_waits() -> None:
+    api = FakeApi()
+    api.workloads = ApiException(status=404, reason="Not Found")
+    messages = queued_passes(api, 1)
+    assert messages == ["3 Job(s) wait for admission in Kueue LocalQueue team-a"]

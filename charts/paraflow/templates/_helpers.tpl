@@ -51,4 +51,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+# Read-only: what Kueue says of a queued child Job's Workload (why it is not admitted).
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [list]
 {{- end }}

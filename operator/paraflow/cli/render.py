@@ -35,6 +35,7 @@ def status_table(obj: dict[str, Any], failures: dict[int, str]) -> Group:
         "partitions",
         f"{parts.get('succeeded', 0)}/{parts.get('total', 0)} succeeded, "
         f"{parts.get('running', 0)} running, {parts.get('pending', 0)} pending, {parts.get('failed', 0)} failed"
+        + (f", {parts['queued']} queued (waiting for admission)" if parts.get("queued") else "")
         + (f", {parts['notRun']} not run (a redrive runs them)" if parts.get("notRun") else ""),
     )
     if st.get("attempts"):
@@ -110,7 +111,7 @@ class WatchView:
             total=counts.get("total") or None,
             completed=done,
             description=f"{st.get('phase', 'Pending'):<12} partitions",
-            detail=f"running {counts.get('running', 0)}  failed {counts.get('failed', 0)}",
+            detail="  ".join(f"{k} {counts.get(k, 0)}" for k in ("running", "queued", "failed")),
         )
         rep = st.get("replication")
         if rep is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import functools
 import json
 import math
 import time
@@ -199,9 +200,18 @@ class KubeApi:
     async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         return await self._list(self.core.list_namespaced_pod, namespace, label_selector=f"job-name={job}")
 
-    async def _list(self, fn: Callable[..., Any], namespace: str, **kwargs: Any) -> list[dict[str, Any]]:
+    async def job_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        """Kueue's Workload of one Job, which says why it is not admitted (none without Kueue)."""
+        return await self._list(
+            functools.partial(self.custom.list_namespaced_custom_object, c.KUEUE_GROUP, c.KUEUE_VERSION),
+            namespace,
+            "workloads",
+            label_selector=f"{c.LABEL_KUEUE_JOB_UID}={job_uid}",
+        )
+
+    async def _list(self, fn: Callable[..., Any], namespace: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         """Items as plain dicts, as the apiserver sent them (no model round trip)."""
-        response = await self._call(fn, namespace, _preload_content=False, **kwargs)
+        response = await self._call(fn, namespace, *args, _preload_content=False, **kwargs)
         items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
         return items
 

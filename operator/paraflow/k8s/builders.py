@@ -40,6 +40,17 @@ def labels(wf: WorkflowRef, role: str, **extra: str) -> dict[str, str]:
     }
 
 
+def queue_labels(spec: WorkflowSpec) -> dict[str, str]:
+    """Kueue's labels, on the Jobs only: Kueue admits Jobs; a pod with them would be a Workload of
+    its own to Kueue's pod integration."""
+    found = {}
+    if spec.queue_name:
+        found[c.LABEL_KUEUE_QUEUE] = spec.queue_name
+    if spec.queue_priority_class:
+        found[c.LABEL_KUEUE_PRIORITY] = spec.queue_priority_class
+    return found
+
+
 def owner_reference(wf: WorkflowRef) -> dict[str, Any]:
     return {
         "apiVersion": f"{c.GROUP}/{c.VERSION}",
@@ -136,6 +147,7 @@ def _job(
     *,
     spec: dict[str, Any],
     pod_spec: dict[str, Any],
+    queue: Mapping[str, str],
     security: SecuritySpec | None = None,
     template: PodTemplate | None = None,
     annotations: Mapping[str, str] | None = None,
@@ -157,7 +169,7 @@ def _job(
         "metadata": {
             "name": name,
             "namespace": wf.namespace,
-            "labels": job_labels,
+            "labels": {**job_labels, **queue},
             "ownerReferences": [owner_reference(wf)],
         },
         "spec": {**spec, "template": {"metadata": pod_meta, "spec": merged}},
@@ -214,6 +226,7 @@ def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, *, settin
         job_labels,
         spec=job_spec,
         pod_spec=pod,
+        queue=queue_labels(spec),
         security=security,
         template=spec.partitioner.pod_template,
     )
@@ -275,6 +288,7 @@ def partition_job(
         job_labels,
         spec=job_spec,
         pod_spec=pod,
+        queue=queue_labels(spec),
         security=proc.security_context,
         template=proc.pod_template,
         annotations=proc.pod_annotations,
@@ -312,6 +326,7 @@ def reduce_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, *, settings: S
         job_labels,
         spec=job_spec,
         pod_spec=pod,
+        queue=queue_labels(spec),
         security=reduce.security_context,
         template=reduce.pod_template,
     )
@@ -404,7 +419,14 @@ def replication_job(
     if rspec.deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = rspec.deadline_seconds
     container = _container("replicate", settings.worker_image, None, env=env, settings=settings, args=["replicate"])
-    return _job(wf, name, labels(wf, role, **extra), spec=job_spec, pod_spec={"containers": [container]})
+    return _job(
+        wf,
+        name,
+        labels(wf, role, **extra),
+        spec=job_spec,
+        pod_spec={"containers": [container]},
+        queue=queue_labels(spec),
+    )
 
 
 def _placement(pod: dict[str, Any], spec: WorkflowSpec, *, template: PodTemplate | None) -> None:
@@ -469,6 +491,9 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
         finished = _parse_time(cond.get("lastTransitionTime"))
         message = f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
         retryable = not (state is JobState.FAILED and cond.get("reason") == REASON_POD_FAILURE_POLICY)
+    # paraflow never suspends a Job: a suspended one waits for the cluster's admission (Kueue),
+    # or was preempted back into its queue. No pod is meant to run: not a stall.
+    queued = state is JobState.ACTIVE and bool((job.get("spec") or {}).get("suspend"))
     # No pod of it exists, or none of its pods runs yet: worth asking why, once it lasts.
     started = sum(int(status.get(k) or 0) for k in ("ready", "succeeded", "failed"))
     return JobFacts(
@@ -481,7 +506,8 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
         message=message,
         retryable=retryable,
         created_at=_parse_time(meta.get("creationTimestamp")),
-        stalled=state is JobState.ACTIVE and started == 0,
+        stalled=state is JobState.ACTIVE and started == 0 and not queued,
+        queued=queued,
         uid=meta.get("uid", ""),
     )
 

@@ -91,11 +91,13 @@ def progress_deadline(
 
 
 def _waiting_long(active: Sequence[JobFacts], obs: Observed) -> list[JobFacts]:
-    """Active children that have had no pod ready or finished for ``stall_seconds``."""
+    """Active children that have had no pod ready or finished for ``stall_seconds``, and those
+    waiting in Kueue's queue: a failed run would otherwise wait for their admission."""
     return [
         j
         for j in active
-        if j.stalled and j.created_at is not None and (obs.now - j.created_at).total_seconds() >= obs.stall_seconds
+        if j.queued
+        or (j.stalled and j.created_at is not None and (obs.now - j.created_at).total_seconds() >= obs.stall_seconds)
     ]
 
 

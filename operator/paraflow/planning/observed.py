@@ -61,3 +61,5 @@ class Observed:
     stall_seconds: float = 8.0
     stall_asked: tuple[str, ...] = ()
     stall: Stall | None = None
+    # What Kueue says of the oldest queued child's Workload (why it is not admitted), if read.
+    admission: str | None = None

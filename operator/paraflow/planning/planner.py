@@ -24,7 +24,7 @@ from typing import Literal
 
 from paraflow import constants as c
 from paraflow.models import TERMINAL, ReplicationStatus, WorkflowSpec, WorkflowStatus
-from paraflow.planning import indexsets, ledger, liveness
+from paraflow.planning import indexsets, ledger, liveness, queueing
 from paraflow.planning.actions import (
     CAPPED_REQUEUE_SECONDS,
     EVENT_MESSAGE_MAX_BYTES,
@@ -352,14 +352,16 @@ def _map_stage(out: Plan, spec: WorkflowSpec, obs: Observed, *, book: Ledger) ->
     if not breached and not spec.suspend and st.phase != "Failed":
         slots = out.room(spec.max_concurrency - len(progress.active), obs.max_creates)
         out.creates += [CreatePartition(p, a) for p, a in schedule(progress, range(total), slots)]
-    running = progress.active | {x.index for x in out.creates if isinstance(x, CreatePartition)}
+    queued = {p for p in progress.active if (job := progress.current_job(p)) is not None and job.queued}
+    running = (progress.active - queued) | {x.index for x in out.creates if isinstance(x, CreatePartition)}
     st.succeeded_indexes = indexsets.compress(progress.succeeded)
     st.failed_indexes = indexsets.compress(failed)
     st.attempts = progress.attempt_sets()
     st.partitions.succeeded = len(progress.succeeded)
     st.partitions.failed = len(failed)
+    st.partitions.queued = len(queued)
     st.partitions.running = len(running)
-    st.partitions.pending = total - len(progress.succeeded) - len(failed) - len(running)
+    st.partitions.pending = total - len(progress.succeeded) - len(failed) - len(running) - len(queued)
     if progress.waiting:
         out.come_back_within(min(progress.waiting.values()))
     if breached and st.phase != "Failed":
@@ -391,7 +393,7 @@ def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, *, obs: Obser
     liveness.progress_deadline(out, spec, before, obs=obs, active=active)
     counts = st.partitions
     if counts.total:
-        unstarted = counts.total - counts.succeeded - counts.failed - counts.running
+        unstarted = counts.total - counts.succeeded - counts.failed - counts.running - counts.queued
         # A failed run starts nothing more: what it never started is not "pending".
         counts.not_run, counts.pending = (unstarted, 0) if st.phase == "Failed" else (0, unstarted)
     if st.phase == "Failed" and st.replication is not None:
@@ -405,6 +407,7 @@ def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, *, obs: Obser
         st.phase, st.message = "Blocked", blocked.message
     elif before.phase == "Blocked" and st.phase not in TERMINAL:
         st.message = ""  # the cause is gone (a Secret, the storage, or the pods)
+    queueing.queued(out, spec, obs, active=active)
     if st.phase in TERMINAL and st.completion_time is None:
         st.completion_time = obs.now
     if st.phase == "Suspended":

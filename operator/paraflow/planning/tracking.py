@@ -40,6 +40,8 @@ class JobFacts:
     created_at: dt.datetime | None = None
     # Active, with no pod ready or finished yet: its pods may be refused or unschedulable.
     stalled: bool = False
+    # Suspended by the cluster's admission (Kueue): waiting in a queue, or preempted back into it.
+    queued: bool = False
     # The object's uid: a delete names it, so it can only ever remove the Job that was judged.
     uid: str = ""
     # Set when paraflow, not Kubernetes, judged the attempt failed (e.g. ReduceNotRecorded).
