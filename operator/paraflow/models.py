@@ -453,6 +453,28 @@ class ReduceSpec(ContainerSpec):
         return self
 
 
+class LogsSpec(ApiModel):
+    """Logs that outlive their pods: the operator stores the logs of a finished child Job's pods
+    under the run's prefix (logs/<job>/<pod>.log) before it deletes anything, and `paraflow logs`
+    reads them once the pods are gone."""
+
+    keep: Literal["failed", "all", "none"] = Field(
+        default="failed", description="Whose pods' logs are kept: failed Jobs' (the default), every Job's, or none"
+    )
+    max_bytes: int | str = Field(
+        default="1Mi",
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+        description="Bound of one pod's kept log (4Ki to 64Mi): a longer log keeps its last lines",
+    )
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _bounded(cls, v: int | str) -> int | str:
+        if not 4 * 1024 <= parse_bytes(v) <= 64 * 1024 * 1024:
+            raise ValueError("logs.maxBytes must be between 4Ki and 64Mi")
+        return v
+
+
 class FailureTolerance(ApiModel):
     """Like Step Functions' ToleratedFailureCount/Percentage. Unset means none tolerated."""
 
@@ -665,6 +687,7 @@ class WorkflowSpec(ApiModel):
     reduce: ReduceSpec | None = Field(
         default=None, description="A container run once after the map, to combine its outputs and results"
     )
+    logs: LogsSpec = Field(default_factory=LogsSpec, description="Which pods' logs are kept after the pods are gone")
 
     @model_validator(mode="after")
     def _no_overlap(self) -> WorkflowSpec:

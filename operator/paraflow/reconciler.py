@@ -23,12 +23,12 @@ from pydantic import ValidationError
 
 from paraflow import constants as c
 from paraflow import metrics
-from paraflow.k8s import builders
+from paraflow.k8s import builders, podlogs
 from paraflow.k8s.api import KubeApi, SecretMissing
 from paraflow.k8s.builders import WorkflowRef
 from paraflow.k8s.merge import merge_patch
-from paraflow.models import TERMINAL, StorageSpec, WorkflowSpec, WorkflowStatus, spec_error
-from paraflow.planning import gate, indexsets, planner, queueing, stalls
+from paraflow.models import TERMINAL, StorageSpec, WorkflowSpec, WorkflowStatus, parse_bytes, spec_error
+from paraflow.planning import gate, indexsets, logs, planner, queueing, stalls
 from paraflow.planning.actions import Create
 from paraflow.planning.expectations import Expectations
 from paraflow.planning.planner import (
@@ -49,6 +49,8 @@ from paraflow_worker import contract
 log = logging.getLogger(__name__)
 Emit = Callable[[Mapping[str, Any], Event], None]
 CREATE_CONCURRENCY = 16
+# A pass that could not store owed logs (MinIO down) comes back this soon; deletes wait for it.
+LOGS_RETRY_SECONDS = 10.0
 SECRET_KEYS = ("accessKey", "secretKey")
 
 
@@ -118,6 +120,8 @@ class Reconciler:
         self._asked: dict[str, dict[str, float]] = {}
         # Workflow uid -> when we last read Kueue's Workload of a queued child, and what it said.
         self._admission: dict[str, tuple[float, str | None]] = {}
+        # Workflow uid -> Jobs whose pods' logs are stored in its run prefix (listed once, then kept up).
+        self._kept_logs: dict[str, set[str]] = {}
         # Workflow uid -> Jobs deleted that the watch still shows: not deleted again.
         self._deleted: dict[str, set[str]] = {}
         self.expectations = Expectations()
@@ -140,7 +144,9 @@ class Reconciler:
         recheck = gate.recheck_due(
             seen.before, generation=seen.generation, redrive=seen.redrive, has_jobs=bool(seen.jobs)
         )
-        if not recheck and planner.settled(spec, seen.before, seen.jobs, redrive_token=seen.redrive):
+        if not recheck and planner.settled(
+            spec, seen.before, seen.jobs, redrive_token=seen.redrive, logs_kept=self._kept_logs.get(seen.wf.uid)
+        ):
             return await self._idle(seen, spec)
         try:
             run = await self._reach(seen.wf, spec)
@@ -196,6 +202,7 @@ class Reconciler:
         reduce_records = await self._read_reduce_record(run, status, seen.jobs)
         asked, stall = await self._ask_why_stalled(seen.wf, seen.jobs, seen.now)
         admission = await self._ask_why_queued(seen.wf, seen.jobs)
+        logs_kept = await self._logs_kept(run, seen.jobs)
         return Observed(
             jobs=seen.jobs,
             generation=seen.generation,
@@ -211,6 +218,7 @@ class Reconciler:
             stall_asked=asked,
             stall=stall,
             admission=admission,
+            logs_kept=logs_kept,
         )
 
     async def _apply(self, seen: _Seen, result: Plan, run: _Run | None = None) -> float | None:
@@ -223,10 +231,13 @@ class Reconciler:
         metrics.observe(seen.wf.uid, result.status)
         for event in result.events:
             self.emit(seen.body, event)
-        await self._delete_succeeded(seen.wf, seen.jobs, result.deletes)
+        unkept = await self._keep_logs(run, seen.jobs, result.keep_logs) if run is not None else set()
+        await self._delete_succeeded(seen.wf, seen.jobs, [n for n in result.deletes if n not in unkept])
         delay = min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
         if run is None:
             return delay
+        if unkept:
+            return min(delay, LOGS_RETRY_SECONDS)  # no TTL delete while logs are owed
         left = await self._ttl(seen.wf, run.spec, result.status, now=seen.now)
         return delay if left is None else (None if left <= 0 else min(delay, left))
 
@@ -352,11 +363,62 @@ class Reconciler:
         self._admission[wf.uid] = (clock, said)
         return said
 
+    async def _logs_kept(self, run: _Run, jobs: Sequence[JobFacts]) -> frozenset[str] | None:
+        """The Jobs whose logs are stored: listed from the run's prefix the first time any is owed
+        (after a start or a hand-over), then kept up by this replica's own writes."""
+        uid = run.wf.uid
+        if uid not in self._kept_logs:
+            if not logs.owed(run.spec, jobs, None):
+                return None
+            self._kept_logs[uid] = await self.api.offload(
+                runstore.kept_logs, run.client, run.spec.output.bucket, run.prefix
+            )
+        return frozenset(self._kept_logs[uid])
+
+    async def _keep_logs(self, run: _Run, jobs: Sequence[JobFacts], names: Sequence[str]) -> set[str]:
+        """Stores the logs of the named Jobs' pods (paraflow's container, the tail within
+        ``spec.logs.maxBytes``); the names it could not store, whose deletes must wait."""
+        if not names:
+            return set()
+        wf, limit = run.wf, parse_bytes(run.spec.logs.max_bytes)
+        kept, unkept = self._kept_logs.setdefault(wf.uid, set()), set()
+        for name in names:
+            try:
+                for pod in await self.api.job_pods(wf.namespace, name):
+                    await self._keep_pod_log(run, name, pod, limit=limit)
+            except (ApiException, StorageUnavailable, urllib3.exceptions.HTTPError, OSError) as e:
+                log.warning("%s/%s: cannot keep the logs of Job %s yet (retried): %s", wf.namespace, wf.name, name, e)
+                unkept.add(name)
+                continue
+            kept.add(name)
+        return unkept
+
+    async def _keep_pod_log(self, run: _Run, job: str, pod: Mapping[str, Any], *, limit: int) -> None:
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        container = spec["containers"][0]["name"]
+        try:
+            tail = await self.api.pod_log(run.wf.namespace, meta["name"], container=container, limit=limit)
+        except ApiException as e:
+            if e.status in (400, 404):
+                return  # never started (no log to keep), or gone already
+            raise
+        state = podlogs.terminated_state(pod, container)
+        await self.api.offload(
+            runstore.keep_pod_log,
+            run.client,
+            run.spec.output.bucket,
+            contract.pod_log_key(run.prefix, job, meta["name"]),
+            data=tail.text(),
+            metadata={**state, "total-bytes": str(tail.total), "container": container},
+            writes=True,
+        )
+
     def forget(self, uid: str) -> None:
         """The workflow is gone: drop what was kept for it."""
         self.expectations.forget(uid)
         self._asked.pop(uid, None)
         self._admission.pop(uid, None)
+        self._kept_logs.pop(uid, None)
         self._deleted.pop(uid, None)
         self._evict(uid)
 

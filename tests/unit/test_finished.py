@@ -84,12 +84,14 @@ def test_a_redrive_of_a_finished_workflow_is_not_idle() -> None:
 def test_settled_means_finished_with_nothing_running_or_left_to_write() -> None:
     spec = make_spec()
     done = WorkflowStatus.model_validate(finished_body(None)["status"])
-    assert planner.settled(spec, done, [part(0, 1, JobState.SUCCEEDED)], redrive_token="")
-    assert not planner.settled(spec, done, [part(0, 1, JobState.ACTIVE)], redrive_token="")
-    assert not planner.settled(spec, done, [], redrive_token="a-new-redrive")
+    assert planner.settled(spec, done, [part(0, 1, JobState.SUCCEEDED)], redrive_token="", logs_kept=set())
+    assert not planner.settled(spec, done, [part(0, 1, JobState.ACTIVE)], redrive_token="", logs_kept=set())
+    assert not planner.settled(spec, done, [], redrive_token="a-new-redrive", logs_kept=set())
     unwritten = done.model_copy(update={"manifest": ""})
-    assert not planner.settled(spec, unwritten, [], redrive_token="")  # its manifest is still to be written
-    assert not planner.settled(spec, partitioned(1), [], redrive_token="")  # running
+    assert not planner.settled(
+        spec, unwritten, [], redrive_token="", logs_kept=set()
+    )  # its manifest is still to be written
+    assert not planner.settled(spec, partitioned(1), [], redrive_token="", logs_kept=set())  # running
 
 
 def test_expires_in_counts_from_completion() -> None:

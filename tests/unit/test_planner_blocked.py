@@ -198,4 +198,4 @@ def test_a_failed_run_deletes_its_children_that_never_got_a_pod_so_it_settles_wi
     assert status.phase == "Failed" and status.manifest, status
     assert "wf-p1-a1" not in world.jobs
     assert (status.partitions.failed, status.partitions.not_run, status.partitions.pending) == (1, 1, 0)
-    assert planner.settled(world.spec, status, list(world.jobs.values()), redrive_token="")
+    assert planner.settled(world.spec, status, list(world.jobs.values()), redrive_token="", logs_kept=world.logs_kept)

@@ -59,6 +59,8 @@ class World:
     redrive_token: str = ""
     passes: int = 0
     events: list[planner.Event] = field(default_factory=list)
+    # Jobs whose pods' logs the reconciler stored, as it does before anything is deleted.
+    logs_kept: set[str] = field(default_factory=set)
 
     def observe(self) -> Observed:
         jobs = list(self.jobs.values())
@@ -75,6 +77,7 @@ class World:
             plan=PlanRead(partition_count=self.partitions) if planner.needs_plan(self.status, jobs) else None,
             reports=reports,
             reduce_records={} if reduce_attempt is None else {reduce_attempt: ""},
+            logs_kept=frozenset(self.logs_kept),
         )
 
     def step(self, seconds: float = 1.0) -> Plan:
@@ -85,6 +88,7 @@ class World:
         for action in result.creates:
             job = job_for(self.spec, result.status, action, self.outcome(action), self.now)
             self.jobs.setdefault(job.name, job)
+        self.logs_kept.update(result.keep_logs)
         for name in result.deletes:
             self.jobs.pop(name, None)
         self.status = result.status
@@ -98,7 +102,11 @@ class World:
         for _ in range(passes):
             self.step(seconds)
             if self.status.phase in TERMINAL and planner.settled(
-                self.spec, self.status, list(self.jobs.values()), redrive_token=self.redrive_token
+                self.spec,
+                self.status,
+                list(self.jobs.values()),
+                redrive_token=self.redrive_token,
+                logs_kept=self.logs_kept,
             ):
                 break
         return self.status

@@ -337,6 +337,15 @@ def run_prefix(output_prefix: str, workflow_uid: str) -> str:
     return f"{runs_prefix(output_prefix)}{workflow_uid}/"
 
 
+def logs_prefix(run: str) -> str:
+    """Where the operator keeps the logs of a run's pods, one folder per Job."""
+    return f"{run}logs/"
+
+
+def pod_log_key(run: str, job: str, pod: str) -> str:
+    return f"{logs_prefix(run)}{job}/{pod}.log"
+
+
 def plan_key(run: str) -> str:
     return f"{run}plan.json"
 

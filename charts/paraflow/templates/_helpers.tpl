@@ -51,6 +51,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+# Read-only: the logs of a finished child Job's pods, kept in the run's prefix (spec.logs).
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 # Read-only: what Kueue says of a queued child Job's Workload (why it is not admitted).
 - apiGroups: [kueue.x-k8s.io]
   resources: [workloads]

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from paraflow import constants as c
 from paraflow.cli import kube, schedules
+from paraflow.cli.keptlogs import KeptLog
 from paraflow.k8s import names
 from paraflow.planning import indexsets
 
@@ -211,8 +212,11 @@ def logs(
     shard: Annotated[int | None, typer.Option("--shard", "-s")] = None,
     attempt: Annotated[int | None, typer.Option("--attempt", "-a", help="Default: the latest")] = None,
     reduce: Annotated[bool, typer.Option("--reduce", help="The reduce step's pod instead of a partition's")] = False,
+    kept: Annotated[bool, typer.Option("--kept", help="The copies kept in MinIO, even while the pods exist")] = False,
+    endpoint: Annotated[str | None, typer.Option(help="Override spec.storage.endpoint (e.g. a port-forward)")] = None,
 ) -> None:
-    """The logs of a partition's pods (one shard, or all), or of the reduce step's pod."""
+    """The logs of a partition's pods (one shard, or all), or of the reduce step's pod. Once the pods
+    are gone, the copies the operator kept in the run's prefix (spec.logs), saying so."""
     if reduce == (partition is not None):
         raise typer.BadParameter("give either --partition N or --reduce")
     kube.load()
@@ -234,12 +238,20 @@ def logs(
                 raise typer.BadParameter(_no_partition_job(kube.get_workflow(name, namespace), partition))
             attempt = max(attempts)
         job, what = names.partition_job(name, partition, attempt), f"partition {partition} attempt {attempt}"
-    found = kube.pod_logs(job, namespace, shard)
-    if not found:
-        raise typer.BadParameter(f"no pods for {what}")
+    found = [] if kept else kube.pod_logs(job, namespace, shard)
     for pod, text in found:
         console.print(f"[bold]==> {pod}[/]", highlight=False)
         out.print(text, end="", highlight=False, markup=False)
+    if found:
+        return
+    copies = _kept_logs(name, namespace, job=job, shard=shard, endpoint=endpoint)
+    if not copies:
+        raise typer.BadParameter(f"no pods for {what}, and no logs of them kept (spec.logs.keep)")
+    if not kept:
+        console.print(f"the pods of {what} are gone: their logs as the operator kept them", highlight=False)
+    for log in copies:
+        console.print(f"[bold]==> {log.pod}[/] {log.describe()}", highlight=False)
+        out.print(log.text, end="", highlight=False, markup=False)
 
 
 @app.command()
@@ -409,6 +421,29 @@ def gc(
         remove_prefix(client, bucket, where) for orphan in found for where in (orphan.output_prefix, orphan.run_prefix)
     )
     out.print(f"removed {removed} objects of {len(found)} run(s)", highlight=False)
+
+
+def _kept_logs(name: str, namespace: str, *, job: str, shard: int | None, endpoint: str | None) -> list[KeptLog]:
+    """The logs the operator kept of ``job``'s pods (one shard's, with ``shard``)."""
+    from paraflow_worker import contract
+
+    doc = kube.get_workflow(name, namespace)
+    spec = _validate(doc)
+    client = _storage_client(spec, namespace, endpoint)
+    run = contract.run_prefix(spec.output.prefix, doc["metadata"]["uid"])
+    folder = contract.pod_log_key(run, job, "")[: -len(".log")]
+    found = []
+    for obj in client.list_objects(spec.output.bucket, prefix=folder):
+        pod = obj.object_name[len(folder) :].removesuffix(".log")
+        if shard is not None and not pod.startswith(f"{job}-{shard}-"):
+            continue
+        response = client.get_object(spec.output.bucket, obj.object_name)
+        try:
+            found.append(KeptLog.read(pod, response.read(), response.headers))
+        finally:
+            response.close()
+            response.release_conn()
+    return sorted(found, key=lambda k: k.pod)
 
 
 def _storage_client(spec: WorkflowSpec, namespace: str, endpoint: str | None) -> Minio:

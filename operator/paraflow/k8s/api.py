@@ -22,10 +22,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from paraflow import constants as c
+from paraflow.k8s.podlogs import Tail
 from paraflow.metrics import API_WRITES
 from paraflow.reasons import Reason
 
 T = TypeVar("T")
+LOG_CHUNK = 64 * 1024
 
 
 class TokenBucket:
@@ -199,6 +201,24 @@ class KubeApi:
 
     async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         return await self._list(self.core.list_namespaced_pod, namespace, label_selector=f"job-name={job}")
+
+    async def pod_log(self, namespace: str, pod: str, *, container: str, limit: int) -> Tail:
+        """The tail of one container's log, streamed: a 50 MiB log never sits in memory."""
+
+        def read() -> Tail:
+            tail = Tail(limit)
+            response: Any = self.core.read_namespaced_pod_log(
+                pod, namespace, container=container, _preload_content=False, _request_timeout=self.timeout
+            )
+            try:
+                for chunk in response.stream(LOG_CHUNK):
+                    tail.feed(chunk)
+            finally:
+                response.release_conn()
+            return tail
+
+        async with self.slots:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, read)
 
     async def job_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
         """Kueue's Workload of one Job, which says why it is not admitted (none without Kueue)."""

@@ -72,6 +72,8 @@ class Plan:
     requeue_after: float | None = None
     # Succeeded partition Jobs to delete (succeededJobs: Delete), by name.
     deletes: list[str] = field(default_factory=list)
+    # Finished Jobs whose pods' logs to store (spec.logs.keep) before anything is deleted.
+    keep_logs: list[str] = field(default_factory=list)
 
     def come_back_within(self, seconds: float) -> None:
         """The next pass is due at the latest in ``seconds`` (the soonest of all that ask)."""

@@ -63,3 +63,5 @@ class Observed:
     stall: Stall | None = None
     # What Kueue says of the oldest queued child's Workload (why it is not admitted), if read.
     admission: str | None = None
+    # Jobs whose pods' logs are stored in the run's prefix (None: not known).
+    logs_kept: frozenset[str] | None = None

@@ -19,12 +19,12 @@ with ``succeededJobs: Delete`` the operator deletes them itself, once status rec
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 from paraflow import constants as c
 from paraflow.models import TERMINAL, ReplicationStatus, WorkflowSpec, WorkflowStatus
-from paraflow.planning import indexsets, ledger, liveness, queueing
+from paraflow.planning import indexsets, ledger, liveness, logs, queueing
 from paraflow.planning.actions import (
     CAPPED_REQUEUE_SECONDS,
     EVENT_MESSAGE_MAX_BYTES,
@@ -66,7 +66,14 @@ __all__ = [
 MAX_DELETES_PER_PASS = 100
 
 
-def settled(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts], *, redrive_token: str) -> bool:
+def settled(
+    spec: WorkflowSpec,
+    status: WorkflowStatus,
+    jobs: Sequence[JobFacts],
+    *,
+    redrive_token: str,
+    logs_kept: Collection[str] | None,
+) -> bool:
     """A finished workflow with nothing left to do: no Job of it runs, every report it needs is
     read, its manifest is written, no redrive is asked. A pass over it needs no Secret and no
     MinIO, changes nothing but its ``deletable`` Jobs, and its loop may sleep until an event (or
@@ -74,6 +81,8 @@ def settled(spec: WorkflowSpec, status: WorkflowStatus, jobs: Sequence[JobFacts]
     if status.phase not in TERMINAL or (redrive_token and redrive_token != status.redrive.last_token):
         return False
     if any(j.state is JobState.ACTIVE for j in jobs) or needs_reports(spec, status, jobs):
+        return False
+    if logs.owed(spec, jobs, logs_kept):
         return False
     return bool(status.manifest) or get_condition(status.conditions, ConditionType.PARTITIONED) is None
 
@@ -408,6 +417,10 @@ def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, *, obs: Obser
     elif before.phase == "Blocked" and st.phase not in TERMINAL:
         st.message = ""  # the cause is gone (a Secret, the storage, or the pods)
     queueing.queued(out, spec, obs, active=active)
+    owed = logs.owed(spec, obs.jobs, obs.logs_kept)
+    out.keep_logs = [j.name for j in owed[: logs.PER_PASS]]
+    if len(owed) > logs.PER_PASS:
+        out.come_back_within(CAPPED_REQUEUE_SECONDS)
     if st.phase in TERMINAL and st.completion_time is None:
         st.completion_time = obs.now
     if st.phase == "Suspended":

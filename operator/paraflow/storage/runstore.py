@@ -8,6 +8,7 @@ problems raise :class:`StorageUnavailable`, which the reconciler reports as a re
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 
@@ -173,6 +174,33 @@ def write_manifest(
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise StorageUnavailable(f"cannot reach MinIO: {_cause(e)}") from e
     return f"s3://{bucket}/{key}"
+
+
+def kept_logs(client: Minio, bucket: str, run: str) -> set[str]:
+    """The Jobs whose pods' logs are stored in the run's prefix (one folder each)."""
+    prefix = contract.logs_prefix(run)
+    try:
+        return {o.object_name[len(prefix) :].rstrip("/") for o in client.list_objects(bucket, prefix=prefix)}
+    except S3Error as e:
+        raise StorageUnavailable(f"listing s3://{bucket}/{prefix}: {e.code}: {e.message}") from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise StorageUnavailable(f"cannot reach MinIO: {_cause(e)}") from e
+
+
+def keep_pod_log(client: Minio, bucket: str, key: str, *, data: bytes, metadata: dict[str, str]) -> None:
+    try:
+        client.put_object(
+            bucket,
+            key,
+            io.BytesIO(data),
+            len(data),
+            content_type="text/plain; charset=utf-8",
+            metadata={f"paraflow-{k}": v for k, v in metadata.items()},
+        )
+    except S3Error as e:
+        raise StorageUnavailable(f"writing s3://{bucket}/{key}: {e.code}: {e.message}") from e
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise StorageUnavailable(f"cannot reach MinIO: {_cause(e)}") from e
 
 
 def reduce_record_problem(client: Minio, bucket: str, run: str, *, attempt: int) -> str:

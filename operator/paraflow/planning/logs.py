@@ -1,0 +1,28 @@
+"""Which finished child Jobs' pod logs are owed to the run's prefix (``spec.logs.keep``).
+
+The reconciler stores them before it deletes anything (its own deletes, the workflow's TTL), so
+the logs of a failed partition outlive its pods: ``succeededJobs: Delete``, a TTL, a node drain,
+the kubelet's garbage collection, or a pod deleted by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from paraflow.models import WorkflowSpec
+from paraflow.planning.tracking import JobFacts, JobState
+
+# Jobs whose logs one pass reads and stores: a thousand partitions failing at once are kept over
+# several passes, each short.
+PER_PASS = 20
+WANTED = {"failed": {JobState.FAILED}, "all": {JobState.FAILED, JobState.SUCCEEDED}, "none": set()}
+
+
+def owed(spec: WorkflowSpec, jobs: Sequence[JobFacts], kept: Collection[str] | None) -> list[JobFacts]:
+    """Finished Jobs whose logs ``spec.logs.keep`` asks for and that are not stored yet; with
+    ``kept`` unknown (None: not listed since the operator started), every one of them."""
+    states = WANTED[spec.logs.keep]
+    return sorted(
+        (j for j in jobs if j.state in states and (kept is None or j.name not in kept)),
+        key=lambda j: j.name,
+    )
