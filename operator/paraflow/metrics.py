@@ -25,7 +25,7 @@ PASSES = Counter("paraflow_reconcile_passes_total", "Reconcile passes run")
 LEADER = Gauge("paraflow_leader", "1 while this replica holds the Lease and runs passes, else 0")
 API_WRITES = Counter("paraflow_api_writes_total", "Writes sent to the apiserver (Events excluded)", ["verb"])
 
-STATES = ("pending", "running", "succeeded", "failed", "not_run")
+STATES = ("pending", "queued", "running", "succeeded", "failed", "not_run")
 
 
 def _share(status: WorkflowStatus) -> tuple[str, tuple[int, ...], int, int]:

@@ -55,7 +55,15 @@ def test_twenty_partitions_run_end_to_end_within_max_concurrency(
     done = wait_phase(custom, namespace, "logs", {"Succeeded", "Failed"}, 240, on_poll=sample)
     status = done["status"]
     assert status["phase"] == "Succeeded", status
-    assert status["partitions"] == {"total": 20, "pending": 0, "running": 0, "succeeded": 20, "failed": 0, "notRun": 0}
+    assert status["partitions"] == {
+        "total": 20,
+        "pending": 0,
+        "queued": 0,
+        "running": 0,
+        "succeeded": 20,
+        "failed": 0,
+        "notRun": 0,
+    }
     assert status["succeededIndexes"] == "0-19"
     assert 1 <= peak <= 4, f"{peak} partition Jobs were active at once with maxConcurrency 4"
     assert condition(done, ConditionType.PARTITIONED)["status"] == "True"
