@@ -6,10 +6,12 @@ import hashlib
 import io
 import json
 import os
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from minio import Minio
+from minio.error import S3Error
 
 from paraflow_worker import contract, sdk
 from paraflow_worker.contract import Env, PartitionItems, PlanSummary, ReaderConfig, ShardResult
@@ -207,3 +209,49 @@ def test_the_sdk_streams_a_large_output_in_parts_without_reading_it_whole(
     assert stat.size == size
     assert "-" in (stat.etag or "")  # a multipart upload's ETag
     assert json.loads(ShardResult(partition=3, attempt=2, shard=1, outputs=[out]).model_dump_json())["outputs"]
+
+
+def test_a_partition_ten_times_the_byte_budget_is_read_and_written_within_it(
+    s3: Minio, bucket: str, shard_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items fetched ahead and outputs uploaded behind hold at most the budget: what Python holds
+    at its peak (tracemalloc) stays a small multiple of it, however large the partition."""
+    budget, item_size, count = 1024 * 1024, 256 * 1024, 40  # 10 MiB through a 1 MiB budget
+    monkeypatch.setenv("PARAFLOW_SDK_BUDGET_BYTES", str(budget))
+    monkeypatch.setenv("PARAFLOW_SDK_CONCURRENCY", "8")
+    monkeypatch.setenv(Env.SHARD_COUNT, "1")
+    monkeypatch.setenv(Env.SHARD, "0")
+    items = [contract.Item(key=f"big/{i:03d}", size=item_size) for i in range(count)]
+    for it in items:
+        put(s3, bucket, it.key, os.urandom(item_size))
+    put(s3, bucket, contract.partition_key("run/", 3), PartitionItems(index=3, items=items).model_dump_json().encode())
+
+    tracemalloc.start()
+    try:
+        with sdk.shard() as shard:
+            digests = []
+            for item in shard.objects():
+                with shard.open(item) as stream:
+                    data = stream.read()
+                digests.append(hashlib.sha256(data).hexdigest())
+                shard.write(f"copy/{item.key}", data)
+                del data
+            ahead, behind = shard._io.prefetch, shard._io.uploads()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ahead is not None and ahead.peak_reserved <= budget and behind.peak_held <= budget
+    assert peak < 4 * budget, f"peak {peak} bytes for a {count * item_size}-byte partition"
+    result = get_json(s3, bucket, contract.shard_result_key("run/", 3, 2, shard=0), model=ShardResult)
+    assert [o.sha256 for o in result.outputs] == digests, "every output recorded, in order, with its bytes' hash"
+    assert all(o.etag for o in result.outputs), "each record has the etag its upload got"
+
+
+def test_a_background_upload_that_fails_fails_the_shard_and_records_nothing(
+    s3: Minio, bucket: str, shard_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(s3, bucket, contract.partition_key("run/", 3), PartitionItems(index=3, items=[]).model_dump_json().encode())
+    monkeypatch.setenv(Env.OUTPUT_BUCKET, f"{bucket}-missing")
+    with pytest.raises(S3Error, match="NoSuchBucket"), sdk.shard() as shard:
+        shard.write("a.txt", b"a")  # returns at once: the upload fails in the background
+    assert not list(s3.list_objects(bucket, prefix="run/results/", recursive=True))

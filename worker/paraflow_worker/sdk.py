@@ -21,6 +21,11 @@
             ...
         run.write("summary.json", data)        # under the reduce attempt's own prefix
 
+Reads and writes overlap their round trips (paraflow_worker.transfer): opened in the order of
+``objects()``, items are fetched several at a time ahead of the loop, and ``write`` of bytes
+uploads in the background, both within one byte budget; leaving the block waits for the uploads.
+The reduce step reads ``map_outputs()`` and ``map_results()`` the same way.
+
 Records know their position in the whole input (``record.index``, Step Functions' $$.Map.Item.Index);
 ``shard.batch_input`` is the partitioner's batchInput. Leaving the ``with`` block normally
 records the shard's result (keys, sizes, sha256, and the emitted results as
@@ -30,22 +35,27 @@ as failed and is retried.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, Literal, cast
 
 from minio import Minio
+from minio.helpers import ObjectWriteResult
 from urllib3 import BaseHTTPResponse
 
 from paraflow_worker import contract
 from paraflow_worker.contract import (
     Env,
     Item,
+    ManifestPartition,
     OutputObject,
     PartitionItems,
     Record,
@@ -54,6 +64,7 @@ from paraflow_worker.contract import (
     ShardResult,
 )
 from paraflow_worker.storage import HashingReader, client_from_env, get_json, object_tags, put_json
+from paraflow_worker.transfer import Body, Prefetcher, TransferSettings, Uploader, ordered_map
 
 PART_SIZE = 16 * 1024 * 1024
 RESULTS_IN_MEMORY = 8 * 1024 * 1024
@@ -67,6 +78,7 @@ class _Outputs:
     output_bucket: str
     output_prefix: str
     outputs: list[OutputObject]
+    _io: _Concurrent
 
     def _reserved(self, name: str) -> str | None:
         """Why ``name`` is not the user's to write, or None."""
@@ -82,7 +94,11 @@ class _Outputs:
         tags: dict[str, str] | None = None,
     ) -> OutputObject:
         """Uploads ``name`` under this attempt's prefix; a stream is uploaded in parts.
-        Any name S3 accepts will do; one that cannot be stored is refused before any upload."""
+        Any name S3 accepts will do; one that cannot be stored is refused before any upload.
+
+        Bytes are uploaded in the background (PARAFLOW_SDK_CONCURRENCY at once, within the byte
+        budget): the returned record gets its etag when the shard commits, which waits for every
+        upload; a failed one fails the shard, so nothing is recorded."""
         reserved = self._reserved(name)
         if reserved is not None:
             raise ValueError(f"output {name!r} {reserved}: choose another name")
@@ -90,17 +106,28 @@ class _Outputs:
         problem = contract.key_problem(key)
         if problem is not None:
             raise ValueError(f"output {name!r} cannot be stored as {key!r}: {problem}")
+        if isinstance(data, bytes) and self._io.settings.concurrent:
+            pending = OutputObject(
+                key=key,
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                content_type=content_type,
+                metadata=dict(metadata or {}),
+                tags=dict(tags or {}),
+            )
+            self.outputs.append(pending)
+            put = functools.partial(
+                self._put,
+                key,
+                HashingReader(io.BytesIO(data)),
+                content_type=content_type,
+                metadata=metadata,
+                tags=tags,
+            )
+            self._io.uploaded(len(self.outputs) - 1, self._io.uploads().submit(put, len(data)))
+            return pending
         reader = HashingReader(io.BytesIO(data) if isinstance(data, bytes) else data)
-        result = self.client.put_object(
-            self.output_bucket,
-            key,
-            cast(BinaryIO, reader),
-            length=-1,
-            part_size=PART_SIZE,
-            content_type=content_type,
-            metadata=cast(Any, metadata),
-            tags=object_tags(tags),
-        )
+        result = self._put(key, reader, content_type=content_type, metadata=metadata, tags=tags)
         out = OutputObject(
             key=key,
             size=reader.size,
@@ -113,6 +140,34 @@ class _Outputs:
         )
         self.outputs.append(out)
         return out
+
+    def _put(
+        self,
+        key: str,
+        reader: HashingReader,
+        *,
+        content_type: str,
+        metadata: dict[str, str] | None,
+        tags: dict[str, str] | None,
+    ) -> ObjectWriteResult:
+        return self.client.put_object(
+            self.output_bucket,
+            key,
+            cast(BinaryIO, reader),
+            length=-1,
+            part_size=PART_SIZE,
+            content_type=content_type,
+            metadata=cast(Any, metadata),
+            tags=object_tags(tags),
+        )
+
+    def _settle_uploads(self) -> None:
+        """Waits for every background upload (raising the first failure) and gives each output
+        record the etag and version its upload got."""
+        for index, result in self._io.settle():
+            self.outputs[index] = self.outputs[index].model_copy(
+                update={"etag": (result.etag or "").strip('"'), "version_id": result.version_id}
+            )
 
 
 @dataclass
@@ -134,13 +189,15 @@ class Shard(_Outputs):
     # Emitted results, spooled to disk beyond a few MiB: a shard may emit one per record.
     _results: tempfile.SpooledTemporaryFile[bytes] | None = None
     _committed: bool = False
+    _io: _Concurrent = field(default_factory=lambda: _Concurrent(TransferSettings.from_env()))
 
     @classmethod
     def from_env(cls, client: Minio | None = None) -> Shard:
         e = os.environ
+        connections = 2 * TransferSettings.from_env().concurrency
         try:
             return cls(
-                client=client or client_from_env(),
+                client=client or client_from_env(connections),
                 workflow=e[Env.WORKFLOW],
                 partition=int(e[Env.PARTITION]),
                 attempt=int(e[Env.ATTEMPT]),
@@ -197,7 +254,14 @@ class Shard(_Outputs):
         # allow_nan=False: NaN and Infinity are not JSON, and strict readers of the results refuse them.
         self._results.write(json.dumps(line, ensure_ascii=False, allow_nan=False).encode() + b"\n")
 
-    def open(self, item: Item) -> AbstractContextManager[BaseHTTPResponse]:
+    def open(self, item: Item) -> AbstractContextManager[BaseHTTPResponse | Body]:
+        """The item's bytes as a stream. Read in the order of ``objects()``, the items are fetched
+        ahead, several at once, within PARAFLOW_SDK_BUDGET_BYTES; a large item streams."""
+        if self._io.settings.concurrent and item.size <= self._io.settings.stream_above:
+            order = [(i.key, i.size) for i in self.objects()]
+            data = self._io.read_ahead(self.client, self.input_bucket, order).take(item.key)
+            if data is not None:
+                return nullcontext(Body(data))
         return _stream(self.client, self.input_bucket, item.key)
 
     def relative_name(self, item: Item) -> str:
@@ -210,6 +274,7 @@ class Shard(_Outputs):
         return None
 
     def commit(self) -> None:
+        self._settle_uploads()
         self._committed = True
         results = None
         if self._results is not None:
@@ -231,8 +296,11 @@ class Shard(_Outputs):
 @contextmanager
 def shard(client: Minio | None = None) -> Iterator[Shard]:
     current = Shard.from_env(client)
-    yield current
-    current.commit()
+    try:
+        yield current
+        current.commit()
+    finally:
+        current._io.close()
 
 
 @dataclass(frozen=True)
@@ -267,13 +335,16 @@ class Reducer(_Outputs):
     output_prefix: str
     outputs: list[OutputObject] = field(default_factory=list)
     _manifest: ResultManifest | None = None
+    _order: list[tuple[str, int]] = field(default_factory=list)  # map_outputs(), as listed last
+    _io: _Concurrent = field(default_factory=lambda: _Concurrent(TransferSettings.from_env()))
 
     @classmethod
     def from_env(cls, client: Minio | None = None) -> Reducer:
         e = os.environ
+        connections = 2 * TransferSettings.from_env().concurrency
         try:
             return cls(
-                client=client or client_from_env(),
+                client=client or client_from_env(connections),
                 workflow=e[Env.WORKFLOW],
                 attempt=int(e[Env.ATTEMPT]),
                 run_bucket=e[Env.RUN_BUCKET],
@@ -292,39 +363,68 @@ class Reducer(_Outputs):
             self._manifest = get_json(self.client, self.run_bucket, self.manifest_key, model=ResultManifest)
         return self._manifest
 
+    def _records_of(self, part: ManifestPartition) -> list[ShardResult]:
+        listed = self.client.list_objects(self.run_bucket, prefix=part.results_prefix, recursive=True)
+        records = [get_json(self.client, self.run_bucket, o.object_name or "", model=ShardResult) for o in listed]
+        return sorted(records, key=lambda r: r.shard)
+
     def _shard_records(self) -> Iterator[tuple[int, ShardResult]]:
-        for part in sorted(self.manifest.succeeded, key=lambda p: p.index):
-            listed = self.client.list_objects(self.run_bucket, prefix=part.results_prefix, recursive=True)
-            records = [get_json(self.client, self.run_bucket, o.object_name or "", model=ShardResult) for o in listed]
-            for record in sorted(records, key=lambda r: r.shard):
+        """Each winning attempt's shard records, in partition order, read several partitions ahead."""
+        parts = sorted(self.manifest.succeeded, key=lambda p: p.index)
+        if self._io.settings.concurrent:
+            read = ordered_map(self._records_of, parts, pool=self._io.pool(), window=self._io.settings.concurrency)
+        else:
+            read = map(self._records_of, parts)
+        for part, records in zip(parts, read, strict=True):
+            for record in records:
                 yield part.index, record
 
     def map_outputs(self) -> Iterator[MapOutput]:
-        """Every output of the winning attempts (emitted results files included), in partition order."""
-        for partition, record in self._shard_records():
-            written_under = record.prefix(self._workflow_output_prefix(), self.manifest.uid)
-            for obj in record.outputs:
-                yield MapOutput(partition, obj.key.removeprefix(written_under), obj)
+        """Every output of the winning attempts (emitted results files included), in partition order.
+        Opened in that order, they are fetched ahead as a shard's items are."""
+        found = [
+            MapOutput(
+                partition, obj.key.removeprefix(record.prefix(self._workflow_output_prefix(), self.manifest.uid)), obj
+            )
+            for partition, record in self._shard_records()
+            for obj in record.outputs
+        ]
+        self._order = [(o.obj.key, o.obj.size) for o in found]
+        yield from found
 
     def map_results(self) -> Iterator[Emitted]:
         """Every result the winning attempts emitted, streamed, in partition and shard order."""
-        for partition, record in self._shard_records():
-            if record.results is None:
-                continue
-            with _stream(self.client, self.output_bucket, record.results) as response:
+        files = [
+            (partition, record.results, next((o.size for o in record.outputs if o.key == record.results), 0))
+            for partition, record in self._shard_records()
+            if record.results is not None
+        ]
+        order = [(key, size) for _, key, size in files]
+        for partition, key, size in files:
+            with self._open_key(key, size, order) as response:
                 for line in _lines(response):
                     doc = json.loads(line)
                     yield Emitted(partition, doc["index"], doc["result"])
 
-    def open(self, output: MapOutput | OutputObject) -> AbstractContextManager[BaseHTTPResponse]:
+    def open(self, output: MapOutput | OutputObject) -> AbstractContextManager[BaseHTTPResponse | Body]:
         obj = output.obj if isinstance(output, MapOutput) else output
-        return _stream(self.client, self.output_bucket, obj.key)
+        return self._open_key(obj.key, obj.size, self._order)
+
+    def _open_key(
+        self, key: str, size: int, order: list[tuple[str, int]]
+    ) -> AbstractContextManager[BaseHTTPResponse | Body]:
+        if self._io.settings.concurrent and size <= self._io.settings.stream_above:
+            data = self._io.read_ahead(self.client, self.output_bucket, order).take(key)
+            if data is not None:
+                return nullcontext(Body(data))
+        return _stream(self.client, self.output_bucket, key)
 
     def _workflow_output_prefix(self) -> str:
         """The workflow's output.prefix: the reduce's own prefix less ``<uid>/reduce/a<n>/``."""
         return self.output_prefix.removesuffix(contract.reduce_output_prefix("", self.manifest.uid, self.attempt))
 
     def commit(self) -> None:
+        self._settle_uploads()
         result = ReduceResult(attempt=self.attempt, outputs=self.outputs, output_prefix=self.output_prefix)
         put_json(self.client, self.run_bucket, contract.reduce_result_key(self.run_prefix, self.attempt), doc=result)
 
@@ -333,8 +433,11 @@ class Reducer(_Outputs):
 def reduce(client: Minio | None = None) -> Iterator[Reducer]:
     """The reduce step's counterpart of :func:`shard`: leaving the block normally records its outputs."""
     current = Reducer.from_env(client)
-    yield current
-    current.commit()
+    try:
+        yield current
+        current.commit()
+    finally:
+        current._io.close()
 
 
 @contextmanager
@@ -347,7 +450,7 @@ def _stream(client: Minio, bucket: str, key: str) -> Iterator[BaseHTTPResponse]:
         response.release_conn()
 
 
-def _lines(response: BaseHTTPResponse) -> Iterator[bytes]:
+def _lines(response: BaseHTTPResponse | Body) -> Iterator[bytes]:
     """JSONL lines end at b"\\n" only (a JSON string may hold U+2028 or U+0085)."""
     pending: list[bytes] = []  # pieces of a line that spans chunks, joined once it ends
     for chunk in response.stream(1 << 20):
@@ -361,3 +464,52 @@ def _lines(response: BaseHTTPResponse) -> Iterator[bytes]:
     tail = b"".join(pending)
     if tail:
         yield tail
+
+
+class _Concurrent:
+    """One shard's (or reduce step's) threads, read-ahead and uploads (paraflow_worker.transfer)."""
+
+    def __init__(self, settings: TransferSettings) -> None:
+        self.settings = settings
+        self._pool: ThreadPoolExecutor | None = None
+        self._uploads: Uploader | None = None
+        self._uploaded: list[tuple[int, Future[ObjectWriteResult]]] = []
+        self.prefetch: Prefetcher | None = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            # Reads ahead and uploads behind at once, each up to the concurrency.
+            self._pool = ThreadPoolExecutor(2 * self.settings.concurrency, thread_name_prefix="paraflow-io")
+        return self._pool
+
+    def uploads(self) -> Uploader:
+        if self._uploads is None:
+            self._uploads = Uploader(settings=self.settings, pool=self.pool())
+        return self._uploads
+
+    def uploaded(self, index: int, future: Future[ObjectWriteResult]) -> None:
+        self._uploaded.append((index, future))
+
+    def read_ahead(self, client: Minio, bucket: str, keys: list[tuple[str, int]]) -> Prefetcher:
+        if self.prefetch is None or self.prefetch.keys != keys:
+            self.prefetch = Prefetcher(
+                functools.partial(_read, client, bucket), keys, settings=self.settings, pool=self.pool()
+            )
+        return self.prefetch
+
+    def settle(self) -> list[tuple[int, ObjectWriteResult]]:
+        if self._uploads is not None:
+            self._uploads.finish()
+        done = [(index, future.result()) for index, future in self._uploaded]
+        self._uploaded = []
+        return done
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _read(client: Minio, bucket: str, key: str) -> bytes:
+    with _stream(client, bucket, key) as response:
+        return response.read()

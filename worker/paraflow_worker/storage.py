@@ -9,6 +9,7 @@ import os
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
+import certifi
 import urllib3
 from minio import Minio
 from minio.commonconfig import Tags
@@ -42,13 +43,23 @@ def make_client(
     )
 
 
-def client_from_env() -> Minio:
+def client_from_env(connections: int = 10) -> Minio:
+    """The pod's client, with a connection for each of ``connections`` threads (urllib3 discards
+    and reopens one past its pool's size: a new connection per request)."""
+    http = urllib3.PoolManager(  # minio-py's own defaults, but the pool's size
+        maxsize=connections,
+        timeout=urllib3.Timeout(connect=300, read=300),
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+    )
     try:
         return make_client(
             os.environ[Env.S3_ENDPOINT],
             os.environ[Env.S3_ACCESS_KEY],
             os.environ[Env.S3_SECRET_KEY],
             region=os.environ.get(Env.S3_REGION),
+            http_client=http,
         )
     except KeyError as e:
         raise SystemExit(f"paraflow-worker: missing env var {e.args[0]} (set by the operator)") from e
