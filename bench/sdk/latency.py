@@ -1,18 +1,17 @@
 """A TCP proxy that adds a round trip's latency to every request, as a remote object store has.
 
-A request is a burst of bytes from the client after a quiet moment: its first chunk waits
-``latency`` seconds before it is forwarded (and the rest of the burst after it, in order). The
-responses pass at once. So each request/response exchange costs one ``latency`` more, however
-many bytes it carries, which is what 10-50 ms to a real object store means to a client.
+HTTP/1.1 clients send a request, then wait for its response. So on one connection, client bytes
+that come after the server has answered begin a new request: the proxy holds that request's
+first bytes back ``latency`` seconds (and the rest of it after them, in order). Responses pass at
+once. Each request/response exchange then costs one ``latency`` more, however many bytes it
+carries and however long its body takes to send, which is what 10-50 ms to a real object store
+means to a client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
-
-QUIET = 0.002  # client bytes after this long without any start a new request
 
 
 class LatencyProxy:
@@ -37,28 +36,28 @@ class LatencyProxy:
 
     async def _connection(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         server_r, server_w = await asyncio.open_connection(*self.target)
-        await asyncio.gather(self._requests(client_r, server_w), self._pipe(server_r, client_w), return_exceptions=True)
+        answered = [True]  # the server has sent bytes since the client's last: next client bytes are a request
+        await asyncio.gather(
+            self._requests(client_r, server_w, answered),
+            self._responses(server_r, client_w, answered),
+            return_exceptions=True,
+        )
         for w in (client_w, server_w):
             w.close()
 
-    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        last = 0.0
-        release = 0.0  # when the current request may be forwarded
+    async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answered: list[bool]) -> None:
         while chunk := await reader.read(1 << 16):
-            now = time.monotonic()
-            if now - last > QUIET:
-                release = now + self.latency
-            last = now
-            wait = release - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if answered[0]:
+                answered[0] = False
+                await asyncio.sleep(self.latency)
             writer.write(chunk)
             await writer.drain()
         writer.write_eof()
 
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _responses(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answered: list[bool]) -> None:
         while chunk := await reader.read(1 << 16):
+            answered[0] = True
             writer.write(chunk)
             await writer.drain()
         writer.close()
