@@ -67,7 +67,26 @@ CONFLICTS: list[tuple[str, str, dict[str, Any], str]] = [
         "reserved-label",
         "reduce",
         {"podTemplate": {"metadata": {"labels": {"paraflow.dev/workflow": "other"}}}},
-        "reduce.podTemplate.metadata.labels: paraflow.dev/* and app.kubernetes.io/managed-by are paraflow's",
+        "reduce.podTemplate.metadata.labels: paraflow.dev/*, batch.kubernetes.io/*, kueue.x-k8s.io/*, "
+        "app.kubernetes.io/managed-by, job-name, controller-uid are paraflow's, the Job controller's or Kueue's",
+    ),
+    (
+        "job-controller-label",
+        "processor",
+        {"podTemplate": {"metadata": {"labels": {"job-name": "other"}}}},
+        "processor.podTemplate.metadata.labels: paraflow.dev/*",
+    ),
+    (
+        "kueue-label-on-pods",
+        "processor",
+        {"podTemplate": {"metadata": {"labels": {"kueue.x-k8s.io/queue-name": "team"}}}},
+        "processor.podTemplate.metadata.labels: paraflow.dev/*",
+    ),
+    (
+        "main-restarts-in-pod",
+        "processor",
+        {"podTemplate": {"spec": {"containers": [{"name": "processor", "restartPolicy": "Always"}]}}},
+        "processor.podTemplate.spec.containers[processor].restartPolicy: a container restarted in its pod",
     ),
     (
         "node-selector-twice",

@@ -464,14 +464,14 @@ class LogsSpec(ApiModel):
     max_bytes: int | str = Field(
         default="1Mi",
         json_schema_extra={"x-kubernetes-int-or-string": True},
-        description="Bound of one pod's kept log (4Ki to 64Mi): a longer log keeps its last lines",
+        description="Bound of one pod's kept log (4Ki to 16Mi): a longer log keeps its last lines",
     )
 
     @field_validator("max_bytes")
     @classmethod
     def _bounded(cls, v: int | str) -> int | str:
-        if not 4 * 1024 <= parse_bytes(v) <= 64 * 1024 * 1024:
-            raise ValueError("logs.maxBytes must be between 4Ki and 64Mi")
+        if not 4 * 1024 <= parse_bytes(v) <= 16 * 1024 * 1024:
+            raise ValueError("logs.maxBytes must be between 4Ki and 16Mi")
         return v
 
 

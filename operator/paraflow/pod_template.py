@@ -21,8 +21,10 @@ from pydantic import Field, JsonValue, WithJsonSchema
 
 from paraflow.apimodel import ApiModel
 
-RESERVED_LABEL_PREFIX = "paraflow.dev/"
-MANAGED_BY = "app.kubernetes.io/managed-by"
+# Labels paraflow selects its pods by, the Job controller's (which must match the Job's), and
+# Kueue's (on Jobs only: on a pod they would make it a Workload of its own).
+RESERVED_LABEL_PREFIXES = ("paraflow.dev/", "batch.kubernetes.io/", "kueue.x-k8s.io/")
+RESERVED_LABELS = ("app.kubernetes.io/managed-by", "job-name", "controller-uid")
 ENV_PREFIX = "PARAFLOW_"
 # Set from the step's own fields (image, command, ...) or by paraflow itself.
 OWNED_CONTAINER_FIELDS = ("image", "command", "args", "resources", "securityContext")
@@ -134,13 +136,22 @@ def conflicts(step: Step) -> list[Conflict]:
             lambda s: any(f in (_spec(s).get("securityContext") or {}) for f in OWNED_POD_SECURITY),
         ),
         Conflict(
-            f"!({HAS_LABELS}) || {T}.metadata.labels.all(k, !k.startsWith('{RESERVED_LABEL_PREFIX}') "
-            f"&& k != '{MANAGED_BY}')",
-            f"{at}.metadata.labels: {RESERVED_LABEL_PREFIX}* and {MANAGED_BY} are paraflow's",
+            f"!({HAS_LABELS}) || {T}.metadata.labels.all(k, "
+            + " && ".join(
+                [f"!k.startsWith('{p}')" for p in RESERVED_LABEL_PREFIXES] + [f"k != '{n}'" for n in RESERVED_LABELS]
+            )
+            + ")",
+            f"{at}.metadata.labels: {', '.join(f'{p}*' for p in RESERVED_LABEL_PREFIXES)}, "
+            f"{', '.join(RESERVED_LABELS)} are paraflow's, the Job controller's or Kueue's",
             lambda s: any(
-                k.startswith(RESERVED_LABEL_PREFIX) or k == MANAGED_BY
+                k.startswith(RESERVED_LABEL_PREFIXES) or k in RESERVED_LABELS
                 for k in (_template(s).get("metadata") or {}).get("labels") or {}
             ),
+        ),
+        Conflict(
+            f"!({HAS_CONTAINERS}) || {T}.spec.containers.all(c, !has(c.restartPolicy) && !has(c.restartPolicyRules))",
+            f"{main}.restartPolicy: a container restarted in its pod goes around the operator's retries",
+            lambda s: any("restartPolicy" in c or "restartPolicyRules" in c for c in _containers(s)),
         ),
     ]
     found += [_owned_container_field(step, name) for name in OWNED_CONTAINER_FIELDS]

@@ -35,6 +35,7 @@ class Reason(StrEnum):
     # Refusals of a spec before anything ran: a corrected spec (or a redrive) checks again.
     INVALID_SPEC = "InvalidSpec"
     DESTINATION_IS_OUTPUT = "DestinationIsOutput"
+    JOB_REFUSED = "JobRefused"
     # What blocks a run until it is fixed; the operator retries by itself.
     SECRET_NOT_FOUND = "SecretNotFound"
     STORAGE_UNAVAILABLE = "StorageUnavailable"
@@ -59,6 +60,7 @@ class Reason(StrEnum):
     REPLICAS_DELETED = "ReplicasDeleted"
     REPLICATION_DEADLINE_EXCEEDED = "ReplicationDeadlineExceeded"
     REPLICATION_MODE_CHANGED = "ReplicationModeChanged"
+    LOGS_NOT_KEPT = "LogsNotKept"
     REDRIVEN = "Redriven"
     REDRIVE_IGNORED = "RedriveIgnored"
     RECHECKED = "Rechecked"
@@ -75,4 +77,4 @@ class Reason(StrEnum):
 
 
 # Refusals: the spec is checked again once it changes, or on a redrive.
-REFUSALS = frozenset({Reason.INVALID_SPEC, Reason.DESTINATION_IS_OUTPUT})
+REFUSALS = frozenset({Reason.INVALID_SPEC, Reason.DESTINATION_IS_OUTPUT, Reason.JOB_REFUSED})

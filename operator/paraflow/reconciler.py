@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import math
 import time
@@ -41,6 +42,7 @@ from paraflow.planning.planner import (
     ReplicationTally,
 )
 from paraflow.planning.stalls import Stall
+from paraflow.reasons import Reason
 from paraflow.settings import Settings
 from paraflow.storage import runstore
 from paraflow.storage.runstore import Credentials, StorageUnavailable, UnsafeSpec
@@ -51,6 +53,7 @@ Emit = Callable[[Mapping[str, Any], Event], None]
 CREATE_CONCURRENCY = 16
 # A pass that could not store owed logs (MinIO down) comes back this soon; deletes wait for it.
 LOGS_RETRY_SECONDS = 10.0
+LOGS_TRIES = 5
 SECRET_KEYS = ("accessKey", "secretKey")
 
 
@@ -72,6 +75,19 @@ class _Seen:
     def blocked(self, status: WorkflowStatus, error: SecretMissing | StorageUnavailable) -> Plan:
         problem = gate.Problem(error.reason, str(error))
         return gate.blocked(self.before, status, problem, generation=self.generation, now=self.now)
+
+
+class JobRefused(Exception):
+    """The apiserver refused a child Job as invalid (a pod template naming a missing volume, ...)."""
+
+    reason = Reason.JOB_REFUSED
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,8 @@ class Reconciler:
         self._admission: dict[str, tuple[float, str | None]] = {}
         # Workflow uid -> Jobs whose pods' logs are stored in its run prefix (listed once, then kept up).
         self._kept_logs: dict[str, set[str]] = {}
+        # Workflow uid -> Job -> failed tries at storing its pods' logs.
+        self._log_failures: dict[str, dict[str, int]] = {}
         # Workflow uid -> Jobs deleted that the watch still shows: not deleted again.
         self._deleted: dict[str, set[str]] = {}
         self.expectations = Expectations()
@@ -156,6 +174,15 @@ class Reconciler:
         except UnsafeSpec as e:
             return await self._apply(seen, seen.refused(gate.Problem(e.reason, str(e))))
         except (SecretMissing, StorageUnavailable) as e:
+            everything = frozenset(j.name for j in seen.jobs)
+            if not recheck and planner.settled(
+                spec, seen.before, seen.jobs, redrive_token=seen.redrive, logs_kept=everything
+            ):
+                # Finished, and only its logs were owed: without the storage they cannot be kept,
+                # and its deletes and TTL must not wait for ever.
+                self._kept_logs[seen.wf.uid] = set(everything)
+                self.emit(seen.body, Event("Warning", Reason.LOGS_NOT_KEPT, f"the logs of its Jobs are not kept: {e}"))
+                return await self._idle(seen, spec)
             return await self._apply(seen, seen.blocked(status, e))
         started = gate.rechecked(status, redrive=seen.redrive) if recheck else None
         result = planner.plan(spec, status, observed)
@@ -167,7 +194,10 @@ class Reconciler:
                 result.status.manifest = await self._write_manifest(run, result)
             except StorageUnavailable as e:
                 return await self._apply(seen, seen.blocked(status, e))
-        return await self._apply(seen, result, run)
+        try:
+            return await self._apply(seen, result, run)
+        except JobRefused as e:
+            return await self._apply(seen, seen.refused(gate.Problem(e.reason, str(e))))
 
     async def _observe_workflow(self, body: Mapping[str, Any], jobs: Sequence[JobFacts]) -> _Seen | None:
         meta = body["metadata"]
@@ -231,13 +261,15 @@ class Reconciler:
         metrics.observe(seen.wf.uid, result.status)
         for event in result.events:
             self.emit(seen.body, event)
-        unkept = await self._keep_logs(run, seen.jobs, result.keep_logs) if run is not None else set()
-        await self._delete_succeeded(seen.wf, seen.jobs, [n for n in result.deletes if n not in unkept])
+        # Every Job whose logs are still owed (not stored, or not yet this pass's turn) stays, and
+        # so does the workflow at its TTL.
+        owed = await self._keep_logs(seen, run, result.keep_logs) if run is not None else set()
+        await self._delete_succeeded(seen.wf, seen.jobs, [n for n in result.deletes if n not in owed])
         delay = min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
         if run is None:
             return delay
-        if unkept:
-            return min(delay, LOGS_RETRY_SECONDS)  # no TTL delete while logs are owed
+        if owed:
+            return min(delay, LOGS_RETRY_SECONDS)
         left = await self._ttl(seen.wf, run.spec, result.status, now=seen.now)
         return delay if left is None else (None if left <= 0 else min(delay, left))
 
@@ -375,27 +407,37 @@ class Reconciler:
             )
         return frozenset(self._kept_logs[uid])
 
-    async def _keep_logs(self, run: _Run, jobs: Sequence[JobFacts], names: Sequence[str]) -> set[str]:
+    async def _keep_logs(self, seen: _Seen, run: _Run, names: Sequence[str]) -> set[str]:
         """Stores the logs of the named Jobs' pods (paraflow's container, the tail within
-        ``spec.logs.maxBytes``); the names it could not store, whose deletes must wait."""
-        if not names:
-            return set()
+        ``spec.logs.maxBytes``); returns every Job whose logs are still owed. A Job whose logs
+        cannot be stored ``LOGS_TRIES`` times in a row (no right to read them, a node that never
+        comes back) is given up with a Warning Event, so nothing waits on it for ever."""
         wf, limit = run.wf, parse_bytes(run.spec.logs.max_bytes)
-        kept, unkept = self._kept_logs.setdefault(wf.uid, set()), set()
+        kept = self._kept_logs.setdefault(wf.uid, set())
+        failures = self._log_failures.setdefault(wf.uid, {})
         for name in names:
             try:
                 for pod in await self.api.job_pods(wf.namespace, name):
                     await self._keep_pod_log(run, name, pod, limit=limit)
             except (ApiException, StorageUnavailable, urllib3.exceptions.HTTPError, OSError) as e:
-                log.warning("%s/%s: cannot keep the logs of Job %s yet (retried): %s", wf.namespace, wf.name, name, e)
-                unkept.add(name)
-                continue
+                failures[name] = failures.get(name, 0) + 1
+                if failures[name] < LOGS_TRIES:
+                    log.warning(
+                        "%s/%s: cannot keep the logs of Job %s yet (retried): %s", wf.namespace, wf.name, name, e
+                    )
+                    continue
+                self.emit(
+                    seen.body, Event("Warning", Reason.LOGS_NOT_KEPT, f"the logs of Job {name} are not kept: {e}")
+                )
+            failures.pop(name, None)
             kept.add(name)
-        return unkept
+        return {j.name for j in logs.owed(run.spec, seen.jobs, kept)}
 
     async def _keep_pod_log(self, run: _Run, job: str, pod: Mapping[str, Any], *, limit: int) -> None:
         meta, spec = pod["metadata"], pod.get("spec") or {}
-        container = spec["containers"][0]["name"]
+        # paraflow's container by name: a mesh may put its proxy first.
+        names = [c["name"] for c in spec.get("containers") or []]
+        container = next((n for n in names if n in builders.OWN_CONTAINERS), names[0] if names else "")
         try:
             tail = await self.api.pod_log(run.wf.namespace, meta["name"], container=container, limit=limit)
         except ApiException as e:
@@ -419,6 +461,7 @@ class Reconciler:
         self._asked.pop(uid, None)
         self._admission.pop(uid, None)
         self._kept_logs.pop(uid, None)
+        self._log_failures.pop(uid, None)
         self._deleted.pop(uid, None)
         self._evict(uid)
 
@@ -478,7 +521,13 @@ class Reconciler:
             )
             role = body["metadata"]["labels"][c.LABEL_ROLE]
             async with gate:
-                if await self.api.create_job(body):
+                try:
+                    made = await self.api.create_job(body)
+                except ApiException as e:
+                    if e.status in (400, 422):  # the Job as the spec makes it is invalid: so is every retry
+                        raise JobRefused(_api_message(e)) from e
+                    raise
+                if made:
                     metrics.JOBS_CREATED.labels(role).inc()
                 else:  # deterministic names: a repeated create (a lost response, a hand-over) finds it
                     metrics.JOBS_ALREADY_EXISTED.labels(role).inc()

@@ -184,6 +184,29 @@ def test_an_unparseable_quantity_fails_the_workflow_with_the_field(
     assert no_jobs(batch, namespace)
 
 
+def test_a_pod_template_the_apiserver_refuses_in_a_job_fails_the_run_naming_the_field(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    s3: Minio,
+    namespace: str,
+    bucket: str,
+    test_env: dict[str, str],
+) -> None:
+    """A mount of a volume the template does not define passes the CRD's schema (it cannot see
+    that), but not the Job's validation: the run fails with the apiserver's words, not silently."""
+    upload_inputs(s3, bucket, 3)
+    body = workflow("refusedjob", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket)
+    mount = {"name": "cache", "mountPath": "/cache"}
+    body["spec"]["partitioner"]["podTemplate"] = {
+        "spec": {"containers": [{"name": "partitioner", "volumeMounts": [mount]}]}
+    }
+    create(custom, namespace, body)
+    done = wait_phase(custom, namespace, "refusedjob", {"Failed"}, 60)
+    failed = condition(done, ConditionType.FAILED)
+    assert failed is not None and failed["reason"] == "JobRefused"
+    assert "volumeMounts[0].name" in failed["message"] and "cache" in failed["message"]
+
+
 def test_a_missing_secret_blocks_the_workflow_until_it_exists(
     operator: OperatorProcess,
     custom: client.CustomObjectsApi,

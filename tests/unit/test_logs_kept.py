@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -159,3 +160,42 @@ def test_a_pod_that_never_started_has_no_log_to_keep_and_does_not_hold_anything(
     jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED)]
     one_pass(api, partitioned(1), jobs, succeededJobs="Delete", logs={"keep": "all"})
     assert "delete wf-p0-a1" in api.writes and api.stored == {}
+
+
+def test_a_child_job_the_apiserver_refuses_as_invalid_fails_the_run_saying_why() -> None:
+    refused = ApiException(status=422, reason="Unprocessable Entity")
+    why = 'Job.batch "wf-part-a1" is invalid: spec.template.spec.containers[0].volumeMounts[0].name: Not found'
+    refused.body = json.dumps({"message": why})
+
+    class Refusing(LogApi):
+        async def create_job(self, body: dict[str, Any]) -> bool:
+            raise refused
+
+    api = Refusing()
+    events: list[Any] = []
+    wf = body()
+    api.server = wf
+    reconciler = Reconciler(api, Settings(), emit=lambda _, e: events.append(e), clock=lambda: T0)  # type: ignore[arg-type]
+    asyncio.run(reconciler.reconcile(wf, []))
+    status = api.patches[-1]
+    assert status["phase"] == "Failed" and "volumeMounts[0].name: Not found" in status["message"]
+    assert ("Warning", "JobRefused") in [(e.type, e.reason) for e in events]
+
+
+def test_jobs_whose_logs_wait_for_a_later_pass_are_not_deleted_and_the_ttl_waits_for_them() -> None:
+    """More finished Jobs than one pass keeps logs of: the rest stay, and so does the workflow."""
+    total = logs.PER_PASS + 5
+    jobs = [partitioner(JobState.SUCCEEDED), *(part(p, 1, JobState.SUCCEEDED) for p in range(total))]
+    api = LogApi()
+    deleted: list[str] = []
+
+    async def delete_workflow(namespace: str, name: str, uid: str) -> None:
+        deleted.append(name)
+
+    api.delete_workflow = delete_workflow  # type: ignore[method-assign]
+    spec = {"succeededJobs": "Delete", "logs": {"keep": "all"}, "maxConcurrency": total, "ttlSecondsAfterFinished": 0}
+    one_pass(api, partitioned(total), jobs, **spec)
+    kept = {w.split()[1] for w in api.writes if w.startswith("keep")}
+    gone = {w.split()[1] for w in api.writes if w.startswith("delete")}
+    assert len(kept) == logs.PER_PASS and gone <= kept, "a Job goes only once its logs are stored"
+    assert deleted == [], "the TTL waits for the logs still owed"

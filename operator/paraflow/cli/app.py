@@ -193,14 +193,27 @@ def status(
 
 
 def _no_partition_job(wf: dict[str, Any], partition: int) -> str:
-    """Why a partition has no Job: not started, or succeeded and deleted (succeededJobs: Delete)."""
+    """Why a partition has no Job and no kept logs: not started, or succeeded and deleted."""
     status = wf.get("status") or {}
     if partition in indexsets.expand(status.get("succeededIndexes", "")):
         return (
             f"partition {partition} of {wf['metadata']['name']} succeeded and its Job was deleted "
-            "(succeededJobs: Delete), with its pods and their logs; its outputs are in `paraflow results`"
+            "(succeededJobs: Delete) with its pods; their logs are kept with spec.logs.keep: all; "
+            "its outputs are in `paraflow results`"
         )
+    if partition in indexsets.expand(status.get("failedIndexes", "")):
+        return f"the pods of partition {partition} of {wf['metadata']['name']} are gone, and no logs of them were kept"
     return f"partition {partition} of {wf['metadata']['name']} has not started"
+
+
+def _recorded_attempt(wf: dict[str, Any], partition: int) -> int | None:
+    """The partition's latest attempt as its workflow's status records it (its Jobs may be gone)."""
+    status = wf.get("status") or {}
+    started = indexsets.expand(status.get("succeededIndexes", "")) | indexsets.expand(status.get("failedIndexes", ""))
+    attempts = [int(a) for a, found in (status.get("attempts") or {}).items() if partition in indexsets.expand(found)]
+    if attempts:
+        return max(attempts)
+    return 1 if partition in started else None
 
 
 @app.command()
@@ -234,9 +247,13 @@ def logs(
                 for j in kube.partition_jobs(name, namespace)
                 if kube.labels(j).get(c.LABEL_PARTITION) == str(partition)
             ]
-            if not attempts:
+            recorded = _recorded_attempt(kube.get_workflow(name, namespace), partition)
+            if attempts:
+                attempt = max(attempts)
+            elif recorded is not None:
+                attempt = recorded
+            else:
                 raise typer.BadParameter(_no_partition_job(kube.get_workflow(name, namespace), partition))
-            attempt = max(attempts)
         job, what = names.partition_job(name, partition, attempt), f"partition {partition} attempt {attempt}"
     found = [] if kept else kube.pod_logs(job, namespace, shard)
     for pod, text in found:
@@ -245,8 +262,11 @@ def logs(
     if found:
         return
     copies = _kept_logs(name, namespace, job=job, shard=shard, endpoint=endpoint)
+    if not copies and kept:
+        raise typer.BadParameter(f"no logs of {what} kept (spec.logs.keep)")
     if not copies:
-        raise typer.BadParameter(f"no pods for {what}, and no logs of them kept (spec.logs.keep)")
+        why = _no_partition_job(kube.get_workflow(name, namespace), partition) if partition is not None else ""
+        raise typer.BadParameter(why or f"no pods for {what}, and no logs of them kept (spec.logs.keep)")
     if not kept:
         console.print(f"the pods of {what} are gone: their logs as the operator kept them", highlight=False)
     for log in copies:

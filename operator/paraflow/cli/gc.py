@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 UID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Keys a run writes under its record folder (contract's layout).
 RUN_LAYOUT = re.compile(
-    r"^(plan\.json|manifest\.json|identity\.json|partitions/\d+\.json|results/(p\d+/a\d+/s\d+|reduce/a\d+)\.json)$"
+    r"^(plan\.json|manifest\.json|identity\.json|partitions/\d+\.json|results/(p\d+/a\d+/s\d+|reduce/a\d+)\.json"
+    r"|logs/[^/]+/[^/]+\.log)$"
 )
 
 

@@ -19,6 +19,9 @@ from paraflow_worker.contract import Env
 
 PROCESSOR_CONTAINER = "processor"
 REDUCE_CONTAINER = "reduce"
+PARTITIONER_CONTAINER = "partitioner"
+REPLICATION_CONTAINER = "replicate"
+OWN_CONTAINERS = frozenset({PROCESSOR_CONTAINER, REDUCE_CONTAINER, PARTITIONER_CONTAINER, REPLICATION_CONTAINER})
 # The Job controller's reason on a Job failed by a podFailurePolicy FailJob rule.
 REASON_POD_FAILURE_POLICY = "PodFailurePolicy"
 
@@ -203,12 +206,12 @@ def partitioner_job(wf: WorkflowRef, spec: WorkflowSpec, attempt: int, *, settin
             {"name": Env.READER, "value": reader_config(spec).model_dump_json(exclude_defaults=True)},
         ]
         container = _container(
-            "partitioner", settings.worker_image, None, env=env, settings=settings, args=["partition"]
+            PARTITIONER_CONTAINER, settings.worker_image, None, env=env, settings=settings, args=["partition"]
         )
     else:
         user = spec.partitioner.container
         assert user is not None  # the model guarantees exactly one of builtin/container
-        container = _container("partitioner", user.image, user, env=env, settings=settings)
+        container = _container(PARTITIONER_CONTAINER, user.image, user, env=env, settings=settings)
     job_labels = labels(wf, c.ROLE_PARTITIONER, **{c.LABEL_ATTEMPT: str(attempt)})
     job_spec = {
         "backoffLimit": spec.retry.max_attempts - 1,
@@ -418,7 +421,9 @@ def replication_job(
     }
     if rspec.deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = rspec.deadline_seconds
-    container = _container("replicate", settings.worker_image, None, env=env, settings=settings, args=["replicate"])
+    container = _container(
+        REPLICATION_CONTAINER, settings.worker_image, None, env=env, settings=settings, args=["replicate"]
+    )
     return _job(
         wf,
         name,
@@ -505,7 +510,9 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
         finished_at=finished,
         message=message,
         retryable=retryable,
-        created_at=_parse_time(meta.get("creationTimestamp")),
+        # The Job controller sets startTime when the Job starts and again when Kueue resumes it:
+        # hours spent queued are no wait for a pod.
+        created_at=_parse_time(status.get("startTime")) or _parse_time(meta.get("creationTimestamp")),
         stalled=state is JobState.ACTIVE and started == 0 and not queued,
         queued=queued,
         uid=meta.get("uid", ""),

@@ -26,12 +26,13 @@ class Tail:
         return self.total > self.limit
 
     def text(self) -> bytes:
-        """The last ``limit`` bytes; cut, it starts at a whole line when one begins in them."""
+        """The last ``limit`` bytes; cut, it starts at a whole line when one begins in them.
+        One copy of them, whatever was held."""
         if not self.truncated:
             return bytes(self._kept)
-        last = bytes(self._kept[-self.limit :])
-        start = last.find(b"\n") + 1
-        return last[start:] if 0 < start < len(last) else last
+        first = len(self._kept) - self.limit
+        newline = self._kept.find(b"\n", first, len(self._kept) - 1)
+        return bytes(memoryview(self._kept)[first if newline < 0 else newline + 1 :])
 
 
 def terminated_state(pod: Mapping[str, Any], container: str) -> dict[str, str]:

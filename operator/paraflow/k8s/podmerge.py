@@ -41,6 +41,8 @@ def merge(
 
 def _container(theirs: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
     out = {**theirs, **ours}
+    if "imagePullPolicy" in theirs:
+        out["imagePullPolicy"] = theirs["imagePullPolicy"]  # paraflow's is only the operator's default
     named = {e["name"] for e in ours.get("env", [])}
     env = [e for e in theirs.get("env", []) if e.get("name") not in named] + ours.get("env", [])
     if env:

@@ -37,6 +37,7 @@ class JobFacts:
     message: str = ""
     # False when the Job failed on a nonRetryableExitCodes rule: no new attempt is made.
     retryable: bool = True
+    # When it was created, or when its queue (Kueue) let it start: the time its pods wait from.
     created_at: dt.datetime | None = None
     # Active, with no pod ready or finished yet: its pods may be refused or unschedulable.
     stalled: bool = False
