@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import settings
 from kubernetes import client, config
 from minio import Minio
+from minio.error import S3Error
 
 from paraflow_worker.storage import make_client
 from tests.operator_process import OperatorProcess
@@ -140,8 +142,18 @@ def temporary_bucket(client: Minio, stem: str) -> Iterator[str]:
     name = f"{stem}-{uuid.uuid4().hex[:12]}"
     client.make_bucket(name)
     yield name
-    for obj in client.list_objects(name, recursive=True):
-        client.remove_object(name, obj.object_name or "")
+    # The operator may still be writing when a test ends (the logs it keeps of a run's last
+    # failed Job land just after the status the test waited for): empty until it stays empty.
+    for _ in range(20):
+        for obj in client.list_objects(name, recursive=True):
+            client.remove_object(name, obj.object_name or "")
+        try:
+            client.remove_bucket(name)
+            return
+        except S3Error as e:
+            if e.code != "BucketNotEmpty":
+                raise
+        time.sleep(0.5)
     client.remove_bucket(name)
 
 
