@@ -52,6 +52,7 @@ class Reason(StrEnum):
     # Why child Jobs wait, suspended by the cluster's admission (Kueue), not by paraflow.
     AWAITING_ADMISSION = "AwaitingAdmission"
     SUSPENDED_WITHOUT_QUEUE = "SuspendedWithoutQueue"
+    QUEUE_INADMISSIBLE = "QueueInadmissible"
     # Events only.
     PARTITIONED = "Partitioned"
     PARTITIONS_FAILED = "PartitionsFailed"

@@ -32,6 +32,7 @@ from paraflow.models import TERMINAL, StorageSpec, WorkflowSpec, WorkflowStatus,
 from paraflow.planning import gate, indexsets, logs, planner, queueing, stalls
 from paraflow.planning.actions import Create
 from paraflow.planning.expectations import Expectations
+from paraflow.planning.observed import Admission
 from paraflow.planning.planner import (
     Event,
     JobFacts,
@@ -135,7 +136,7 @@ class Reconciler:
         # Workflow uid -> stalled Job name -> when we last asked why it does not run.
         self._asked: dict[str, dict[str, float]] = {}
         # Workflow uid -> when we last read Kueue's Workload of a queued child, and what it said.
-        self._admission: dict[str, tuple[float, str | None]] = {}
+        self._admission: dict[str, tuple[float, Admission | None]] = {}
         # Workflow uid -> Jobs whose pods' logs are stored in its run prefix (listed once, then kept up).
         self._kept_logs: dict[str, set[str]] = {}
         # Workflow uid -> Job -> failed tries at storing its pods' logs.
@@ -374,7 +375,7 @@ class Reconciler:
                 return (job.name,), stall
         return tuple(j.name for j in due), None
 
-    async def _ask_why_queued(self, wf: WorkflowRef, jobs: Sequence[JobFacts]) -> str | None:
+    async def _ask_why_queued(self, wf: WorkflowRef, jobs: Sequence[JobFacts]) -> Admission | None:
         """What Kueue says of the oldest queued child, read at most once per ``stall_seconds``."""
         waiting = [j for j in jobs if j.queued and j.state is JobState.ACTIVE]
         if not waiting:

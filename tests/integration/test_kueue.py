@@ -222,4 +222,29 @@ def test_where_kueue_holds_every_job_a_workflow_without_a_queue_name_says_why_it
 
     obj = wait_for(says_why, 60, "the workflow to say its Jobs are held without a queue name")
     assert "spec.queueName is not set" in obj["status"]["message"]
-    assert obj["status"]["phase"] not in ("Failed", "Blocked")
+    assert obj["status"]["phase"] != "Failed", "it says why it waits; progressDeadlineSeconds (600 s) ends the wait"
+
+
+def test_a_queue_kueue_does_not_know_blocks_the_run_saying_so_and_fails_it_at_its_progress_deadline(
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    s3: Minio,
+    queue: Queue,
+    bucket: str,
+    test_env: dict[str, str],
+) -> None:
+    upload_inputs(s3, bucket, 3, prefix="in/")
+    body = queued_workflow("typo", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, prefix="in/", sleep=0)
+    body["spec"] |= {"queueName": "no-such-queue", "progressDeadlineSeconds": 30}
+    create(custom, queue.namespace, body)
+
+    def blocked() -> dict[str, Any] | None:
+        obj = get(custom, queue.namespace, "typo")
+        held = condition(obj, ConditionType.QUEUED)
+        return obj if held is not None and held["reason"] == Reason.QUEUE_INADMISSIBLE else None
+
+    obj = wait_for(blocked, 60, "the run to say Kueue cannot admit its Jobs")
+    assert obj["status"]["phase"] == "Blocked" and "no-such-queue" in obj["status"]["message"]
+    done = wait_phase(custom, queue.namespace, "typo", {"Failed", "Succeeded"}, 120)
+    failed = condition(done, ConditionType.FAILED)
+    assert failed is not None and failed["reason"] == Reason.PROGRESS_DEADLINE_EXCEEDED

@@ -13,6 +13,7 @@ from paraflow.k8s import builders
 from paraflow.models import WorkflowStatus
 from paraflow.planning import planner, queueing
 from paraflow.planning.conditions import get_condition
+from paraflow.planning.observed import Admission
 from paraflow.planning.planner import JobFacts, JobState, Observed, PlanRead
 from paraflow.reasons import ConditionType, Reason
 from paraflow.settings import Settings
@@ -21,6 +22,7 @@ from tests.unit.builders import T0, make_spec
 pytestmark = pytest.mark.unit
 
 LATER = T0 + dt.timedelta(hours=6)
+NO_QUEUE = "LocalQueue teem doesn't exist"
 QUOTA = "couldn't assign flavors to pod set main: insufficient unused quota for cpu in flavor default"
 
 
@@ -29,7 +31,7 @@ def partition(p: int, *, queued: bool) -> JobFacts:
     return dataclasses.replace(job, queued=queued, stalled=False)
 
 
-def observe(*jobs: JobFacts, now: dt.datetime = T0, admission: str | None = None, plan: bool = False) -> Observed:
+def observe(*jobs: JobFacts, now: dt.datetime = T0, admission: Admission | None = None, plan: bool = False) -> Observed:
     done = JobFacts("wf-part-a1", c.ROLE_PARTITIONER, None, 1, JobState.SUCCEEDED, T0)
     read = PlanRead(partition_count=3) if plan else None
     return Observed(jobs=[done, *jobs], generation=1, now=now, uid="u", plan=read, admission=admission)
@@ -57,9 +59,9 @@ def test_queued_partitions_are_counted_apart_and_the_run_says_where_they_wait_an
 def test_a_run_whose_every_job_waits_says_so_with_kueue_s_words_and_never_fails_for_it() -> None:
     spec, status = started({"queueName": "team-a"})
     waiting = [partition(p, queued=True) for p in range(3)]
-    first = planner.plan(spec, status, observe(*waiting, admission=QUOTA))
+    first = planner.plan(spec, status, observe(*waiting, admission=Admission(QUOTA)))
     assert first.status.message.endswith(QUOTA) and "LocalQueue team-a" in first.status.message
-    later = planner.plan(spec, first.status, observe(*waiting, now=LATER, admission=QUOTA))
+    later = planner.plan(spec, first.status, observe(*waiting, now=LATER, admission=Admission(QUOTA)))
     assert later.status.phase == "Running", "hours in a queue are no stall: progressDeadlineSeconds is 60"
     assert get_condition(later.status.conditions, ConditionType.PODS_BLOCKED) is None
     assert later.deletes == [] and later.events == []
@@ -76,6 +78,10 @@ def test_jobs_held_without_a_queue_name_warn_that_spec_queue_name_is_missing() -
     assert cond is not None and cond.reason == Reason.SUSPENDED_WITHOUT_QUEUE
     assert "spec.queueName is not set" in result.status.message
     assert ("Warning", Reason.SUSPENDED_WITHOUT_QUEUE) in [(e.type, e.reason) for e in result.events]
+    never = planner.plan(
+        spec, status, observe(*[partition(p, queued=True) for p in range(3)], admission=Admission(NO_QUEUE, stuck=True))
+    )
+    assert never.status.phase == "Blocked" and "spec.queueName is not set" in never.status.message
 
 
 def test_a_failed_run_deletes_its_queued_jobs_instead_of_waiting_for_their_admission() -> None:
@@ -124,10 +130,27 @@ def test_kueue_s_words_are_why_the_quota_is_not_reserved_or_why_the_job_was_evic
         "reason": "Preempted",
         "message": "Preempted to accommodate a higher priority Workload",
     }
-    assert queueing.admission([workload(no_quota)]) == QUOTA
-    assert queueing.admission([workload(no_quota, evicted)]) == (
+    assert queueing.admission([workload(no_quota)]) == Admission(QUOTA)
+    assert queueing.admission([workload(no_quota, evicted)]) == Admission(
         "evicted (Preempted): Preempted to accommodate a higher priority Workload"
     )
+    missing = {"type": "QuotaReserved", "status": "False", "reason": "Inadmissible", "message": NO_QUEUE}
+    assert queueing.admission([workload(missing)]) == Admission(NO_QUEUE, stuck=True)
     admitted = {"type": "QuotaReserved", "status": "True", "message": "Quota reserved in ClusterQueue cq"}
     assert queueing.admission([workload(admitted)]) is None, "admitted: nothing to explain, it starts"
     assert queueing.admission([]) is None
+
+
+def test_jobs_kueue_cannot_admit_block_the_run_saying_why_and_fail_it_at_its_progress_deadline() -> None:
+    spec, status = started({"queueName": "teem"})
+    waiting = [partition(p, queued=True) for p in range(3)]
+    blocked = planner.plan(spec, status, observe(*waiting, admission=Admission(NO_QUEUE, stuck=True)))
+    assert blocked.status.phase == "Blocked" and NO_QUEUE in blocked.status.message
+    cond = get_condition(blocked.status.conditions, ConditionType.QUEUED)
+    assert cond is not None and cond.reason == Reason.QUEUE_INADMISSIBLE
+    assert ("Warning", Reason.QUEUE_INADMISSIBLE) in [(e.type, e.reason) for e in blocked.events]
+    later = planner.plan(spec, blocked.status, observe(*waiting, now=LATER, admission=Admission(NO_QUEUE, stuck=True)))
+    assert later.status.phase == "Failed", "waiting for a queue that cannot admit is no progress"
+    failed = get_condition(later.status.conditions, ConditionType.FAILED)
+    assert failed is not None and failed.reason == Reason.PROGRESS_DEADLINE_EXCEEDED and NO_QUEUE in failed.message
+    assert sorted(later.deletes) == ["wf-p0-a1", "wf-p1-a1", "wf-p2-a1"]

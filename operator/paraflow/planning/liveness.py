@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from paraflow.models import TERMINAL, WorkflowSpec, WorkflowStatus
-from paraflow.planning import stalls
+from paraflow.planning import queueing, stalls
 from paraflow.planning.actions import Event, Plan
 from paraflow.planning.conditions import get_condition, remove_condition
 from paraflow.planning.observed import Observed
@@ -66,7 +66,8 @@ def progress_deadline(
     stuck = (
         st.phase not in TERMINAL
         and not spec.suspend
-        and all_waiting(active)
+        and bool(active)
+        and all(j.stalled or queueing.stuck(j, obs) for j in active)
         and not out.creates
         and _milestones(st) == _milestones(before)
     )
@@ -78,7 +79,9 @@ def progress_deadline(
     if left > 0:
         out.come_back_within(left)
         return
-    blocked = get_condition(st.conditions, ConditionType.PODS_BLOCKED)
+    blocked = get_condition(st.conditions, ConditionType.PODS_BLOCKED) or get_condition(
+        st.conditions, ConditionType.QUEUED
+    )
     why = blocked.message if blocked is not None else "no child Job got a pod running"
     out.fail(
         Reason.PROGRESS_DEADLINE_EXCEEDED,

@@ -37,6 +37,16 @@ class ReplicationTally:
 
 
 @dataclass(frozen=True)
+class Admission:
+    """What Kueue says of a queued Job's Workload. ``stuck``: it can never be admitted as things
+    stand (its LocalQueue or ClusterQueue missing or inactive, or the Workload deactivated), so
+    waiting is no longer progress."""
+
+    message: str
+    stuck: bool = False
+
+
+@dataclass(frozen=True)
 class Observed:
     jobs: Sequence[JobFacts]
     generation: int
@@ -62,6 +72,6 @@ class Observed:
     stall_asked: tuple[str, ...] = ()
     stall: Stall | None = None
     # What Kueue says of the oldest queued child's Workload (why it is not admitted), if read.
-    admission: str | None = None
+    admission: Admission | None = None
     # Jobs whose pods' logs are stored in the run's prefix (None: not known).
     logs_kept: frozenset[str] | None = None
