@@ -189,6 +189,7 @@ class Shard(_Outputs):
     # Emitted results, spooled to disk beyond a few MiB: a shard may emit one per record.
     _results: tempfile.SpooledTemporaryFile[bytes] | None = None
     _committed: bool = False
+    _order: list[tuple[str, int]] | None = None  # objects() as (key, size), in the order read ahead
     _io: _Concurrent = field(default_factory=lambda: _Concurrent(TransferSettings.from_env()))
 
     @classmethod
@@ -258,8 +259,9 @@ class Shard(_Outputs):
         """The item's bytes as a stream. Read in the order of ``objects()``, the items are fetched
         ahead, several at once, within PARAFLOW_SDK_BUDGET_BYTES; a large item streams."""
         if self._io.settings.concurrent and item.size <= self._io.settings.stream_above:
-            order = [(i.key, i.size) for i in self.objects()]
-            data = self._io.read_ahead(self.client, self.input_bucket, order).take(item.key)
+            if self._order is None:  # once: an open per item must not walk the whole partition
+                self._order = [(i.key, i.size) for i in self.objects()]
+            data = self._io.read_ahead(self.client, self.input_bucket, self._order).take(item.key)
             if data is not None:
                 return nullcontext(Body(data))
         return _stream(self.client, self.input_bucket, item.key)
@@ -475,6 +477,7 @@ class _Concurrent:
         self._uploads: Uploader | None = None
         self._uploaded: list[tuple[int, Future[ObjectWriteResult]]] = []
         self.prefetch: Prefetcher | None = None
+        self._ahead_of: list[tuple[str, int]] | None = None
 
     def pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -491,10 +494,13 @@ class _Concurrent:
         self._uploaded.append((index, future))
 
     def read_ahead(self, client: Minio, bucket: str, keys: list[tuple[str, int]]) -> Prefetcher:
-        if self.prefetch is None or self.prefetch.keys != keys:
+        """The read-ahead over ``keys``: the same list (by identity, not compared item by item on
+        every open) keeps the same one."""
+        if self.prefetch is None or self._ahead_of is not keys:
             self.prefetch = Prefetcher(
                 functools.partial(_read, client, bucket), keys, settings=self.settings, pool=self.pool()
             )
+            self._ahead_of = keys
         return self.prefetch
 
     def settle(self) -> list[tuple[int, ObjectWriteResult]]:
