@@ -14,6 +14,7 @@ target for its row. Results: bench/results/replication.{json,md}.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import json
@@ -21,8 +22,10 @@ import os
 import resource
 import shutil
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from typing import Any
 from minio import Minio
 
 from bench.common import RESULTS, machine, measure, write_results
+from bench.replication.limit import run_limit, sweep
 from paraflow_worker import contract
 from paraflow_worker.contract import (
     ManifestPartition,
@@ -52,6 +56,9 @@ DATA_SETS = ((10_000, 4 * KiB), (20_000, 8 * KiB), (20, 64 * MiB), (8, 256 * MiB
 SMALL_TARGET = {"same-server": 2.0, "cross-server": 1.5}  # objects/s
 LARGE_TARGET = 1.0  # MB/s
 RSS_TARGET_MIB = 200
+TOOLS = ("paraflow", "mc", "rclone", "limit")
+# Below this share of the limit, a row needs the profile that explains it (issue #33).
+LIMIT_SHARE = 0.9
 
 
 def minio_cpu_seconds() -> list[float]:
@@ -194,7 +201,7 @@ def run_paraflow(
         access: creds[0],
         secret: creds[1],
     }
-    seconds, rss, out = measure([str(Path(os.sys.executable).with_name("paraflow-worker")), "replicate"], env)
+    seconds, rss, out = measure([str(Path(sys.executable).with_name("paraflow-worker")), "replicate"], env)
     print(out.strip().splitlines()[-1])
     return seconds, rss
 
@@ -265,25 +272,26 @@ def versions(mc: str) -> dict[str, str]:
 
 
 def judge(rows: list[dict[str, Any]]) -> None:
-    """Adds to each paraflow row its ratio to the faster peer on the same data and topology, the
-    target for that row, and whether the row meets it (RSS included)."""
+    """Adds to each tool's row its ratio to the limit on the same data and topology, and to a
+    paraflow row its ratio to the faster peer, the target for that row, and whether the row meets
+    it (RSS included)."""
+
+    def alike(row: dict[str, Any]) -> list[dict[str, Any]]:
+        """The rows of every tool on the same data and topology."""
+        key = (row["objects"], row["object_bytes"], row["topology"])
+        return [r for r in rows if (r["objects"], r["object_bytes"], r["topology"]) == key]
+
     for row in rows:
+        if row["tool"] == "limit":
+            continue
+        metric = "objects_per_s" if row["object_bytes"] < MiB else "mb_per_s"
+        limit = [r for r in alike(row) if r["tool"] == "limit"]
+        if limit:
+            row["vs_limit"] = round(row[metric] / limit[0][metric], 2)
         if row["tool"] != "paraflow":
             continue
-        small = row["object_bytes"] < MiB
-        metric = "objects_per_s" if small else "mb_per_s"
-        peers = [
-            r[metric]
-            for r in rows
-            if r["tool"] != "paraflow"
-            and (r["objects"], r["object_bytes"], r["topology"])
-            == (
-                row["objects"],
-                row["object_bytes"],
-                row["topology"],
-            )
-        ]
-        target = SMALL_TARGET[row["topology"]] if small else LARGE_TARGET
+        peers = [r[metric] for r in alike(row) if r["tool"] in ("mc", "rclone")]
+        target = SMALL_TARGET[row["topology"]] if metric == "objects_per_s" else LARGE_TARGET
         row["vs_faster_peer"] = round(row[metric] / max(peers), 2)
         row["target"] = target
         row["meets_target"] = row["vs_faster_peer"] >= target and row["peak_rss_mib"] <= RSS_TARGET_MIB
@@ -292,18 +300,23 @@ def judge(rows: list[dict[str, Any]]) -> None:
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| tool | objects | object size | topology | objects/s | MB/s | peak RSS MiB | tool CPU s | MinIO CPU s "
-        "(source, target) | mismatches | vs faster peer (target) |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---|",
+        "(source, target) | mismatches | vs limit | vs faster peer (target) |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for r in rows:
         size = f"{r['object_bytes'] // KiB} KiB" if r["object_bytes"] < MiB else f"{r['object_bytes'] // MiB} MiB"
         verdict = ""
         if "vs_faster_peer" in r:
             verdict = f"{r['vs_faster_peer']:.2f}x ({r['target']:.1f}x) {'met' if r['meets_target'] else 'missed'}"
+        tool = f"limit ({r['concurrency']} in flight)" if r["tool"] == "limit" else r["tool"]
+        share = ""
+        if "vs_limit" in r:
+            share = f"{r['vs_limit']:.2f}x" + (" (below 0.9x)" if r["vs_limit"] < LIMIT_SHARE else "")
+        bad = "-" if r["mismatches"] is None else r["mismatches"]
         lines.append(
-            f"| {r['tool']} | {r['objects']} | {size} | {r['topology']} | {r['objects_per_s']:.0f} | "
+            f"| {tool} | {r['objects']} | {size} | {r['topology']} | {r['objects_per_s']:.0f} | "
             f"{r['mb_per_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['tool_cpu_s']:.1f} | "
-            f"{', '.join(f'{x:.1f}' for x in r['minio_cpu_s'])} | {r['mismatches']} | {verdict} |"
+            f"{', '.join(f'{x:.1f}' for x in r['minio_cpu_s'])} | {bad} | {share} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -325,24 +338,37 @@ def one_run(
     config_dir: str,
     concurrency: int,
 ) -> dict[str, Any]:
-    """One tool copying the whole source into a fresh bucket, then every replica checked."""
+    """One tool copying the whole source into a fresh bucket, then every replica checked. The
+    limit (``limit@N``: s3limit at concurrency N) PUTs bytes of its own across servers: its
+    replicas are not checked against the source there."""
     count = len(digests)
-    dst = fresh_bucket(clients[dst_ep], f"bench-{tool}")
+    dst = fresh_bucket(clients[dst_ep], f"bench-{tool.split('@')[0]}")
     quiesce()
     servers_before, tool_before = minio_cpu_seconds(), children_cpu_seconds()
+    rename = lambda k: k  # noqa: E731
     if tool == "paraflow":
         seconds, rss = run_paraflow(ep1, source, dst_ep, dst, dst_ep == ep1, creds)
         # Replicas carry neither the run nor the attempt.
         rename = lambda k: k.replace(f"{RUN_UID}/", "", 1).replace("/a1/", "/", 1)  # noqa: E731
     elif tool == "mc":
         seconds, rss = run_mc(mc, ep1, source, dst_ep, dst, creds, config_dir)
-        rename = lambda k: k  # noqa: E731
-    else:
+    elif tool == "rclone":
         seconds, rss = run_rclone(ep1, source, dst_ep, dst, creds, concurrency)
-        rename = lambda k: k  # noqa: E731
+    else:
+        same = dst_ep == ep1
+        seconds, rss = run_limit(
+            endpoint=dst_ep,
+            creds=creds,
+            source=source if same else None,
+            target=dst,
+            keys=list(digests),
+            size=size,
+            concurrency=int(tool.split("@")[1]),
+        )
     servers = [round(b - a, 1) for a, b in zip(servers_before, minio_cpu_seconds(), strict=True)]
     tool_cpu = round(children_cpu_seconds() - tool_before, 1)
-    bad = mismatches(clients[dst_ep], dst, digests, rename)
+    checked = not tool.startswith("limit") or dst_ep == ep1
+    bad = mismatches(clients[dst_ep], dst, digests, rename) if checked else None
     drop_bucket(clients[dst_ep], dst)
     return {
         "seconds": round(seconds, 2),
@@ -353,6 +379,17 @@ def one_run(
         "minio_cpu_s": servers if dst_ep != ep1 else servers[:1],
         "mismatches": bad,
     }
+
+
+def limit_run(chosen: dict[str, int], topology: str, size: int, run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """The limit's run for one round: on the first, each concurrency of the sweep (the fastest
+    is kept, and chosen for the rounds after); then the chosen one."""
+    if topology in chosen:
+        return run(f"limit@{chosen[topology]}") | {"concurrency": chosen[topology]}
+    tried = {n: run(f"limit@{n}") for n in sweep(size)}
+    best = min(tried, key=lambda n: tried[n]["seconds"])
+    chosen[topology] = best
+    return tried[best] | {"concurrency": best, "sweep_s": {str(n): r["seconds"] for n, r in tried.items()}}
 
 
 def main() -> None:
@@ -375,7 +412,7 @@ def main() -> None:
     clients = {ep1: make_client(ep1, *creds), ep2: make_client(ep2, *creds)}
     config_dir = f"/tmp/paraflow-bench-mc-{uuid.uuid4().hex[:6]}"
     rows = []
-    tools = ["paraflow", "mc", "rclone"]
+    tools = [*TOOLS]
     wanted = DATA_SETS if args.sets == "all" else [d for d in DATA_SETS if _label(*d) in args.sets.split(",")]
     for full_count, size in wanted:
         count = max(1, round(full_count * args.scale))
@@ -383,24 +420,38 @@ def main() -> None:
         # Read once before any tool, so no tool pays for a cold source; and each round starts
         # with another tool, so none is always first after the previous round's cleanup.
         mismatches(clients[ep1], source, digests, lambda k: k)
+        chosen: dict[str, int] = {}  # the limit's concurrency, by topology
         for topology, dst_ep in (("same-server", ep1), ("cross-server", ep2)):
             runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
+            run = functools.partial(
+                one_run,
+                clients=clients,
+                ep1=ep1,
+                source=source,
+                size=size,
+                dst_ep=dst_ep,
+                digests=digests,
+                creds=creds,
+                mc=mc,
+                config_dir=config_dir,
+                concurrency=args.concurrency,
+            )
             for _ in range(args.repeat):
                 tools = tools[1:] + tools[:1]
                 for tool in tools:
-                    runs[tool].append(
-                        one_run(
-                            tool, clients, ep1, source, size, dst_ep, digests, creds, mc, config_dir, args.concurrency
-                        )
-                    )
-                    print(runs[tool][-1], flush=True)
+                    result = limit_run(chosen, topology, size, run) if tool == "limit" else run(tool)
+                    runs[tool].append(result)
+                    print(tool, result, flush=True)
             for tool, done in runs.items():
                 # The median run by time (the slower middle one of an even count); each run listed.
                 ordered = sorted(done, key=lambda r: r["seconds"])
                 row = {"tool": tool, "objects": count, "object_bytes": size, "topology": topology}
                 row |= ordered[(len(ordered) - 1) // 2 + (len(ordered) % 2 == 0)]
                 row["runs_s"] = [r["seconds"] for r in done]
-                row["mismatches"] = sum(r["mismatches"] for r in done)
+                checked = [r["mismatches"] for r in done if r["mismatches"] is not None]
+                row["mismatches"] = sum(checked) if checked else None
+                if tool == "limit":
+                    row["sweep_s"] = done[0]["sweep_s"]  # the first round tried them all
                 rows.append(row)
         drop_bucket(clients[ep1], source)
     if args.merge and (RESULTS / "replication.json").exists():
@@ -412,7 +463,7 @@ def main() -> None:
             r["object_bytes"] >= MiB,
             r["objects"],
             r["topology"],
-            ["paraflow", "mc", "rclone"].index(r["tool"]),
+            TOOLS.index(r["tool"]),
         )
     )
     judge(rows)
