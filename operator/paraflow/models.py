@@ -804,6 +804,12 @@ class WorkflowStatus(ApiModel):
     partitions: PartitionCounts = Field(default_factory=PartitionCounts, description="Partitions by state")
     succeeded_indexes: str = Field(default="", description='Succeeded partitions, range-compressed ("0-27,29")')
     failed_indexes: str = Field(default="", description="Partitions failed for good, range-compressed")
+    running_indexes: str = Field(
+        default="", description="Partitions with a Job running (as partitions.running counts them), range-compressed"
+    )
+    queued_indexes: str = Field(
+        default="", description="Partitions whose Job waits for admission (Kueue), range-compressed"
+    )
     attempts: Annotated[dict[str, str], Field(json_schema_extra={"maxProperties": 128})] = Field(
         default_factory=dict, description="Attempt number -> partitions whose latest attempt it is (only >1)"
     )

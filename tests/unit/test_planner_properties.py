@@ -89,6 +89,13 @@ def test_a_run_never_exceeds_max_concurrency_and_ends_with_each_partition_accoun
             now += dt.timedelta(seconds=1)
             continue  # the status patch failed: nothing after it in the pass ran either
         status = result.status
+        sets = {
+            name: indexsets.expand(getattr(status, f"{name}_indexes"))
+            for name in ("succeeded", "failed", "running", "queued")
+        }
+        for name, found in sets.items():
+            assert len(found) == getattr(status.partitions, name), f"{name}Indexes names each partition it counts"
+        assert sum(len(x) for x in sets.values()) == len(set().union(*sets.values())), "a partition has one state"
         for key, job in list(jobs.items()):
             if job.name in result.deletes:
                 assert job.state is JobState.SUCCEEDED, "only a succeeded Job is deleted"

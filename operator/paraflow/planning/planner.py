@@ -365,6 +365,8 @@ def _map_stage(out: Plan, spec: WorkflowSpec, obs: Observed, *, book: Ledger) ->
     running = (progress.active - queued) | {x.index for x in out.creates if isinstance(x, CreatePartition)}
     st.succeeded_indexes = indexsets.compress(progress.succeeded)
     st.failed_indexes = indexsets.compress(failed)
+    st.running_indexes = indexsets.compress(running)
+    st.queued_indexes = indexsets.compress(queued)
     st.attempts = progress.attempt_sets()
     st.partitions.succeeded = len(progress.succeeded)
     st.partitions.failed = len(failed)
