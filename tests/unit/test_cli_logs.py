@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from paraflow.cli.app import _no_partition_job
+from paraflow.cli.actions import no_partition_job as _no_partition_job
 
 pytestmark = pytest.mark.unit
 

@@ -19,9 +19,7 @@ import typer
 from rich.console import Console
 
 from paraflow import constants as c
-from paraflow.cli import kube, schedules
-from paraflow.cli.keptlogs import KeptLog
-from paraflow.k8s import names
+from paraflow.cli import actions, kube, schedules
 from paraflow.planning import indexsets
 
 if TYPE_CHECKING:
@@ -89,14 +87,10 @@ def _load_file(path: Path) -> dict[str, Any]:
 
 
 def _validate(doc: dict[str, Any]) -> WorkflowSpec:
-    from pydantic import ValidationError
-
-    from paraflow.models import WorkflowSpec, spec_error
-
     try:
-        return WorkflowSpec.model_validate(doc.get("spec") or {})
-    except ValidationError as e:
-        raise typer.BadParameter(spec_error(e)) from e
+        return actions.spec_of(doc)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
 
 
 @app.command()
@@ -180,40 +174,7 @@ def status(
     if output == "yaml":
         out.print(yaml.safe_dump(obj.get("status") or {}, sort_keys=False), highlight=False)
         return
-    failed = indexsets.expand((obj.get("status") or {}).get("failedIndexes", ""))
-    failures: dict[int, str] = {}
-    if failed:
-        latest: dict[int, tuple[int, kube.Doc]] = {}
-        for job in kube.partition_jobs(name, namespace):
-            index, attempt = int(kube.labels(job)[c.LABEL_PARTITION]), int(kube.labels(job)[c.LABEL_ATTEMPT])
-            if index in failed and attempt > latest.get(index, (0, {}))[0]:
-                latest[index] = (attempt, job)
-        failures = {i: kube.failure_of(job, namespace) for i, (_, job) in sorted(latest.items())[:20]}
-    out.print(status_table(obj, failures))
-
-
-def _no_partition_job(wf: dict[str, Any], partition: int) -> str:
-    """Why a partition has no Job and no kept logs: not started, or succeeded and deleted."""
-    status = wf.get("status") or {}
-    if partition in indexsets.expand(status.get("succeededIndexes", "")):
-        return (
-            f"partition {partition} of {wf['metadata']['name']} succeeded and its Job was deleted "
-            "(succeededJobs: Delete) with its pods; their logs are kept with spec.logs.keep: all; "
-            "its outputs are in `paraflow results`"
-        )
-    if partition in indexsets.expand(status.get("failedIndexes", "")):
-        return f"the pods of partition {partition} of {wf['metadata']['name']} are gone, and no logs of them were kept"
-    return f"partition {partition} of {wf['metadata']['name']} has not started"
-
-
-def _recorded_attempt(wf: dict[str, Any], partition: int) -> int | None:
-    """The partition's latest attempt as its workflow's status records it (its Jobs may be gone)."""
-    status = wf.get("status") or {}
-    started = indexsets.expand(status.get("succeededIndexes", "")) | indexsets.expand(status.get("failedIndexes", ""))
-    attempts = [int(a) for a, found in (status.get("attempts") or {}).items() if partition in indexsets.expand(found)]
-    if attempts:
-        return max(attempts)
-    return 1 if partition in started else None
+    out.print(status_table(obj, actions.failures(obj)))
 
 
 @app.command()
@@ -233,43 +194,17 @@ def logs(
     if reduce == (partition is not None):
         raise typer.BadParameter("give either --partition N or --reduce")
     kube.load()
-    if reduce:
-        reduced = (kube.get_workflow(name, namespace).get("status") or {}).get("reduce") or {}
-        if attempt is None and not reduced:
-            raise typer.BadParameter(f"the reduce step of {name} has not started")
-        attempt = attempt or int(reduced.get("attempt", 1))
-        job, what = names.reduce_job(name, attempt), f"the reduce step attempt {attempt}"
-    else:
-        assert partition is not None
-        if attempt is None:
-            attempts = [
-                int(kube.labels(j)[c.LABEL_ATTEMPT])
-                for j in kube.partition_jobs(name, namespace)
-                if kube.labels(j).get(c.LABEL_PARTITION) == str(partition)
-            ]
-            recorded = _recorded_attempt(kube.get_workflow(name, namespace), partition)
-            if attempts:
-                attempt = max(attempts)
-            elif recorded is not None:
-                attempt = recorded
-            else:
-                raise typer.BadParameter(_no_partition_job(kube.get_workflow(name, namespace), partition))
-        job, what = names.partition_job(name, partition, attempt), f"partition {partition} attempt {attempt}"
-    found = [] if kept else kube.pod_logs(job, namespace, shard)
-    for pod, text in found:
+    wf = kube.get_workflow(name, namespace)
+    try:
+        found = actions.logs(wf, partition=partition, shard=shard, attempt=attempt, kept_only=kept, endpoint=endpoint)
+    except (actions.NotFound, ValueError) as e:
+        raise typer.BadParameter(str(e)) from e
+    for pod, text in found.live:
         console.print(f"[bold]==> {pod}[/]", highlight=False)
         out.print(text, end="", highlight=False, markup=False)
-    if found:
-        return
-    copies = _kept_logs(name, namespace, job=job, shard=shard, endpoint=endpoint)
-    if not copies and kept:
-        raise typer.BadParameter(f"no logs of {what} kept (spec.logs.keep)")
-    if not copies:
-        why = _no_partition_job(kube.get_workflow(name, namespace), partition) if partition is not None else ""
-        raise typer.BadParameter(why or f"no pods for {what}, and no logs of them kept (spec.logs.keep)")
-    if not kept:
-        console.print(f"the pods of {what} are gone: their logs as the operator kept them", highlight=False)
-    for log in copies:
+    if found.kept and not kept:
+        console.print(f"the pods of {found.what} are gone: their logs as the operator kept them", highlight=False)
+    for log in found.kept:
         console.print(f"[bold]==> {log.pod}[/] {log.describe()}", highlight=False)
         out.print(log.text, end="", highlight=False, markup=False)
 
@@ -284,46 +219,26 @@ def redrive(
     workflow with replication, copy every output again (restores deleted replicas). Waits for
     the operator to take it: exits 1 if the operator refused it, 2 if it did not answer."""
     kube.load()
-    before = (kube.get_workflow(name, namespace).get("status") or {}).get("redrive") or {}
-    token = time.strftime("%Y%m%dT%H%M%S") + f".{time.time_ns() % 1_000_000:06d}"
-    kube.patch_workflow(name, namespace, {"metadata": {"annotations": {c.ANNOTATION_REDRIVE: token}}})
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = kube.get_workflow(name, namespace).get("status") or {}
-        seen = status.get("redrive") or {}
-        if seen.get("lastToken") == token:
-            if int(seen.get("count") or 0) > int(before.get("count") or 0):
-                console.print(f"redrive #{seen['count']} of {namespace}/{name} started: phase {status.get('phase')}")
-                return
-            why = next(
-                (m for m in reversed(kube.workflow_events(name, namespace, "RedriveIgnored")) if token in m),
-                "refused by the operator",
-            )
-            console.print(f"[red]{why}[/]", highlight=False)
-            raise typer.Exit(1)
-        time.sleep(0.5)
-    console.print(
-        f"[red]the operator has not taken redrive {token} within {timeout:.0f}s: is it running?[/] "
-        "(the annotation stays; it applies when the operator is back)",
-        highlight=False,
-    )
-    raise typer.Exit(2)
+    answer = actions.redrive(name, namespace, timeout=timeout)
+    if answer.taken:
+        console.print(answer.message, highlight=False)
+        return
+    console.print(f"[red]{answer.message}[/]", highlight=False)
+    raise typer.Exit(1 if answer.answered else 2)
 
 
 @app.command()
 def suspend(name: str, namespace: Namespace = "default") -> None:
     """Start no new partitions (running ones finish)."""
     kube.load()
-    kube.patch_workflow(name, namespace, {"spec": {"suspend": True}})
-    console.print(f"{namespace}/{name} suspended")
+    console.print(actions.suspend(name, namespace))
 
 
 @app.command()
 def resume(name: str, namespace: Namespace = "default") -> None:
     """Undo suspend."""
     kube.load()
-    kube.patch_workflow(name, namespace, {"spec": {"suspend": False}})
-    console.print(f"{namespace}/{name} resumed")
+    console.print(actions.resume(name, namespace))
 
 
 @app.command("set-concurrency")
@@ -332,8 +247,38 @@ def set_concurrency(
 ) -> None:
     """Change maxConcurrency of a running workflow; the next pass applies it."""
     kube.load()
-    kube.patch_workflow(name, namespace, {"spec": {"maxConcurrency": limit}})
-    console.print(f"{namespace}/{name}: maxConcurrency {limit}")
+    console.print(actions.set_concurrency(name, namespace, limit))
+
+
+@app.command()
+def ui(
+    name: Annotated[str | None, typer.Argument(help="Open this workflow's run; default: the list")] = None,
+    namespace: Namespace = "default",
+    *,
+    address: Annotated[
+        str, typer.Option(help="Listen here; another address than 127.0.0.1 shares the view")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="0: any free port")] = 0,
+    browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the page in a browser")] = True,
+    endpoint: Annotated[str | None, typer.Option(help="Override spec.storage.endpoint (e.g. a port-forward)")] = None,
+) -> None:
+    """The Map Run view in a browser: workflows and schedules, a run's partitions, progress and
+    ETA, failed partitions with their logs, redrive, suspend/resume and maxConcurrency. Served
+    from this machine with your kubeconfig (nothing runs in the cluster), at a URL with a fresh
+    token; Ctrl-C stops it."""
+    try:
+        from paraflow.ui.serve import serve
+    except ImportError as e:
+        raise typer.BadParameter(f"the view needs its extra: pip install 'paraflow[ui]' ({e})") from e
+    serve(
+        name=name,
+        namespace=namespace,
+        address=address,
+        port=port,
+        browser=browser,
+        endpoint=endpoint,
+        say=console.print,
+    )
 
 
 @app.command()
@@ -353,7 +298,7 @@ def plan(
     builtin = spec.partitioner.builtin
     if builtin is None:
         raise typer.BadParameter("plan runs the built-in partitioner only; a container partitioner runs as a Job")
-    client = _storage_client(spec, namespace, endpoint)
+    client = actions.storage_client(spec, namespace, endpoint)
     partitions = partitions_of(
         client,
         spec.input.bucket,
@@ -443,41 +388,6 @@ def gc(
     out.print(f"removed {removed} objects of {len(found)} run(s)", highlight=False)
 
 
-def _kept_logs(name: str, namespace: str, *, job: str, shard: int | None, endpoint: str | None) -> list[KeptLog]:
-    """The logs the operator kept of ``job``'s pods (one shard's, with ``shard``)."""
-    from paraflow_worker import contract
-
-    doc = kube.get_workflow(name, namespace)
-    spec = _validate(doc)
-    client = _storage_client(spec, namespace, endpoint)
-    run = contract.run_prefix(spec.output.prefix, doc["metadata"]["uid"])
-    folder = contract.pod_log_key(run, job, "")[: -len(".log")]
-    found = []
-    for obj in client.list_objects(spec.output.bucket, prefix=folder):
-        pod = obj.object_name[len(folder) :].removesuffix(".log")
-        if shard is not None and not pod.startswith(f"{job}-{shard}-"):
-            continue
-        response = client.get_object(spec.output.bucket, obj.object_name)
-        try:
-            found.append(KeptLog.read(pod, response.read(), response.headers))
-        finally:
-            response.close()
-            response.release_conn()
-    return sorted(found, key=lambda k: k.pod)
-
-
-def _storage_client(spec: WorkflowSpec, namespace: str, endpoint: str | None) -> Minio:
-    """MinIO as the workflow sees it, with env PARAFLOW_S3_ACCESS_KEY/SECRET_KEY, else its Secret."""
-    from paraflow_worker.storage import make_client
-
-    access, secret = os.environ.get("PARAFLOW_S3_ACCESS_KEY"), os.environ.get("PARAFLOW_S3_SECRET_KEY")
-    if not access or not secret:
-        kube.load()
-        creds = kube.read_secret(namespace, spec.storage.credentials_secret)
-        access, secret = creds["accessKey"], creds["secretKey"]
-    return make_client(endpoint or spec.storage.endpoint, access, secret, region=spec.storage.region)
-
-
 @app.command()
 def results(
     name: str,
@@ -501,7 +411,7 @@ def results(
         phase = (doc.get("status") or {}).get("phase", "Pending")
         console.print(f"[red]{namespace}/{name} has no result manifest yet[/] (phase {phase})")
         raise typer.Exit(1)
-    client = _storage_client(spec, namespace, endpoint)
+    client = actions.storage_client(spec, namespace, endpoint)
     bucket, _, key = where.removeprefix("s3://").partition("/")
     manifest = get_json(client, bucket, key, model=contract.ResultManifest)
     for part in sorted(manifest.succeeded, key=lambda p: p.index):
@@ -545,7 +455,7 @@ def reduce_output(
             f"[red]{namespace}/{name}: the reduce step has not succeeded[/] ({reduced.get('phase', 'Pending')})"
         )
         raise typer.Exit(1)
-    client = _storage_client(spec, namespace, endpoint)
+    client = actions.storage_client(spec, namespace, endpoint)
     bucket, _, run = str(status.get("runPrefix", "")).removeprefix("s3://").partition("/")
     key = contract.reduce_result_key(run, int(reduced["attempt"]))
     try:
