@@ -20,8 +20,10 @@ from hypothesis import settings
 from kubernetes import client, config
 from minio import Minio
 from minio.error import S3Error
+from playwright.sync_api import Browser
 
 from paraflow_worker.storage import make_client
+from tests.browser import chromium
 from tests.operator_process import OperatorProcess
 from tests.support import STORAGE_ENV, install_crd, namespace_prefix, require_env
 
@@ -209,3 +211,10 @@ def s3_second(storage_env: dict[str, str]) -> Minio:
 @pytest.fixture
 def bucket_second(s3_second: Minio) -> Iterator[str]:
     yield from temporary_bucket(s3_second, "t2")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium, Debian's (hack/chromium.sh installs it), driven by Playwright."""
+    with chromium() as found:
+        yield found

@@ -32,12 +32,18 @@ TIERS: dict[str, Tier] = {
     "unit": Tier(
         "pure logic and our own adapters' decision paths, with fakes: no cluster, no MinIO, no network",
         timeout_seconds=60,
-        forbidden_fixtures=STORAGE_FIXTURES | CLUSTER_FIXTURES,
+        forbidden_fixtures=STORAGE_FIXTURES | CLUSTER_FIXTURES | {"browser"},
     ),
     "storage": Tier(
         "the two MinIO servers only (the worker's replication engine, partitioner and SDK)",
         timeout_seconds=300,
         forbidden_fixtures=CLUSTER_FIXTURES,
+    ),
+    "browser": Tier(
+        "headless Chromium (Debian's package, hack/chromium.sh) and the Map Run view's server over a cluster "
+        "of our own (tests/ui_fakes.py): no cluster, no MinIO",
+        timeout_seconds=300,
+        forbidden_fixtures=STORAGE_FIXTURES | CLUSTER_FIXTURES,
     ),
     "cluster": Tier(
         "an apiserver, its controllers and MinIO, with pods that run (the local cluster's pod runner is enough)",

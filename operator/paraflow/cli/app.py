@@ -267,18 +267,10 @@ def ui(
     from this machine with your kubeconfig (nothing runs in the cluster), at a URL with a fresh
     token; Ctrl-C stops it."""
     try:
-        from paraflow.ui.serve import serve
+        from paraflow.ui.serve import Options, serve
     except ImportError as e:
         raise typer.BadParameter(f"the view needs its extra: pip install 'paraflow[ui]' ({e})") from e
-    serve(
-        name=name,
-        namespace=namespace,
-        address=address,
-        port=port,
-        browser=browser,
-        endpoint=endpoint,
-        say=console.print,
-    )
+    serve(Options(name, namespace, address, port, browser, endpoint), say=console.print)
 
 
 @app.command()

@@ -1,0 +1,263 @@
+"""The view's web server (aiohttp): the page, a JSON API under it, live updates as server-sent
+events from a watch, and the actions.
+
+Safety: it listens on 127.0.0.1 unless told otherwise; every path starts with a random token made
+at start (``/<token>/...``), so another user of the machine, or a page in the browser that does
+not know the token, reaches nothing. Actions are POSTs that must carry the token again in the
+``X-Paraflow-Token`` header, which a cross-site form or image cannot set, and an ``Origin``, when
+sent, that is this server's own: CSRF-safe. No Secret's content is ever sent to the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import secrets
+import threading
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from paraflow.cli import actions, describe
+from paraflow.ui.cluster import Cluster, Doc
+from paraflow.ui.progress import History
+from paraflow.ui.view import sample, summary, workflow_view
+
+TOKEN_HEADER = "X-Paraflow-Token"
+STATIC = resources.files("paraflow.ui") / "static"
+CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
+TOKEN: web.AppKey[str] = web.AppKey("token", str)
+
+
+class Follower:
+    """One stream's link to the thread following its workflow: views go one way, stop the other."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.changes = asyncio.Queue[Doc | None]()
+        self.stop = threading.Event()
+
+    def send(self, view: Doc) -> None:
+        self.loop.call_soon_threadsafe(self.changes.put_nowait, view)
+
+    def end(self) -> None:
+        self.stop.set()
+        with contextlib.suppress(RuntimeError):  # the server's loop has closed: nobody waits
+            self.loop.call_soon_threadsafe(self.changes.put_nowait, None)
+
+
+class State:
+    """What the server keeps between requests: each run's samples, and why its failed partitions
+    failed (asked again only when the set of failed partitions changes)."""
+
+    def __init__(self, now: Callable[[], dt.datetime]) -> None:
+        self.now = now
+        self.histories: dict[str, History] = {}
+        self.failures: dict[str, tuple[str, dict[int, str]]] = {}
+        self.lock = threading.Lock()
+        self.followers: set[Follower] = set()  # one per open stream
+
+    async def stop_following(self, _: web.Application) -> None:
+        for follower in list(self.followers):
+            follower.end()
+
+    def view(self, cluster: Cluster, wf: Doc) -> Doc:
+        uid, now = wf["metadata"].get("uid", ""), self.now()
+        failed = (wf.get("status") or {}).get("failedIndexes", "")
+        with self.lock:
+            history = self.histories.setdefault(uid, History())
+            history.add(sample(wf, now=now))
+            samples = list(history.samples)
+            known = self.failures.get(uid)
+        if known is None or known[0] != failed:
+            known = (failed, cluster.failures(wf) if failed else {})
+            with self.lock:
+                self.failures[uid] = known
+        return workflow_view(wf, samples=samples, failures=known[1], now=now)
+
+
+STATE: web.AppKey[State] = web.AppKey("state", State)
+
+
+def make_app(
+    cluster: Cluster, *, token: str | None = None, now: Callable[[], dt.datetime] | None = None
+) -> web.Application:
+    app = web.Application(middlewares=[_guard])
+    app[CLUSTER] = cluster
+    app[TOKEN] = token or secrets.token_urlsafe(24)
+    app[STATE] = State(now or (lambda: dt.datetime.now(dt.UTC)))
+    app.on_shutdown.append(app[STATE].stop_following)
+    app.add_routes(
+        [
+            web.get("/{token}/", _page),
+            web.get("/{token}/static/plotly.min.js", _plotly),
+            web.get("/{token}/static/{file}", _static),
+            web.get("/{token}/api/namespaces/{ns}/workflows", _workflows),
+            web.get("/{token}/api/namespaces/{ns}/schedules", _schedules),
+            web.get("/{token}/api/namespaces/{ns}/workflows/{name}", _workflow),
+            web.get("/{token}/api/namespaces/{ns}/workflows/{name}/stream", _stream),
+            web.get("/{token}/api/namespaces/{ns}/workflows/{name}/logs", _logs),
+            web.get("/{token}/api/namespaces/{ns}/workflows/{name}/manifest", _manifest),
+            web.post("/{token}/api/namespaces/{ns}/workflows/{name}/{action}", _act),
+        ]
+    )
+    return app
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    token = request.app[TOKEN]
+    given = request.path.split("/", 2)[1] if request.path.count("/") >= 2 else ""
+    if not secrets.compare_digest(given.encode(), token.encode()):
+        raise web.HTTPNotFound(text="not here: open the URL `paraflow ui` printed, token included")
+    if request.method != "GET":
+        if not secrets.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), token.encode()):
+            raise web.HTTPForbidden(text=f"an action needs the {TOKEN_HEADER} header")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            raise web.HTTPForbidden(text=f"an action from another origin ({origin}) is refused")
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as e:  # the API's refusals (404, 403, 422) reach the page as they are
+        status = 404 if isinstance(e, actions.NotFound) else getattr(e, "status", None)
+        response = web.Response(
+            status=status if isinstance(status, int) and 400 <= status < 600 else 500, text=describe(e)
+        )
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+async def _page(request: web.Request) -> web.Response:
+    html = (STATIC / "index.html").read_text().replace("{{TOKEN}}", request.app[TOKEN])
+    return web.Response(text=html, content_type="text/html")
+
+
+async def _static(request: web.Request) -> web.Response:
+    name = request.match_info["file"]
+    types = {".js": "application/javascript", ".css": "text/css"}
+    kind = next((t for ext, t in types.items() if name.endswith(ext)), None)
+    if kind is None or name not in {p.name for p in STATIC.iterdir()}:
+        raise web.HTTPNotFound()
+    return web.Response(text=(STATIC / name).read_text(), content_type=kind)
+
+
+async def _plotly(request: web.Request) -> web.Response:
+    from plotly.offline import get_plotlyjs
+
+    # The one large file (about 5 MB), the same for the life of the installed plotly: cached.
+    return web.Response(
+        text=get_plotlyjs(), content_type="application/javascript", headers={"Cache-Control": "private, max-age=86400"}
+    )
+
+
+async def _workflows(request: web.Request) -> web.Response:
+    found = await asyncio.to_thread(request.app[CLUSTER].workflows, request.match_info["ns"])
+    return web.json_response([summary(wf) for wf in found])
+
+
+async def _schedules(request: web.Request) -> web.Response:
+    found = await asyncio.to_thread(request.app[CLUSTER].schedules, request.match_info["ns"])
+    return web.json_response(
+        [
+            {
+                "name": s["metadata"]["name"],
+                "schedule": (s.get("spec") or {}).get("schedule", ""),
+                "suspended": bool((s.get("spec") or {}).get("suspend")),
+                "lastScheduleTime": (s.get("status") or {}).get("lastScheduleTime"),
+                "nextScheduleTime": (s.get("status") or {}).get("nextScheduleTime"),
+            }
+            for s in found
+        ]
+    )
+
+
+async def _workflow(request: web.Request) -> web.Response:
+    cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    wf = await asyncio.to_thread(cluster.workflow, ns, name)
+    view = await asyncio.to_thread(request.app[STATE].view, cluster, wf)
+    return web.json_response(view)
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: the view each time the workflow changes (a watch, not polling)."""
+    cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    follower = Follower(asyncio.get_running_loop())
+    state = request.app[STATE]
+
+    def follow() -> None:
+        try:
+            for wf in cluster.follow(ns, name, follower.stop):
+                follower.send(state.view(cluster, wf))
+        finally:
+            follower.end()
+
+    state.followers.add(follower)
+    # A thread of its own, not the loop's executor: a watch blocked in a read must not hold up
+    # the server's exit (it ends by itself within the watch's timeout).
+    threading.Thread(target=follow, daemon=True, name=f"follow-{ns}-{name}").start()
+    try:
+        while (view := await follower.changes.get()) is not None:
+            await response.write(f"data: {json.dumps(view)}\n\n".encode())
+    except ConnectionResetError:
+        pass  # the page went away: its follower stops below
+    finally:
+        follower.stop.set()
+        state.followers.discard(follower)
+    return response
+
+
+async def _logs(request: web.Request) -> web.Response:
+    cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    query = request.query
+    partition = int(query["partition"]) if query.get("partition") else None
+    attempt = int(query["attempt"]) if query.get("attempt") else None
+    wf = await asyncio.to_thread(cluster.workflow, ns, name)
+    try:
+        found: actions.Logs = await asyncio.to_thread(cluster.logs, wf, partition, attempt)
+    except (actions.NotFound, ValueError) as e:
+        raise web.HTTPNotFound(text=str(e)) from e
+    parts = [f"==> {pod}\n{text}" for pod, text in found.live]
+    if found.kept:
+        parts.insert(0, f"the pods of {found.what} are gone: their logs as the operator kept them\n")
+    parts += [f"==> {log.pod} {log.describe()}\n{log.text}" for log in found.kept]
+    return web.Response(text="\n".join(parts))
+
+
+async def _manifest(request: web.Request) -> web.Response:
+    cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    wf = await asyncio.to_thread(cluster.workflow, ns, name)
+    try:
+        return web.json_response(await asyncio.to_thread(cluster.manifest, wf))
+    except actions.NotFound as e:
+        raise web.HTTPNotFound(text=str(e)) from e
+
+
+async def _act(request: web.Request) -> web.Response:
+    cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    action = request.match_info["action"]
+    body = await request.json() if request.can_read_body else {}
+    if action == "redrive":
+        answer: actions.Redrive = await asyncio.to_thread(cluster.redrive, ns, name)
+        return web.json_response({"ok": answer.taken, "message": answer.message}, status=200 if answer.taken else 409)
+    if action in ("suspend", "resume"):
+        return web.json_response(
+            {"ok": True, "message": await asyncio.to_thread(cluster.suspend, ns, name, action == "suspend")}
+        )
+    if action == "concurrency":
+        limit = body.get("limit")
+        if not isinstance(limit, int) or not 1 <= limit <= 10000:
+            raise web.HTTPBadRequest(text="maxConcurrency is a whole number from 1 to 10000")
+        return web.json_response(
+            {"ok": True, "message": await asyncio.to_thread(cluster.set_concurrency, ns, name, limit)}
+        )
+    raise web.HTTPNotFound(text=f"no action {action!r}")
