@@ -117,6 +117,20 @@ build_pause() {
 # the module's config/ tree, which the go install leaves in the module cache.
 build_kueue() { go_install kueue "$KUEUE_VERSION" kueue "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION"; }
 
+# Prometheus, to evaluate the chart's Grafana dashboard against a scraped operator (its tests), and
+# prometheus-operator's ServiceMonitor CRD (the module's own example manifests) for the chart's
+# ServiceMonitor. Neither is part of the product.
+build_prometheus() {
+  go_install prometheus "$PROMETHEUS_VERSION" prometheus "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
+  local crds; crds=$(bin_dir prometheus-operator-crds "$PROMETHEUS_OPERATOR_VERSION")
+  [ -f "$crds/monitoring.coreos.com_servicemonitors.yaml" ] && return 0
+  local src
+  src=$(cd /tmp && go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+    sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  mkdir -p "$crds"
+  cp "$src/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$crds/"
+}
+
 # kind and what its offline node image runs beyond our Kubernetes build (hack/kind-image.sh).
 build_kind() { go_install kind "$KIND_VERSION" kind "sigs.k8s.io/kind@$KIND_VERSION"; }
 build_coredns() { go_install coredns "$KIND_COREDNS_VERSION" coredns "github.com/coredns/coredns@$KIND_COREDNS_VERSION"; }
@@ -126,7 +140,7 @@ for t in "${targets[@]}"; do
   case $t in
     all) build_etcd; build_kwok; build_minio; build_mc; build_helm; build_k8s ;;
     kind-node) build_k8s; build_kubeadm; build_etcd_at "$KIND_ETCD_VERSION"; build_coredns; build_crictl; build_pause ;;
-    k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns|kueue) "build_$t" ;;
-    *) die "unknown target '$t' (all|kind-node|k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns|kueue)" ;;
+    k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns|kueue|prometheus) "build_$t" ;;
+    *) die "unknown target '$t' (all|kind-node|k8s|kubeadm|etcd|kwok|minio|mc|helm|crictl|pause|argo|kind|coredns|kueue|prometheus)" ;;
   esac
 done

@@ -281,7 +281,8 @@ cmd_status() {
 cmd_env() {
   cat <<ENV
 export KUBECONFIG=$KUBECONFIG_FILE
-export PATH=$K8S_BIN:$(bin_dir helm "$HELM_KEY"):$(bin_dir mc "$MC_VERSION"):\$PATH
+export PATH=$K8S_BIN:$(bin_dir helm "$HELM_KEY"):$(bin_dir mc "$MC_VERSION"):$(bin_dir prometheus "$PROMETHEUS_VERSION"):\$PATH
+export PARAFLOW_TEST_SERVICEMONITOR_CRD=$(bin_dir prometheus-operator-crds "$PROMETHEUS_OPERATOR_VERSION")/monitoring.coreos.com_servicemonitors.yaml
 export PARAFLOW_TEST_S3_ENDPOINT=http://$LISTEN_IP:$MINIO_PORT
 export PARAFLOW_TEST_S3_ENDPOINT_2=http://$LISTEN_IP:$MINIO2_PORT
 export PARAFLOW_TEST_S3_ACCESS_KEY=$S3_ACCESS_KEY

@@ -3,7 +3,8 @@
 # section maps every file):
 #   1. static checks, then the unit tier, once, with no cluster: a failure stops here;
 #   2. the local cluster (pods as local processes + KWOK nodes): the storage, cluster and local
-#      tiers, a parallel part under pytest-xdist, then the serial part alone;
+#      tiers, and the browser tier (Debian's Chromium, hack/chromium.sh), a parallel part under
+#      pytest-xdist, then the serial part alone;
 #   3. kind (hack/e2e-kind.sh, its node image built offline): the runtime tier, what needs real
 #      containers (our images, the kubelet, probes, Helm's Deployment, CoreDNS).
 # Each cluster is started if not running, and stopped again if this script started it.
@@ -85,8 +86,8 @@ local_tiers() (
     "${cluster[@]}" operator-stop
     trap '"$HACK_DIR/cluster.sh" operator >/dev/null' EXIT
   fi
-  log "storage, cluster and local tiers on the local cluster"
-  run_part "storage or cluster or local" "$@"
+  log "storage, cluster, local and browser tiers on the local cluster"
+  run_part "storage or cluster or local or browser" "$@"
 )
 
 failed=()
@@ -94,7 +95,8 @@ for tier in $tiers; do
   case $tier in
     unit) ;;
     local)
-      "$HACK_DIR/build.sh" all
+      "$HACK_DIR/build.sh" all prometheus
+      "$HACK_DIR/chromium.sh" >/dev/null
       local_tiers "$@" || failed+=(local) ;;
     kind)
       [ "$(id -u)" = 0 ] || die "the kind tier builds its node image as root (PARAFLOW_TIERS=\"unit local\" leaves it out)"

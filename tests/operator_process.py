@@ -22,12 +22,18 @@ TEST_SETTINGS = {
     "PARAFLOW_ERROR_BACKOFF_SECONDS": "0.5",
     "PARAFLOW_ERROR_BACKOFF_MAX_SECONDS": "5",
     "PARAFLOW_WORKER_IMAGE": "paraflow/worker:0.1.0",
-    "PARAFLOW_METRICS_PORT": "0",  # the Helm-installed operator of the chart tests serves 9090
     # Small: a succeededJobs: Delete test of a few partitions deletes while the run goes on.
     "PARAFLOW_SUCCEEDED_JOBS_KEPT_WHILE_RUNNING": "4",
     # A blocked pod is asked about after 2 s, not 8: the PodsBlocked tests wait no longer than that.
     "PARAFLOW_STALL_SECONDS": "2",
 }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def worker_scope() -> tuple[list[str], dict[str, str]]:
@@ -48,18 +54,18 @@ class OperatorProcess:
         # own Lease at once, as a restarted container of the same pod does, instead of waiting
         # out a lease its dead predecessor held.
         self.identity = f"test-operator-{uuid.uuid4().hex[:8]}"
+        # Ports of its own: the Helm-installed operator of the chart tests serves 9090 on this host.
+        self.metrics_port = free_port()
         self.env = {
             **os.environ,
             **TEST_SETTINGS,
             **scope_env,
             "PARAFLOW_IDENTITY": self.identity,
+            "PARAFLOW_METRICS_PORT": str(self.metrics_port),
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.liveness = f"http://127.0.0.1:{port}/healthz"
+        self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
 
     def start(self) -> OperatorProcess:
         exe = Path(sys.executable).with_name("paraflow")

@@ -13,6 +13,9 @@ WORKFLOWS = Gauge("paraflow_workflows", "Workflows by phase", ["phase"])
 PARTITIONS = Gauge("paraflow_partitions", "Partitions of all workflows by state", ["state"])
 REPLICATED_OBJECTS = Gauge("paraflow_replicated_objects", "Objects copied by replication, all workflows")
 REPLICATED_BYTES = Gauge("paraflow_replicated_bytes", "Bytes copied by replication, all workflows")
+REPLICATION_PENDING = Gauge(
+    "paraflow_replication_pending_partitions", "Succeeded partitions whose outputs wait for replication (the lag)"
+)
 JOBS_CREATED = Counter("paraflow_jobs_created_total", "Jobs created", ["role"])
 JOBS_DELETED = Counter("paraflow_jobs_deleted_total", "Succeeded partition Jobs deleted (succeededJobs: Delete)")
 JOBS_ALREADY_EXISTED = Counter("paraflow_job_create_conflicts_total", "Job creates answered 409: it existed", ["role"])
@@ -28,11 +31,15 @@ API_WRITES = Counter("paraflow_api_writes_total", "Writes sent to the apiserver 
 STATES = ("pending", "queued", "running", "succeeded", "failed", "not_run")
 
 
-def _share(status: WorkflowStatus) -> tuple[str, tuple[int, ...], int, int]:
-    """What one workflow adds to the gauges: its phase, its partitions by state, its replication."""
+Share = tuple[str, tuple[int, ...], int, int, int]
+
+
+def _share(status: WorkflowStatus) -> Share:
+    """What one workflow adds to the gauges: its phase, its partitions by state, its replication
+    (objects, bytes, partitions waiting)."""
     rs = status.replication
     counts = tuple(getattr(status.partitions, state) for state in STATES)
-    return status.phase, counts, rs.objects if rs else 0, rs.bytes if rs else 0
+    return status.phase, counts, rs.objects if rs else 0, rs.bytes if rs else 0, rs.pending if rs else 0
 
 
 class _Totals:
@@ -40,12 +47,12 @@ class _Totals:
     one workflow's share, not a walk over all of them."""
 
     def __init__(self) -> None:
-        self.shares: dict[str, tuple[str, tuple[int, ...], int, int]] = {}
+        self.shares: dict[str, Share] = {}
         self.phases: dict[str, int] = dict.fromkeys(get_args(Phase), 0)
         self.states = [0] * len(STATES)
-        self.objects = self.bytes = 0
+        self.objects = self.bytes = self.pending = 0
 
-    def update(self, uid: str, share: tuple[str, tuple[int, ...], int, int] | None) -> None:
+    def update(self, uid: str, share: Share | None) -> None:
         old = self.shares.pop(uid, None)
         if old is not None:
             self._add(old, -1)
@@ -53,13 +60,14 @@ class _Totals:
             self.shares[uid] = share
             self._add(share, 1)
 
-    def _add(self, share: tuple[str, tuple[int, ...], int, int], sign: int) -> None:
-        phase, counts, objects, size = share
+    def _add(self, share: Share, sign: int) -> None:
+        phase, counts, objects, size, pending = share
         self.phases[phase] = self.phases.get(phase, 0) + sign
         for i, count in enumerate(counts):
             self.states[i] += sign * count
         self.objects += sign * objects
         self.bytes += sign * size
+        self.pending += sign * pending
 
 
 _totals = _Totals()
@@ -81,3 +89,4 @@ def _publish() -> None:
         PARTITIONS.labels(state).set(count)
     REPLICATED_OBJECTS.set(_totals.objects)
     REPLICATED_BYTES.set(_totals.bytes)
+    REPLICATION_PENDING.set(_totals.pending)

@@ -18,7 +18,8 @@ statuses = st.builds(
     WorkflowStatus,
     phase=st.sampled_from(get_args(Phase)),
     partitions=st.builds(PartitionCounts, **{s: st.integers(0, 50) for s in metrics.STATES}),
-    replication=st.none() | st.builds(ReplicationStatus, objects=st.integers(0, 99), bytes=st.integers(0, 9999)),
+    replication=st.none()
+    | st.builds(ReplicationStatus, objects=st.integers(0, 99), bytes=st.integers(0, 9999), pending=st.integers(0, 20)),
 )
 
 
@@ -45,3 +46,4 @@ def test_the_gauges_equal_the_sums_over_each_workflows_last_status(updates: list
         assert gauge(metrics.PARTITIONS, state) == sum(getattr(s.partitions, state) for s in last.values())
     assert gauge(metrics.REPLICATED_OBJECTS) == sum(s.replication.objects for s in last.values() if s.replication)
     assert gauge(metrics.REPLICATED_BYTES) == sum(s.replication.bytes for s in last.values() if s.replication)
+    assert gauge(metrics.REPLICATION_PENDING) == sum(s.replication.pending for s in last.values() if s.replication)
