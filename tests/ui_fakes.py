@@ -50,6 +50,13 @@ class FakeCluster:
         self.acted: list[tuple[str, ...]] = []
         self.changed = threading.Condition()
         self.version = 0
+        self.failures_refused = False  # as for a user who may not list Jobs or pods
+
+    def delete(self, namespace: str, name: str) -> None:
+        with self.changed:
+            del self.docs[(namespace, name)]
+            self.version += 1
+            self.changed.notify_all()
 
     def update(self, wf: Doc) -> None:
         with self.changed:
@@ -77,10 +84,14 @@ class FakeCluster:
                     self.changed.wait(0.2)
                     continue
                 seen = self.version
-                doc = self.docs[(namespace, name)]
+                doc = self.docs.get((namespace, name))
+            if doc is None:
+                raise actions.NotFound(f"{namespace}/{name} was deleted")
             yield doc
 
     def failures(self, wf: Doc) -> dict[int, str]:
+        if self.failures_refused:
+            raise PermissionError("jobs.batch is forbidden: User cannot list resource jobs")
         return {i: f"exit {i % 5 + 1} (Error)" for i in indexsets.expand(wf["status"].get("failedIndexes", ""))}
 
     def logs(self, wf: Doc, partition: int | None, attempt: int | None) -> actions.Logs:

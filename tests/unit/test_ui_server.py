@@ -84,3 +84,42 @@ async def test_the_stream_sends_the_run_again_when_it_changes(http: TestClient, 
         line = await asyncio.wait_for(response.content.readline(), 5)
     assert json.loads(line.decode().removeprefix("data: "))["phase"] == "Failed"
     response.close()
+
+
+async def test_a_request_naming_the_server_by_another_host_is_refused(http: TestClient) -> None:
+    """DNS rebinding: a page on another site that resolves its own name to 127.0.0.1."""
+    assert (await http.get(f"/{TOKEN}/", headers={"Host": "evil.example"})).status == 403
+    port = http.server.port
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        assert (await http.get(f"/{TOKEN}/", headers={"Host": host})).status == 200, host
+
+
+async def test_bad_input_is_a_400_that_says_why(http: TestClient, cluster: FakeCluster) -> None:
+    headers = {TOKEN_HEADER: TOKEN}
+    response = await http.get(f"{RUN}/logs?partition=x")
+    assert response.status == 400 and "whole number" in await response.text()
+    for body in ("{bad", "[1]"):
+        sent = await http.post(f"{RUN}/concurrency", data=body, headers={**headers, "Content-Type": "application/json"})
+        assert sent.status == 400, body
+    assert (await http.post(f"{RUN}/concurrency", json={"limit": True}, headers=headers)).status == 400
+    assert cluster.acted == []
+
+
+async def test_the_stream_of_a_missing_workflow_is_a_404_and_a_deleted_one_ends_saying_why(
+    http: TestClient, cluster: FakeCluster
+) -> None:
+    assert (await http.get(f"/{TOKEN}/api/namespaces/sim/workflows/nope/stream")).status == 404
+    response = await http.get(f"{RUN}/stream")
+    await response.content.readline()
+    await asyncio.to_thread(cluster.delete, "sim", "big")
+    rest = (await asyncio.wait_for(response.content.read(), 5)).decode()
+    assert "event: problem" in rest and "was deleted" in rest
+
+
+async def test_the_run_is_drawn_when_why_partitions_failed_cannot_be_read(
+    http: TestClient, cluster: FakeCluster
+) -> None:
+    cluster.failures_refused = True
+    view = await (await http.get(RUN)).json()
+    assert view["cells"] == "4544400300"
+    assert "cannot be read" in view["note"] and "forbidden" in view["note"]

@@ -126,3 +126,24 @@ def test_the_view_starts_the_progress_at_the_run_start_and_lists_failed_partitio
     assert view["history"][0] == {"at": "2026-12-07T11:50:00+00:00", "done": 0, "replicated": 0}
     assert view["failed"] == [{"partition": 3, "attempt": 2, "why": "exit 3 (Error)"}]
     assert view["eta"]["secondsLeft"] == pytest.approx(2 / (3 / 10) * 60)
+
+
+def test_a_redrive_starts_the_estimate_over_instead_of_reading_its_drop_as_a_slowdown() -> None:
+    # 10 done with 2 failed; a redrive takes the 2 out of "done"; then 1 more done in a minute.
+    samples = [
+        Sample(T0, 0, 0, 0),
+        Sample(T0 + dt.timedelta(minutes=1), 10, 0, 0),
+        Sample(T0 + dt.timedelta(minutes=2), 8, 0, 1),
+        Sample(T0 + dt.timedelta(minutes=3), 9, 0, 1),
+    ]
+    ahead = estimate(samples, total=10, now=T0 + dt.timedelta(minutes=3))
+    assert ahead.per_minute == pytest.approx(1) and ahead.seconds_left == pytest.approx(60)
+
+
+def test_a_status_from_an_older_operator_says_its_running_partitions_are_not_drawn() -> None:
+    wf = {
+        "metadata": {"name": "old", "namespace": "team", "uid": "u2"},
+        "status": {"phase": "Running", "partitions": {"total": 3, "running": 2, "pending": 1}},
+    }
+    view = workflow_view(wf, samples=[], failures={}, now=T0)
+    assert view["cells"] == "000" and "names no running partitions" in view["note"]

@@ -25,6 +25,10 @@ class NotFound(LookupError):
     """What was asked for does not exist (yet, or any more); the message says which and why."""
 
 
+class InvalidSpec(ValueError):
+    """The workflow's spec is not one the operator would run; the message names the field."""
+
+
 def suspend(name: str, namespace: str) -> str:
     kube.patch_workflow(name, namespace, {"spec": {"suspend": True}})
     return f"{namespace}/{name} suspended"
@@ -169,7 +173,7 @@ def recorded_attempt(wf: kube.Doc, partition: int) -> int | None:
 
 
 def spec_of(wf: kube.Doc) -> WorkflowSpec:
-    """The workflow's spec as the operator reads it; ValueError naming the first bad field."""
+    """The workflow's spec as the operator reads it; InvalidSpec naming the first bad field."""
     from pydantic import ValidationError
 
     from paraflow.models import WorkflowSpec, spec_error
@@ -177,7 +181,7 @@ def spec_of(wf: kube.Doc) -> WorkflowSpec:
     try:
         return WorkflowSpec.model_validate(wf.get("spec") or {})
     except ValidationError as e:
-        raise ValueError(spec_error(e)) from e
+        raise InvalidSpec(spec_error(e)) from e
 
 
 def storage_client(spec: WorkflowSpec, namespace: str, endpoint: str | None) -> Minio:

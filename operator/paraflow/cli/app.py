@@ -89,7 +89,7 @@ def _load_file(path: Path) -> dict[str, Any]:
 def _validate(doc: dict[str, Any]) -> WorkflowSpec:
     try:
         return actions.spec_of(doc)
-    except ValueError as e:
+    except actions.InvalidSpec as e:
         raise typer.BadParameter(str(e)) from e
 
 
@@ -197,7 +197,7 @@ def logs(
     wf = kube.get_workflow(name, namespace)
     try:
         found = actions.logs(wf, partition=partition, shard=shard, attempt=attempt, kept_only=kept, endpoint=endpoint)
-    except (actions.NotFound, ValueError) as e:
+    except (actions.NotFound, actions.InvalidSpec) as e:
         raise typer.BadParameter(str(e)) from e
     for pod, text in found.live:
         console.print(f"[bold]==> {pod}[/]", highlight=False)

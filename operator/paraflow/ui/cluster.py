@@ -19,7 +19,7 @@ class Cluster(Protocol):
     def schedules(self, namespace: str) -> list[Doc]: ...
     def workflow(self, namespace: str, name: str) -> Doc: ...
     def follow(self, namespace: str, name: str, stop: threading.Event) -> Iterator[Doc]:
-        """The workflow each time it changes, until ``stop`` is set."""
+        """The workflow each time it changes, until ``stop`` is set; NotFound once it is deleted."""
         ...
 
     def failures(self, wf: Doc) -> dict[int, str]: ...
@@ -33,7 +33,7 @@ class Cluster(Protocol):
 class KubeCluster:
     """The real one: the CLI's own calls (``paraflow.cli.kube`` and ``actions``)."""
 
-    def __init__(self, *, endpoint: str | None = None, redrive_timeout: float = 60) -> None:
+    def __init__(self, *, endpoint: str | None = None, redrive_timeout: float = 20) -> None:
         kube.load()
         self.endpoint, self.redrive_timeout = endpoint, redrive_timeout
 
@@ -64,6 +64,8 @@ class KubeCluster:
                 if stop.is_set():
                     w.stop()  # type: ignore[no-untyped-call]
                     break
+                if event["type"] == "DELETED":
+                    raise actions.NotFound(f"{namespace}/{name} was deleted")
                 if event["type"] in ("ADDED", "MODIFIED"):
                     yield event["object"]
 
@@ -85,7 +87,7 @@ class KubeCluster:
         client = actions.storage_client(spec, wf["metadata"]["namespace"], self.endpoint)
         bucket, _, key = where.removeprefix("s3://").partition("/")
         manifest = get_json(client, bucket, key, model=contract.ResultManifest)
-        return {"uri": where, "succeeded": len(manifest.succeeded), "failed": manifest.failed[:1000]}
+        return {"uri": where, "succeeded": len(manifest.succeeded), "failedCount": len(manifest.failed)}
 
     def redrive(self, namespace: str, name: str) -> actions.Redrive:
         return actions.redrive(name, namespace, timeout=self.redrive_timeout)

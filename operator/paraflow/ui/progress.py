@@ -18,6 +18,7 @@ class Sample:
     at: dt.datetime
     done: int  # succeeded + failed for good
     replicated: int
+    round: int = 0  # redrives taken: a redrive takes its failed partitions out of "done"
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,14 @@ class History:
 
     def add(self, sample: Sample) -> None:
         last = self.samples[-1] if self.samples else None
-        if last is None or (last.done, last.replicated) != (sample.done, sample.replicated):
+        if last is None or (last.done, last.replicated, last.round) != (sample.done, sample.replicated, sample.round):
             self.samples.append(sample)
 
 
 def estimate(samples: list[Sample], *, total: int, now: dt.datetime) -> Estimate:
+    """From the samples of the current round only: a redrive's drop in "done" is no slowdown."""
+    if samples:
+        samples = [s for s in samples if s.round == samples[-1].round]
     if len(samples) < 2:
         return Estimate(None, None)
     last = samples[-1]

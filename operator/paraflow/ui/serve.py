@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import os
+import sys
+import tempfile
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 from aiohttp import web
@@ -29,8 +34,9 @@ def serve(options: Options, say: Callable[[str], None]) -> None:
 
 
 async def _serve(options: Options, say: Callable[[str], None]) -> None:
-    app = make_app(KubeCluster(endpoint=options.endpoint))
-    runner = web.AppRunner(app, handle_signals=True)
+    app = make_app(KubeCluster(endpoint=options.endpoint), address=options.address)
+    # A closed tab cancels its stream's handler at once (and so its watch), not at the next write.
+    runner = web.AppRunner(app, handle_signals=True, handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, options.address, options.port).start()
     bound = runner.addresses[0][1]
@@ -40,9 +46,23 @@ async def _serve(options: Options, say: Callable[[str], None]) -> None:
     say(f"paraflow ui: {url}")
     if options.address not in ("127.0.0.1", "localhost", "::1"):
         say(f"[yellow]listening on {options.address}: anyone who can reach it and has the URL acts as you[/]")
-    if options.browser:
-        webbrowser.open(url)
+    opener = await asyncio.to_thread(_open, url) if options.browser else None
     try:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+        if opener is not None:
+            opener.unlink(missing_ok=True)
+
+
+def _open(url: str) -> Path | None:
+    """Opens the page through a file only this user can read that redirects to it: the URL's
+    token never appears on a browser's command line, which every user of the machine can read
+    (/proc/<pid>/cmdline). Console browsers are not started (no display: the URL is printed)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return None
+    fd, name = tempfile.mkstemp(prefix="paraflow-ui-", suffix=".html")  # mode 0600
+    with os.fdopen(fd, "w") as page:
+        page.write(f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(url)}">')
+    webbrowser.open(Path(name).as_uri())
+    return Path(name)

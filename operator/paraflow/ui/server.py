@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import json
 import secrets
 import threading
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -28,21 +30,29 @@ from paraflow.ui.progress import History
 from paraflow.ui.view import sample, summary, workflow_view
 
 TOKEN_HEADER = "X-Paraflow-Token"
+PING = 15.0  # seconds between a stream's keep-alive comments
 STATIC = resources.files("paraflow.ui") / "static"
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster", Cluster)
 TOKEN: web.AppKey[str] = web.AppKey("token", str)
+ADDRESS: web.AppKey[str] = web.AppKey("address", str)
 
 
 class Follower:
-    """One stream's link to the thread following its workflow: views go one way, stop the other."""
+    """One stream's link to the thread following its workflow: events go one way (each a
+    server-sent event's text), stop the other."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.changes = asyncio.Queue[Doc | None]()
+        self.changes = asyncio.Queue[str | None]()
         self.stop = threading.Event()
 
     def send(self, view: Doc) -> None:
-        self.loop.call_soon_threadsafe(self.changes.put_nowait, view)
+        self.loop.call_soon_threadsafe(self.changes.put_nowait, f"data: {json.dumps(view)}\n\n")
+
+    def fail(self, why: str) -> None:
+        """The page shows ``why`` and stops reconnecting: following again would fail again."""
+        event = f"event: problem\ndata: {json.dumps({'message': why})}\n\n"
+        self.loop.call_soon_threadsafe(self.changes.put_nowait, event)
 
     def end(self) -> None:
         self.stop.set()
@@ -57,7 +67,7 @@ class State:
     def __init__(self, now: Callable[[], dt.datetime]) -> None:
         self.now = now
         self.histories: dict[str, History] = {}
-        self.failures: dict[str, tuple[str, dict[int, str]]] = {}
+        self.failures: dict[str, tuple[str, dict[int, str], str]] = {}  # uid: (failedIndexes, why, note)
         self.lock = threading.Lock()
         self.followers: set[Follower] = set()  # one per open stream
 
@@ -74,19 +84,29 @@ class State:
             samples = list(history.samples)
             known = self.failures.get(uid)
         if known is None or known[0] != failed:
-            known = (failed, cluster.failures(wf) if failed else {})
+            known = (failed, {}, "")
+            if failed:
+                try:
+                    known = (failed, cluster.failures(wf), "")
+                except Exception as e:  # the grid needs only the status: it is drawn anyway
+                    known = (failed, {}, f"why partitions failed cannot be read: {describe(e)}")
             with self.lock:
                 self.failures[uid] = known
-        return workflow_view(wf, samples=samples, failures=known[1], now=now)
+        return workflow_view(wf, samples=samples, failures=known[1], now=now, note=known[2])
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)
 
 
 def make_app(
-    cluster: Cluster, *, token: str | None = None, now: Callable[[], dt.datetime] | None = None
+    cluster: Cluster,
+    *,
+    token: str | None = None,
+    address: str = "127.0.0.1",
+    now: Callable[[], dt.datetime] | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[_guard])
+    app[ADDRESS] = address
     app[CLUSTER] = cluster
     app[TOKEN] = token or secrets.token_urlsafe(24)
     app[STATE] = State(now or (lambda: dt.datetime.now(dt.UTC)))
@@ -108,9 +128,24 @@ def make_app(
     return app
 
 
+def _named_host(host: str, address: str) -> bool:
+    """Whether a request's Host names this server by a name a DNS rebinding could point here: a
+    page on another site resolving its own name to 127.0.0.1 sends that name, never an address."""
+    name = urlsplit(f"http://{host}").hostname or ""
+    if name in ("localhost", address.strip("[]")):
+        return False
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return True
+    return False
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     token = request.app[TOKEN]
+    if _named_host(request.host, request.app[ADDRESS]):
+        raise web.HTTPForbidden(text=f"not served to host {request.host!r}: use the URL `paraflow ui` printed")
     given = request.path.split("/", 2)[1] if request.path.count("/") >= 2 else ""
     if not secrets.compare_digest(given.encode(), token.encode()):
         raise web.HTTPNotFound(text="not here: open the URL `paraflow ui` printed, token included")
@@ -187,8 +222,11 @@ async def _workflow(request: web.Request) -> web.Response:
 
 
 async def _stream(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: the view each time the workflow changes (a watch, not polling)."""
+    """Server-sent events: the view each time the workflow changes (a watch, not polling), a
+    comment every PING seconds (a closed tab is noticed), and a ``problem`` event, the last, when
+    following fails (deleted, forbidden)."""
     cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    await asyncio.to_thread(cluster.workflow, ns, name)  # none: 404, before the stream starts
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     follower = Follower(asyncio.get_running_loop())
@@ -198,6 +236,8 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         try:
             for wf in cluster.follow(ns, name, follower.stop):
                 follower.send(state.view(cluster, wf))
+        except Exception as e:
+            follower.fail(describe(e))
         finally:
             follower.end()
 
@@ -206,8 +246,14 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     # the server's exit (it ends by itself within the watch's timeout).
     threading.Thread(target=follow, daemon=True, name=f"follow-{ns}-{name}").start()
     try:
-        while (view := await follower.changes.get()) is not None:
-            await response.write(f"data: {json.dumps(view)}\n\n".encode())
+        while True:
+            try:
+                event = await asyncio.wait_for(follower.changes.get(), PING)
+            except TimeoutError:
+                event = ": ping\n\n"
+            if event is None:
+                break
+            await response.write(event.encode())
     except ConnectionResetError:
         pass  # the page went away: its follower stops below
     finally:
@@ -218,19 +264,28 @@ async def _stream(request: web.Request) -> web.StreamResponse:
 
 async def _logs(request: web.Request) -> web.Response:
     cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
-    query = request.query
-    partition = int(query["partition"]) if query.get("partition") else None
-    attempt = int(query["attempt"]) if query.get("attempt") else None
+    partition, attempt = _number(request, "partition"), _number(request, "attempt")
     wf = await asyncio.to_thread(cluster.workflow, ns, name)
     try:
         found: actions.Logs = await asyncio.to_thread(cluster.logs, wf, partition, attempt)
-    except (actions.NotFound, ValueError) as e:
+    except actions.NotFound as e:
         raise web.HTTPNotFound(text=str(e)) from e
+    except actions.InvalidSpec as e:
+        raise web.HTTPConflict(text=f"the workflow's spec: {e}") from e
     parts = [f"==> {pod}\n{text}" for pod, text in found.live]
     if found.kept:
         parts.insert(0, f"the pods of {found.what} are gone: their logs as the operator kept them\n")
     parts += [f"==> {log.pod} {log.describe()}\n{log.text}" for log in found.kept]
     return web.Response(text="\n".join(parts))
+
+
+def _number(request: web.Request, name: str) -> int | None:
+    given = request.query.get(name)
+    if not given:
+        return None
+    if not given.isdigit():
+        raise web.HTTPBadRequest(text=f"{name} is a whole number, not {given!r}")
+    return int(given)
 
 
 async def _manifest(request: web.Request) -> web.Response:
@@ -245,7 +300,12 @@ async def _manifest(request: web.Request) -> web.Response:
 async def _act(request: web.Request) -> web.Response:
     cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
     action = request.match_info["action"]
-    body = await request.json() if request.can_read_body else {}
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError as e:
+        raise web.HTTPBadRequest(text=f"the body is not JSON: {e}") from e
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body is a JSON object")
     if action == "redrive":
         answer: actions.Redrive = await asyncio.to_thread(cluster.redrive, ns, name)
         return web.json_response({"ok": answer.taken, "message": answer.message}, status=200 if answer.taken else 409)
@@ -255,7 +315,7 @@ async def _act(request: web.Request) -> web.Response:
         )
     if action == "concurrency":
         limit = body.get("limit")
-        if not isinstance(limit, int) or not 1 <= limit <= 10000:
+        if type(limit) is not int or not 1 <= limit <= 10000:  # a bool is an int to isinstance
             raise web.HTTPBadRequest(text="maxConcurrency is a whole number from 1 to 10000")
         return web.json_response(
             {"ok": True, "message": await asyncio.to_thread(cluster.set_concurrency, ns, name, limit)}

@@ -22,7 +22,8 @@ def sample(wf: Doc, *, now: dt.datetime) -> Sample:
     status = wf.get("status") or {}
     parts = status.get("partitions") or {}
     replicated = int((status.get("replication") or {}).get("partitions") or 0)
-    return Sample(now, int(parts.get("succeeded") or 0) + int(parts.get("failed") or 0), replicated)
+    done = int(parts.get("succeeded") or 0) + int(parts.get("failed") or 0)
+    return Sample(now, done, replicated, int((status.get("redrive") or {}).get("count") or 0))
 
 
 def seeded(wf: Doc, samples: list[Sample]) -> list[Sample]:
@@ -48,7 +49,7 @@ def summary(wf: Doc) -> Doc:
     }
 
 
-def workflow_view(wf: Doc, *, samples: list[Sample], failures: dict[int, str], now: dt.datetime) -> Doc:
+def workflow_view(wf: Doc, *, samples: list[Sample], failures: dict[int, str], now: dt.datetime, note: str = "") -> Doc:
     status = wf.get("status") or {}
     spec = wf.get("spec") or {}
     cells = grid(status)
@@ -57,6 +58,19 @@ def workflow_view(wf: Doc, *, samples: list[Sample], failures: dict[int, str], n
     final = status.get("phase") in ("Succeeded", "Failed")
     ahead = Estimate(None, None) if final else estimate(history, total=total, now=now)
     failed = [i for i, code in enumerate(cells.cells) if code == CODE["failed"]]
+    counts = status.get("partitions") or {}
+    unnamed = [state for state in ("running", "queued") if counts.get(state) and not status.get(f"{state}Indexes")]
+    if unnamed:  # an operator from before status.runningIndexes and queuedIndexes
+        note = " ".join(
+            filter(
+                None,
+                [
+                    note,
+                    f"the status names no {' or '.join(unnamed)} partitions (an older operator): "
+                    "the grid and the counts here show them as pending (kubectl get pwf counts them)",
+                ],
+            )
+        )
     return {
         **summary(wf),
         "message": status.get("message", ""),
@@ -80,4 +94,5 @@ def workflow_view(wf: Doc, *, samples: list[Sample], failures: dict[int, str], n
         "startTime": status.get("startTime"),
         "completionTime": status.get("completionTime"),
         "now": now.isoformat(),
+        "note": note,
     }

@@ -11,6 +11,7 @@ const LABELS = ["pending", "queued", "running", "retrying", "succeeded", "failed
 const $ = (id) => document.getElementById(id);
 const paraflow = (window.paraflow = { lastDrawMs: null, view: null, columns: 0 });
 let stream = null;
+let manifestShown = "";  // the manifest URI whose counts are on the page
 
 // #/ns/<namespace> lists; #/ns/<namespace>/wf/<name> shows one run.
 function route() {
@@ -18,6 +19,7 @@ function route() {
   const namespace = (parts[0] === "ns" && parts[1]) || $("namespace").value || "default";
   $("namespace").value = namespace;
   if (stream) { stream.close(); stream = null; $("live").className = ""; }
+  manifestShown = "";
   if (parts[0] === "ns" && parts[2] === "wf" && parts[3]) {
     showRun(namespace, parts[3]);
   } else {
@@ -88,6 +90,12 @@ function showRun(ns, name) {
   stream.onopen = () => { $("live").className = "on"; };
   stream.onerror = () => { $("live").className = ""; };
   stream.onmessage = (event) => render(JSON.parse(event.data));
+  stream.addEventListener("problem", (event) => {
+    // Following again would fail again (deleted, forbidden): say why and stop.
+    stream.close();
+    $("live").className = "";
+    $("note").textContent = `no longer live: ${JSON.parse(event.data).message}`;
+  });
 }
 
 function gridShape(n) {
@@ -173,14 +181,20 @@ function describeEta(view) {
 }
 
 function render(view) {
-  // The first event of the stream is the version the page already drew.
+  // A version the page already drew (the stream's first event, or a watch's re-list) changes
+  // only the estimate: the rest stays as drawn.
   const seen = paraflow.view;
-  if (seen && view.resourceVersion && seen.uid === view.uid && seen.resourceVersion === view.resourceVersion) return;
-  const started = performance.now();
   paraflow.view = view;
+  $("eta").textContent = describeEta(view);
+  if (seen && view.resourceVersion && seen.uid === view.uid && seen.resourceVersion === view.resourceVersion) {
+    drawProgress(view);
+    return;
+  }
+  const started = performance.now();
   $("phase").textContent = view.phase;
   $("phase").className = `phase ${view.phase}`;
   $("message").textContent = view.message || "";
+  $("note").textContent = view.note || "";
   const counts = view.partitions || {};
   $("count-total").textContent = counts.total || 0;
   const drawn = Object.fromEntries(STATES.map((s) => [s, 0]));
@@ -188,7 +202,6 @@ function render(view) {
   for (const state of STATES) $(`count-${state}`).textContent = drawn[state];
   $("suspend").textContent = view.suspended ? "Resume" : "Suspend";
   if (document.activeElement !== $("concurrency")) $("concurrency").value = view.maxConcurrency || "";
-  $("eta").textContent = describeEta(view);
   const body = $("failed").tBodies[0];
   body.replaceChildren();
   for (const f of view.failed) {
@@ -219,15 +232,18 @@ function render(view) {
   });
 }
 
-let manifestShown = "";
 async function showManifest(view) {
-  if (!view.manifest) { $("manifest").textContent = "no result manifest yet: it is written when the map is done"; return; }
+  if (!view.manifest) {
+    manifestShown = "";  // a redrive clears it; it comes back at the same URI
+    $("manifest").textContent = "no result manifest yet: it is written when the map is done";
+    return;
+  }
   if (manifestShown === view.manifest) return;
   manifestShown = view.manifest;
   const { ns, name } = paraflow.target;
   try {
     const m = await getJSON(`api/namespaces/${encodeURIComponent(ns)}/workflows/${encodeURIComponent(name)}/manifest`);
-    $("manifest").textContent = `result manifest ${m.uri}: ${m.succeeded} partitions succeeded, ${m.failed.length} failed`;
+    $("manifest").textContent = `result manifest ${m.uri}: ${m.succeeded} partitions succeeded, ${m.failedCount} failed`;
   } catch (e) {
     $("manifest").textContent = `result manifest ${view.manifest} (cannot read it: ${e.message || e})`;
   }
@@ -244,7 +260,17 @@ async function showLogs(partition) {
 
 async function act(action, body) {
   const { ns, name } = paraflow.target;
+  const buttons = document.querySelectorAll("#actions button");
+  buttons.forEach((b) => { b.disabled = true; });  // one action at a time: no second redrive token
   $("action-result").textContent = `${action}...`;
+  try {
+    await send(ns, name, action, body);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+async function send(ns, name, action, body) {
   const response = await fetch(`api/namespaces/${encodeURIComponent(ns)}/workflows/${encodeURIComponent(name)}/${action}`, {
     method: "POST",
     headers: { "Content-Type": "application/json", "X-Paraflow-Token": PARAFLOW_TOKEN },
