@@ -24,9 +24,17 @@ CACHE = Path(os.environ.get("PARAFLOW_CACHE") or Path.home() / ".cache/paraflow"
 MiB = 1024**2
 
 
-def sweep(size: int) -> tuple[int, ...]:
-    """Concurrencies to try: small objects are bound by requests in flight, large ones by bytes."""
-    return (16, 64, 128) if size < MiB else (2, 4, 8)
+def sweep(size: int, *, copy: bool) -> tuple[str, ...]:
+    """Settings to try, ``N`` requests in flight or ``N/single``, large objects PUT whole (no
+    multipart): small objects are bound by requests in flight, large ones by bytes."""
+    if size < MiB:
+        return ("16", "64", "128")
+    return ("2", "4", "8") if copy else ("2", "4", "8", "2/single", "4/single", "8/single")
+
+
+def describe(setting: str) -> str:
+    n, _, single = setting.partition("/")
+    return f"{n} in flight" + (", one PUT each" if single else "")
 
 
 def binary() -> Path:
@@ -55,12 +63,14 @@ def run_limit(
     target: str,
     keys: list[str],
     size: int,
-    concurrency: int,
+    setting: str,
 ) -> tuple[float, float]:
     """(seconds, peak RSS MiB) of writing ``keys`` into ``target``: copied from ``source`` on the
     same server, or PUT from memory when ``source`` is None. The seconds are the requests' own,
-    from the first sent to the last answered."""
+    from the first sent to the last answered. ``setting``: see :func:`sweep`."""
+    concurrency, _, single = setting.partition("/")
     op = ["-op", "copy", "-src-bucket", source] if source else ["-op", "put", "-size", str(size)]
+    op += ["-single"] if single else []
     env = {**os.environ, "AWS_ACCESS_KEY_ID": creds[0], "AWS_SECRET_ACCESS_KEY": creds[1]}
     with tempfile.NamedTemporaryFile("w", suffix=".keys") as keys_file:
         keys_file.write("\n".join(keys) + "\n")

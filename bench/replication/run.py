@@ -33,7 +33,7 @@ from typing import Any
 from minio import Minio
 
 from bench.common import RESULTS, machine, measure, write_results
-from bench.replication.limit import run_limit, sweep
+from bench.replication.limit import describe, run_limit, sweep
 from paraflow_worker import contract
 from paraflow_worker.contract import (
     ManifestPartition,
@@ -308,7 +308,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         verdict = ""
         if "vs_faster_peer" in r:
             verdict = f"{r['vs_faster_peer']:.2f}x ({r['target']:.1f}x) {'met' if r['meets_target'] else 'missed'}"
-        tool = f"limit ({r['concurrency']} in flight)" if r["tool"] == "limit" else r["tool"]
+        # A limit row merged from a run before the PUT-whole sweep names only its concurrency.
+        setting = str(r.get("setting", r.get("concurrency")))
+        tool = f"limit ({describe(setting)})" if r["tool"] == "limit" else r["tool"]
         share = ""
         if "vs_limit" in r:
             share = f"{r['vs_limit']:.2f}x" + (" (below 0.9x)" if r["vs_limit"] < LIMIT_SHARE else "")
@@ -339,7 +341,7 @@ def one_run(
     concurrency: int,
 ) -> dict[str, Any]:
     """One tool copying the whole source into a fresh bucket, then every replica checked. The
-    limit (``limit@N``: s3limit at concurrency N) PUTs bytes of its own across servers: its
+    limit (``limit@S``: s3limit with setting S of ``limit.sweep``) PUTs bytes of its own across servers: its
     replicas are not checked against the source there."""
     count = len(digests)
     dst = fresh_bucket(clients[dst_ep], f"bench-{tool.split('@')[0]}")
@@ -363,7 +365,7 @@ def one_run(
             target=dst,
             keys=list(digests),
             size=size,
-            concurrency=int(tool.split("@")[1]),
+            setting=tool.split("@")[1],
         )
     servers = [round(b - a, 1) for a, b in zip(servers_before, minio_cpu_seconds(), strict=True)]
     tool_cpu = round(children_cpu_seconds() - tool_before, 1)
@@ -381,15 +383,15 @@ def one_run(
     }
 
 
-def limit_run(chosen: dict[str, int], topology: str, size: int, run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
-    """The limit's run for one round: on the first, each concurrency of the sweep (the fastest
-    is kept, and chosen for the rounds after); then the chosen one."""
+def limit_run(chosen: dict[str, str], topology: str, size: int, run: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """The limit's run for one round: on the first, each setting of the sweep (the fastest is
+    kept, and chosen for the rounds after); then the chosen one."""
     if topology in chosen:
-        return run(f"limit@{chosen[topology]}") | {"concurrency": chosen[topology]}
-    tried = {n: run(f"limit@{n}") for n in sweep(size)}
+        return run(f"limit@{chosen[topology]}") | {"setting": chosen[topology]}
+    tried = {n: run(f"limit@{n}") for n in sweep(size, copy=topology == "same-server")}
     best = min(tried, key=lambda n: tried[n]["seconds"])
     chosen[topology] = best
-    return tried[best] | {"concurrency": best, "sweep_s": {str(n): r["seconds"] for n, r in tried.items()}}
+    return tried[best] | {"setting": best, "sweep_s": {n: r["seconds"] for n, r in tried.items()}}
 
 
 def main() -> None:
@@ -420,7 +422,7 @@ def main() -> None:
         # Read once before any tool, so no tool pays for a cold source; and each round starts
         # with another tool, so none is always first after the previous round's cleanup.
         mismatches(clients[ep1], source, digests, lambda k: k)
-        chosen: dict[str, int] = {}  # the limit's concurrency, by topology
+        chosen: dict[str, str] = {}  # the limit's setting, by topology
         for topology, dst_ep in (("same-server", ep1), ("cross-server", ep2)):
             runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
             run = functools.partial(
@@ -443,10 +445,12 @@ def main() -> None:
                     runs[tool].append(result)
                     print(tool, result, flush=True)
             for tool, done in runs.items():
-                # The median run by time (the slower middle one of an even count); each run listed.
+                # A tool's median run by time (the slower middle one of an even count); the limit's
+                # fastest, as a ceiling is; each run listed.
                 ordered = sorted(done, key=lambda r: r["seconds"])
+                middle = (len(ordered) - 1) // 2 + (len(ordered) % 2 == 0)
                 row = {"tool": tool, "objects": count, "object_bytes": size, "topology": topology}
-                row |= ordered[(len(ordered) - 1) // 2 + (len(ordered) % 2 == 0)]
+                row |= ordered[0 if tool == "limit" else middle]
                 row["runs_s"] = [r["seconds"] for r in done]
                 checked = [r["mismatches"] for r in done if r["mismatches"] is not None]
                 row["mismatches"] = sum(checked) if checked else None

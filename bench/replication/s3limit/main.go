@@ -31,6 +31,7 @@ func main() {
 	size := flag.Int64("size", 0, "bytes per object (put)")
 	concurrency := flag.Int("concurrency", 16, "requests in flight")
 	keysFile := flag.String("keys", "", "a file of the object keys, one per line")
+	single := flag.Bool("single", false, "put: one PUT per object, never multipart (what rclone does below 200 MiB)")
 	flag.Parse()
 	client, err := minio.New(*endpoint, &minio.Options{
 		Creds: credentials.NewStaticV4(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), ""),
@@ -55,7 +56,7 @@ func main() {
 			return err
 		}
 		_, err := client.PutObject(ctx, *dstBucket, key, bytes.NewReader(payload), *size,
-			minio.PutObjectOptions{ContentType: "application/octet-stream"})
+			minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: *single})
 		return err
 	}
 	work := make(chan string)
