@@ -165,8 +165,8 @@ function drawProgress(view) {
       line: { dash: "dot", color: "#757575" } });
   }
   return Plotly.react("progress", traces, {
-    margin: { l: 50, r: 10, t: 10, b: 40 }, yaxis: { title: { text: "partitions" }, range: [0, Math.max(total, 1) * 1.05] },
-    legend: { orientation: "h" },
+    margin: { l: 50, r: 10, t: 30, b: 50 }, yaxis: { title: { text: "partitions" }, range: [0, Math.max(total, 1) * 1.05] },
+    legend: { orientation: "h", x: 0, y: 1.12 },
   }, { displayModeBar: false, responsive: true });
 }
 
@@ -214,6 +214,11 @@ function render(view) {
     const td = document.createElement("td");
     td.append(link);
     row.append(cell(f.partition), cell(f.attempt), cell(f.why || "see its logs"), td);
+    body.append(row);
+  }
+  if (!view.failed.length) {
+    const row = document.createElement("tr");
+    row.append(cell("none"));
     body.append(row);
   }
   $("failed-note").textContent = view.failedCount > view.failed.length ? `(the first ${view.failed.length} of ${view.failedCount})` : "";
