@@ -45,6 +45,9 @@ class FakeApi:
 def finished_body(ttl: int | None) -> dict[str, Any]:
     status = partitioned(1)
     status.phase, status.completion_time = "Succeeded", T0
+    # As a finished run's last pass writes it: partition 0 succeeded, none running.
+    status.succeeded_indexes, status.running_indexes = "0", ""
+    status.partitions.succeeded, status.partitions.running = 1, 0
     status.manifest = "s3://processed/daily/_paraflow/uid-1/manifest.json"
     return {
         "metadata": {"name": "wf", "namespace": "ns", "uid": "uid-1", "generation": 1},

@@ -244,3 +244,28 @@ def test_a_finished_run_deletes_its_succeeded_jobs_a_hundred_per_pass_oldest_fir
     assert result.deletes == [f"wf-p{p}-a1" for p in range(249, 149, -1)], "the oldest hundred (p249 ended first)"
     assert result.requeue_after is not None and result.requeue_after <= 1.0, "the rest follow soon"
     assert planner.deletable(spec, status, jobs)[:100] == result.deletes, "the idle path deletes the same ones"
+
+
+def test_a_redrive_of_a_run_that_never_finished_a_partition_writes_a_new_manifest() -> None:
+    """A run that failed with partition 1 neither succeeded nor failed (stopped at the progress
+    deadline): its manifest lists partition 0 only. The redrive runs partition 1, so the manifest
+    must be written again, not kept."""
+    status = partitioned(2)
+    status.phase, status.completion_time = "Failed", T0
+    status.succeeded_indexes, status.running_indexes = "0", ""
+    status.partitions.succeeded, status.partitions.running, status.partitions.pending = 1, 0, 1
+    status.manifest = "s3://out/_paraflow/uid-1/manifest.json"
+    redriven = planner.plan(
+        make_spec(), status, observe(partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED), redrive="r1")
+    )
+    assert redriven.status.manifest == ""
+    assert [x.index for x in redriven.creates if isinstance(x, CreatePartition)] == [1]
+
+
+def test_a_finished_status_that_still_names_running_partitions_gets_one_more_pass() -> None:
+    status = partitioned(1)
+    status.phase, status.manifest = "Failed", "s3://out/_paraflow/uid-1/manifest.json"
+    status.running_indexes = "0"  # the Job stopped and deleted since the last pass
+    assert not planner.settled(make_spec(), status, [], redrive_token="", logs_kept=None)
+    status.running_indexes = ""
+    assert planner.settled(make_spec(), status, [], redrive_token="", logs_kept=None)

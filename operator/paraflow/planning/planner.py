@@ -80,6 +80,8 @@ def settled(
     its TTL) comes."""
     if status.phase not in TERMINAL or (redrive_token and redrive_token != status.redrive.last_token):
         return False
+    if status.running_indexes or status.queued_indexes:
+        return False  # one more pass names them again from the Jobs there are (none, once deleted)
     if any(j.state is JobState.ACTIVE for j in jobs) or needs_reports(spec, status, jobs):
         return False
     if logs.owed(spec, jobs, logs_kept):
@@ -211,14 +213,17 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, *, jobs: JobsByRole) 
     st.attempts = fresh_attempts(
         jobs.of(c.ROLE_PARTITION), by_partition, attempts=st.attempts, units=indexsets.expand(failed), budget=budget
     )
-    if failed:
-        st.manifest = ""  # re-run partitions change the winners: a new manifest at the end
+    # Partitions that failed, and those a failed run never finished (never started, or stopped at
+    # the progress deadline), run again: the winners change, so the manifest is written anew.
+    rerun = bool(failed) or st.partitions.succeeded < st.partitions.total
+    if rerun:
+        st.manifest = ""
     what = [f"failed partitions {failed}"] if failed else []
     reduce_failed = st.reduce is not None and st.reduce.phase == "Failed"
-    if spec.reduce is not None and (failed or reduce_failed):
+    if spec.reduce is not None and (rerun or reduce_failed):
         rerun_reduce(st, jobs.of(c.ROLE_REDUCE), budget)
-        what.append("the reduce step" + (" on the new manifest" if failed else ""))
-    what += _redrive_replication(out, spec, jobs, budget=budget, map_failed=bool(failed))
+        what.append("the reduce step" + (" on the new manifest" if rerun else ""))
+    what += _redrive_replication(out, spec, jobs, budget=budget, map_failed=rerun)
     out.events.append(
         Event(
             "Normal",

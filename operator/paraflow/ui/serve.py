@@ -46,8 +46,9 @@ async def _serve(options: Options, say: Callable[[str], None]) -> None:
     say(f"paraflow ui: {url}")
     if options.address not in ("127.0.0.1", "localhost", "::1"):
         say(f"[yellow]listening on {options.address}: anyone who can reach it and has the URL acts as you[/]")
-    opener = await asyncio.to_thread(_open, url) if options.browser else None
+    opener: Path | None = None
     try:
+        opener = await asyncio.to_thread(_open, url) if options.browser else None
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
@@ -59,7 +60,8 @@ def _open(url: str) -> Path | None:
     """Opens the page through a file only this user can read that redirects to it: the URL's
     token never appears on a browser's command line, which every user of the machine can read
     (/proc/<pid>/cmdline). Console browsers are not started (no display: the URL is printed)."""
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    shown = ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")  # BROWSER: a helper of the user's (an IDE's)
+    if sys.platform.startswith("linux") and not any(os.environ.get(name) for name in shown):
         return None
     fd, name = tempfile.mkstemp(prefix="paraflow-ui-", suffix=".html")  # mode 0600
     with os.fdopen(fd, "w") as page:

@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import json
+import logging
 import secrets
 import threading
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from paraflow.ui.cluster import Cluster, Doc
 from paraflow.ui.progress import History
 from paraflow.ui.view import sample, summary, workflow_view
 
+log = logging.getLogger(__name__)
 TOKEN_HEADER = "X-Paraflow-Token"
 PING = 15.0  # seconds between a stream's keep-alive comments
 STATIC = resources.files("paraflow.ui") / "static"
@@ -131,8 +133,11 @@ def make_app(
 def _named_host(host: str, address: str) -> bool:
     """Whether a request's Host names this server by a name a DNS rebinding could point here: a
     page on another site resolving its own name to 127.0.0.1 sends that name, never an address."""
-    name = urlsplit(f"http://{host}").hostname or ""
-    if name in ("localhost", address.strip("[]")):
+    try:
+        name = (urlsplit(f"http://{host}").hostname or "").rstrip(".")
+    except ValueError:
+        return True  # not a host at all
+    if name in ("localhost", address.strip("[]").lower().rstrip(".")):
         return False
     try:
         ipaddress.ip_address(name)
@@ -237,7 +242,10 @@ async def _stream(request: web.Request) -> web.StreamResponse:
             for wf in cluster.follow(ns, name, follower.stop):
                 follower.send(state.view(cluster, wf))
         except Exception as e:
-            follower.fail(describe(e))
+            if isinstance(e, actions.NotFound) or getattr(e, "status", None) in (401, 403, 404):
+                follower.fail(describe(e))  # for good: the page says why and stops
+            else:  # the connection dropped, a token expired: the page reconnects
+                log.warning("following %s/%s: %s", ns, name, describe(e))
         finally:
             follower.end()
 
