@@ -37,6 +37,22 @@ def queries() -> list[tuple[str, str]]:
     return [(p["title"], t["expr"]) for p in panels for t in p["targets"]]
 
 
+# Targets a replicated run must move above 0 (a series exported at 0 all along is no proof):
+# (panel title, target index); the others (queued, failed, errors, lag) may stay 0.
+MOVED = {
+    ("Runs by phase", 0),
+    ("Partitions by state", 0),
+    ("Queued, running, failed", 1),
+    ("Time to finish", 0),
+    ("Apiserver writes", 0),
+    ("Replication bytes", 0),
+    ("Replication bytes", 1),
+    ("Jobs created", 0),
+    ("Leader, passes and errors", 0),
+    ("Leader, passes and errors", 1),
+}
+
+
 def install_servicemonitor_crd(kube: client.ApiClient) -> None:
     path = os.environ.get("PARAFLOW_TEST_SERVICEMONITOR_CRD", "")
     if not Path(path).is_file():
@@ -165,10 +181,12 @@ def test_every_dashboard_query_returns_data_from_a_prometheus_scraping_the_opera
     test_env: dict[str, str],
 ) -> None:
     with prometheus(f"127.0.0.1:{operator.metrics_port}") as url:
-        upload_inputs(s3, bucket, 12)
-        body = workflow("watched", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, maxConcurrency=2)
+        # 8 partitions one at a time, 3 s each: long enough for the time to finish, whose rate
+        # needs two of its 15 s steps of history, to have a value while the run goes on.
+        upload_inputs(s3, bucket, 24)
+        body = workflow("watched", test_env["PARAFLOW_TEST_S3_ENDPOINT"], bucket, maxConcurrency=1)
         body["spec"]["replication"] = {"destinations": [{"name": "archive", "bucket": archive}]}
-        body["spec"]["processor"]["env"] = [{"name": "PARAFLOW_DEMO_SLEEP_SECONDS", "value": "1"}]
+        body["spec"]["processor"]["env"] = [{"name": "PARAFLOW_DEMO_SLEEP_SECONDS", "value": "3"}]
         create(custom, namespace, body)
         wait_phase(custom, namespace, "watched", {"Succeeded"}, 180)
         empty = queries()
@@ -177,5 +195,14 @@ def test_every_dashboard_query_returns_data_from_a_prometheus_scraping_the_opera
             empty = [(title, expr) for title, expr in empty if not query(url, expr)]
             time.sleep(2)
         assert not empty, f"dashboard queries that return nothing: {empty}"
-        replicated = query(url, "sum(paraflow_replicated_bytes)")
-        assert float(replicated[0]["value"][1]) > 0, "the run's replication shows in the scraped gauges"
+        targets = json.loads(DASHBOARD.read_text())["panels"]
+        moved = {
+            (p["title"], i): t["expr"] for p in targets for i, t in enumerate(p["targets"]) if (p["title"], i) in MOVED
+        }
+        assert set(moved) == MOVED, "every target expected to move is in the dashboard"
+        still = [
+            key
+            for key, expr in moved.items()
+            if not any(float(x["value"][1]) > 0 for x in query(url, f"max_over_time(({expr})[5m:1s])"))
+        ]
+        assert not still, f"dashboard queries that stayed at 0 through a replicated run: {still}"
