@@ -59,4 +59,5 @@ for _ in $(seq 60); do
 done
 log "the same workflow every day at 01:00 Berlin time, reading the day before (docs/schedules.md):"
 kubectl -n "$NS" get pwfs daily-logs
+log "the run in a browser: $PY/paraflow ui daily-logs -n $NS (docs/ui.md)"
 log "demo finished in $((SECONDS - started))s; the cluster keeps running (hack/cluster.sh down stops it)"
