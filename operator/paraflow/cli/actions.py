@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from minio import Minio
 
     from paraflow.models import WorkflowSpec
+    from paraflow_worker.contract import ResultManifest
 
 
 class NotFound(LookupError):
@@ -217,3 +218,13 @@ def kept_logs(wf: kube.Doc, *, job: str, shard: int | None, endpoint: str | None
             response.close()
             response.release_conn()
     return sorted(found, key=lambda k: k.pod)
+
+
+def read_manifest(client: Minio, where: str) -> tuple[str, ResultManifest]:
+    """The bucket and content of the result manifest at ``where`` (status.manifest,
+    ``s3://<bucket>/<key>``)."""
+    from paraflow_worker import contract
+    from paraflow_worker.storage import get_json
+
+    bucket, _, key = where.removeprefix("s3://").partition("/")
+    return bucket, get_json(client, bucket, key, model=contract.ResultManifest)

@@ -404,8 +404,7 @@ def results(
         console.print(f"[red]{namespace}/{name} has no result manifest yet[/] (phase {phase})")
         raise typer.Exit(1)
     client = actions.storage_client(spec, namespace, endpoint)
-    bucket, _, key = where.removeprefix("s3://").partition("/")
-    manifest = get_json(client, bucket, key, model=contract.ResultManifest)
+    bucket, manifest = actions.read_manifest(client, where)
     for part in sorted(manifest.succeeded, key=lambda p: p.index):
         shards = client.list_objects(bucket, prefix=part.results_prefix)
         for record in sorted((o.object_name for o in shards if o.object_name), key=_shard_number):

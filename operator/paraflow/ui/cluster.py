@@ -77,16 +77,11 @@ class KubeCluster:
 
     def manifest(self, wf: Doc) -> Doc:
         """The result manifest's counts and where it is (not its partitions: it can be large)."""
-        from paraflow_worker import contract
-        from paraflow_worker.storage import get_json
-
         where = (wf.get("status") or {}).get("manifest", "")
         if not where:
             raise actions.NotFound("no result manifest yet: it is written when the map is done")
-        spec = actions.spec_of(wf)
-        client = actions.storage_client(spec, wf["metadata"]["namespace"], self.endpoint)
-        bucket, _, key = where.removeprefix("s3://").partition("/")
-        manifest = get_json(client, bucket, key, model=contract.ResultManifest)
+        client = actions.storage_client(actions.spec_of(wf), wf["metadata"]["namespace"], self.endpoint)
+        _, manifest = actions.read_manifest(client, where)
         return {"uri": where, "succeeded": len(manifest.succeeded), "failedCount": len(manifest.failed)}
 
     def redrive(self, namespace: str, name: str) -> actions.Redrive:

@@ -219,8 +219,13 @@ async def _schedules(request: web.Request) -> web.Response:
     )
 
 
+def _target(request: web.Request) -> tuple[Cluster, str, str]:
+    """The cluster, and the namespace and name of the workflow a run's route names."""
+    return request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+
+
 async def _workflow(request: web.Request) -> web.Response:
-    cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    cluster, ns, name = _target(request)
     wf = await asyncio.to_thread(cluster.workflow, ns, name)
     view = await asyncio.to_thread(request.app[STATE].view, cluster, wf)
     return web.json_response(view)
@@ -230,7 +235,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: the view each time the workflow changes (a watch, not polling), a
     comment every PING seconds (a closed tab is noticed), and a ``problem`` event, the last, when
     following fails (deleted, forbidden)."""
-    cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    cluster, ns, name = _target(request)
     await asyncio.to_thread(cluster.workflow, ns, name)  # none: 404, before the stream starts
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
@@ -271,7 +276,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
 
 
 async def _logs(request: web.Request) -> web.Response:
-    cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    cluster, ns, name = _target(request)
     partition, attempt = _number(request, "partition"), _number(request, "attempt")
     wf = await asyncio.to_thread(cluster.workflow, ns, name)
     try:
@@ -297,7 +302,7 @@ def _number(request: web.Request, name: str) -> int | None:
 
 
 async def _manifest(request: web.Request) -> web.Response:
-    cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    cluster, ns, name = _target(request)
     wf = await asyncio.to_thread(cluster.workflow, ns, name)
     try:
         return web.json_response(await asyncio.to_thread(cluster.manifest, wf))
@@ -306,7 +311,7 @@ async def _manifest(request: web.Request) -> web.Response:
 
 
 async def _act(request: web.Request) -> web.Response:
-    cluster, ns, name = request.app[CLUSTER], request.match_info["ns"], request.match_info["name"]
+    cluster, ns, name = _target(request)
     action = request.match_info["action"]
     try:
         body = await request.json() if request.can_read_body else {}
