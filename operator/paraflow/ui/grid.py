@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from paraflow.models import TERMINAL
 from paraflow.planning import indexsets
 
 # A cell's digit is its index here; the page colours by it (static/app.js keeps the same order).
@@ -35,7 +36,7 @@ def grid(status: Mapping[str, Any]) -> Grid:
         for index in indexsets.expand(found)
         if index < total
     }
-    final = status.get("phase") in ("Succeeded", "Failed")
+    final = status.get("phase") in TERMINAL
     cells = bytearray((CODE["notRun"] if final else CODE["pending"]).encode() * total)
     # Later sets win: a partition retried while running is retrying; success and failure are final.
     for state, field in (("queued", "queuedIndexes"), ("running", "runningIndexes")):

@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 from paraflow import constants as c
+from paraflow.models import TERMINAL
 from paraflow.ui.grid import CODE, grid
 from paraflow.ui.progress import Estimate, Sample, estimate
 
@@ -55,7 +56,7 @@ def workflow_view(wf: Doc, *, samples: list[Sample], failures: dict[int, str], n
     cells = grid(status)
     total = int((status.get("partitions") or {}).get("total") or 0)
     history = seeded(wf, samples)
-    final = status.get("phase") in ("Succeeded", "Failed")
+    final = status.get("phase") in TERMINAL
     ahead = Estimate(None, None) if final else estimate(history, total=total, now=now)
     failed = [i for i, code in enumerate(cells.cells) if code == CODE["failed"]]
     counts = status.get("partitions") or {}
