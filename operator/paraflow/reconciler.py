@@ -264,7 +264,7 @@ class Reconciler:
             self.emit(seen.body, event)
         # Every Job whose logs are still owed (not stored, or not yet this pass's turn) stays, and
         # so does the workflow at its TTL.
-        owed = await self._keep_logs(seen, run, result.keep_logs) if run is not None else set()
+        owed = await self._keep_logs(seen, run, result) if run is not None else set()
         await self._delete_succeeded(seen.wf, seen.jobs, [n for n in result.deletes if n not in owed])
         delay = min(result.requeue_after or self.settings.resync_seconds, self.settings.resync_seconds)
         if run is None:
@@ -408,15 +408,15 @@ class Reconciler:
             )
         return frozenset(self._kept_logs[uid])
 
-    async def _keep_logs(self, seen: _Seen, run: _Run, names: Sequence[str]) -> set[str]:
-        """Stores the logs of the named Jobs' pods (paraflow's container, the tail within
-        ``spec.logs.maxBytes``); returns every Job whose logs are still owed. A Job whose logs
+    async def _keep_logs(self, seen: _Seen, run: _Run, result: Plan) -> set[str]:
+        """Stores the logs of the pods of the Jobs the plan names (paraflow's container, the tail
+        within ``spec.logs.maxBytes``); returns every Job whose logs are still owed. A Job whose logs
         cannot be stored ``LOGS_TRIES`` times in a row (no right to read them, a node that never
         comes back) is given up with a Warning Event, so nothing waits on it for ever."""
         wf, limit = run.wf, parse_bytes(run.spec.logs.max_bytes)
         kept = self._kept_logs.setdefault(wf.uid, set())
         failures = self._log_failures.setdefault(wf.uid, {})
-        for name in names:
+        for name in result.keep_logs:
             try:
                 for pod in await self.api.job_pods(wf.namespace, name):
                     await self._keep_pod_log(run, name, pod, limit=limit)
@@ -432,7 +432,7 @@ class Reconciler:
                 )
             failures.pop(name, None)
             kept.add(name)
-        return {j.name for j in logs.owed(run.spec, seen.jobs, kept)}
+        return {name for name in result.logs_owed if name not in kept}
 
     async def _keep_pod_log(self, run: _Run, job: str, pod: Mapping[str, Any], *, limit: int) -> None:
         meta, spec = pod["metadata"], pod.get("spec") or {}
@@ -549,6 +549,8 @@ class Reconciler:
         """``succeededJobs: Delete``: removes the Jobs the plan names (their success is in the
         status already written)."""
         sent = self._deleted.setdefault(wf.uid, set())
+        if not names:
+            return  # every pass of a run that keeps its Jobs: no walk over all of them
         sent.intersection_update(j.name for j in jobs)
         todo = [n for n in names if n not in sent]
         if not todo:

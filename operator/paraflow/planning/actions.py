@@ -72,8 +72,10 @@ class Plan:
     requeue_after: float | None = None
     # Succeeded partition Jobs to delete (succeededJobs: Delete), by name.
     deletes: list[str] = field(default_factory=list)
-    # Finished Jobs whose pods' logs to store (spec.logs.keep) before anything is deleted.
+    # Finished Jobs whose pods' logs to store (spec.logs.keep) before anything is deleted: this
+    # pass's share (``keep_logs``) of all that are owed (``logs_owed``).
     keep_logs: list[str] = field(default_factory=list)
+    logs_owed: list[str] = field(default_factory=list)
 
     def come_back_within(self, seconds: float) -> None:
         """The next pass is due at the latest in ``seconds`` (the soonest of all that ask)."""

@@ -10,22 +10,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from paraflow import constants as c
 from paraflow.models import ReduceStatus, WorkflowSpec, WorkflowStatus
 from paraflow.planning import reduce
 from paraflow.planning.observed import Observed
 from paraflow.planning.replication import units_for
-from paraflow.planning.tracking import Budget, JobFacts, Progress, attempt_sets, track
+from paraflow.planning.tracking import Budget, JobFacts, JobState, Progress, attempt_sets, track
 
 
-class JobsByRole:
-    """The observed Jobs grouped by role in one walk; each stage looks at its own."""
+class JobGroups:
+    """The observed Jobs grouped by role, and the active ones, in one walk: each stage looks at
+    its own group. Late in a run that keeps its Jobs a pass sees every Job made so far, and each
+    walk over them all is a measurable part of the operator's CPU."""
 
     def __init__(self, jobs: Iterable[JobFacts]) -> None:
-        self._groups: dict[str, list[JobFacts]] = {}
+        groups: dict[str, list[JobFacts]] = {}
+        active: list[JobFacts] = []
+        active_state = JobState.ACTIVE  # a local: an Enum member's lookup on its class is slow
         for job in jobs:
-            self._groups.setdefault(job.role, []).append(job)
+            group = groups.get(job.role)
+            if group is None:
+                group = groups[job.role] = []
+            group.append(job)
+            if job.state is active_state:
+                active.append(job)
+        self._groups, self.active = groups, active
 
     def of(self, role: str) -> Sequence[JobFacts]:
         return self._groups.get(role, [])
@@ -41,18 +52,23 @@ class Ledger:
     reduce: Progress | None
     replication: Progress | None
 
-    @property
+    @cached_property
     def winners(self) -> dict[int, int]:
         """Each succeeded partition's winning attempt."""
         return {p: self.partitions.latest.get(p, 1) for p in self.partitions.succeeded}
 
 
-def build(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed, *, jobs: JobsByRole) -> Ledger:
+def build(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed, *, jobs: JobGroups) -> Ledger:
     budget = Budget(spec.retry, status.redrive.count)
     total = status.partitions.total
+
+    def planned_partition(job: JobFacts) -> int | None:
+        """Its partition, if the plan has it (a Job of an earlier, larger plan is not counted)."""
+        return job.partition if job.partition is not None and job.partition < total else None
+
     partitions = track(
-        [j for j in jobs.of(c.ROLE_PARTITION) if j.partition is not None and j.partition < total],
-        by_partition,
+        jobs.of(c.ROLE_PARTITION),
+        planned_partition,
         attempts=status.attempts,
         succeeded=status.succeeded_indexes,
         failed=status.failed_indexes,

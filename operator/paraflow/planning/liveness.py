@@ -11,17 +11,17 @@ from paraflow.planning import queueing, stalls
 from paraflow.planning.actions import Event, Plan
 from paraflow.planning.conditions import get_condition, remove_condition
 from paraflow.planning.observed import Observed
-from paraflow.planning.tracking import JobFacts, JobState
+from paraflow.planning.tracking import JobFacts
 from paraflow.reasons import ConditionType, Reason
 
 
-def pods_blocked(out: Plan, obs: Observed) -> None:
+def pods_blocked(out: Plan, obs: Observed, *, active: Sequence[JobFacts]) -> None:
     """``PodsBlocked`` while a child has waited ``stall_seconds`` for a pod and the reconciler found
     why; cleared once no child waits that long. No Job event may come while pods are refused, so
     the pass comes back when the next child would be due."""
     st = out.status
     after = obs.stall_seconds
-    ages = [(obs.now - j.created_at).total_seconds() for j in obs.jobs if j.stalled and j.created_at is not None]
+    ages = [(obs.now - j.created_at).total_seconds() for j in active if j.stalled and j.created_at is not None]
     if ages:
         out.come_back_within(min(after - age if age < after else after for age in ages))
     old = get_condition(st.conditions, ConditionType.PODS_BLOCKED)
@@ -107,7 +107,3 @@ def _waiting_long(active: Sequence[JobFacts], obs: Observed) -> list[JobFacts]:
 def all_waiting(active: Sequence[JobFacts]) -> bool:
     """Every active child waits for a pod: the run is not running, however busy it looks."""
     return bool(active) and all(j.stalled for j in active)
-
-
-def active_jobs(jobs: Sequence[JobFacts]) -> list[JobFacts]:
-    return [j for j in jobs if j.state is JobState.ACTIVE]

@@ -36,7 +36,7 @@ from paraflow.planning.actions import (
     Plan,
 )
 from paraflow.planning.conditions import get_condition, remove_condition
-from paraflow.planning.ledger import JobsByRole, Ledger, by_partition
+from paraflow.planning.ledger import JobGroups, Ledger, by_partition
 from paraflow.planning.observed import Observed, PlanRead, ReplicationTally
 from paraflow.planning.reduce import needs_reduce_record, reduce_stage, rerun_reduce
 from paraflow.planning.replication import Inputs, needs_reports, replication_stage, units_for
@@ -136,7 +136,7 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
     # The reconciler plans only once it has read the Secret and reached the storage it needs.
     new.conditions = remove_condition(new.conditions, ConditionType.BLOCKED)
     out = Plan(status=new)
-    jobs = JobsByRole(obs.jobs)
+    jobs = JobGroups(obs.jobs)
     _replication_mode(out, spec, jobs)
     _redrive(out, spec, obs, jobs=jobs)
     if get_condition(new.conditions, ConditionType.PARTITIONED) is None:
@@ -152,10 +152,10 @@ def plan(spec: WorkflowSpec, status: WorkflowStatus, obs: Observed) -> Plan:
         out.deletes = done[:MAX_DELETES_PER_PASS]
         if len(done) > MAX_DELETES_PER_PASS:
             out.come_back_within(CAPPED_REQUEUE_SECONDS)
-    return _finish(out, spec, status, obs=obs)
+    return _finish(out, spec, status, obs=obs, active=jobs.active)
 
 
-def _replication_mode(out: Plan, spec: WorkflowSpec, jobs: JobsByRole) -> None:
+def _replication_mode(out: Plan, spec: WorkflowSpec, jobs: JobGroups) -> None:
     """A replication mode changed since the records were made (perPartition to afterAll is how a
     user gets deleteSync): a partition's index and the run-wide copy's 0 are different units, so
     the records start over, and a unit that already has Jobs in the new mode (from an earlier
@@ -182,7 +182,7 @@ def _replication_mode(out: Plan, spec: WorkflowSpec, jobs: JobsByRole) -> None:
     rs.mode = spec.replication.mode
 
 
-def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, *, jobs: JobsByRole) -> None:
+def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, *, jobs: JobGroups) -> None:
     """A new redrive token on a finished workflow re-runs what failed (partitions, replication)
     with fresh attempts; on a Succeeded workflow with replication, it re-runs the replication,
     which restores replicas deleted or damaged since (protection from deletion)."""
@@ -234,7 +234,7 @@ def _redrive(out: Plan, spec: WorkflowSpec, obs: Observed, *, jobs: JobsByRole) 
 
 
 def _redrive_replication(
-    out: Plan, spec: WorkflowSpec, jobs: JobsByRole, *, budget: Budget, map_failed: bool
+    out: Plan, spec: WorkflowSpec, jobs: JobGroups, *, budget: Budget, map_failed: bool
 ) -> list[str]:
     """What a redrive re-runs of replication: what failed; on a run where nothing failed,
     everything (restoring replicas deleted or damaged since)."""
@@ -302,10 +302,9 @@ def _read_plan(out: Plan, spec: WorkflowSpec, obs: Observed, *, read: PlanRead) 
 def _stages(out: Plan, spec: WorkflowSpec, obs: Observed, *, book: Ledger) -> None:
     st = out.status
     fanned_out = _map_stage(out, spec, obs, book=book)
-    winners = book.winners
     # A failed run still indexes what succeeded (like ResultWriter), once nothing runs any more.
     if (fanned_out or (st.phase == "Failed" and not book.partitions.active)) and not st.manifest:
-        out.manifest = sorted(winners.items())
+        out.manifest = sorted(book.winners.items())
     manifest_written = bool(st.manifest) or out.manifest is not None
     reduced = book.reduce is None or reduce_stage(
         out, spec, obs, progress=book.reduce, ready=fanned_out and manifest_written
@@ -315,7 +314,7 @@ def _stages(out: Plan, spec: WorkflowSpec, obs: Observed, *, book: Ledger) -> No
         spec,
         obs,
         progress=book.replication,
-        inputs=Inputs(winners, ready=fanned_out and reduced, manifest_written=manifest_written),
+        inputs=Inputs(book.winners, ready=fanned_out and reduced, manifest_written=manifest_written),
     )
     if get_condition(st.conditions, ConditionType.FAILED) is not None:
         return
@@ -402,10 +401,11 @@ def _breached(spec: WorkflowSpec, failed: int, total: int) -> bool:
     return over_count or over_pct
 
 
-def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, *, obs: Observed) -> Plan:
+def _finish(
+    out: Plan, spec: WorkflowSpec, before: WorkflowStatus, *, obs: Observed, active: Sequence[JobFacts]
+) -> Plan:
     st = out.status
-    active = liveness.active_jobs(obs.jobs)
-    liveness.pods_blocked(out, obs)
+    liveness.pods_blocked(out, obs, active=active)
     liveness.progress_deadline(out, spec, before, obs=obs, active=active)
     counts = st.partitions
     if counts.total:
@@ -425,7 +425,8 @@ def _finish(out: Plan, spec: WorkflowSpec, before: WorkflowStatus, *, obs: Obser
         st.message = ""  # the cause is gone (a Secret, the storage, or the pods)
     queueing.queued(out, spec, obs, active=active)
     owed = logs.owed(spec, obs.jobs, obs.logs_kept)
-    out.keep_logs = [j.name for j in owed[: logs.PER_PASS]]
+    out.logs_owed = [j.name for j in owed]
+    out.keep_logs = out.logs_owed[: logs.PER_PASS]
     if len(owed) > logs.PER_PASS:
         out.come_back_within(CAPPED_REQUEUE_SECONDS)
     if st.phase in TERMINAL and st.completion_time is None:

@@ -80,15 +80,26 @@ def latest_attempts(
     jobs: Iterable[JobFacts], unit_of: Callable[[JobFacts], int | None], attempts: dict[str, str]
 ) -> dict[int, int]:
     """Each unit's latest attempt: the recorded sets, raised by any newer Job observed."""
-    latest: dict[int, int] = {}
-    for attempt_text, ranges in attempts.items():
-        for unit in indexsets.expand(ranges):
-            latest[unit] = int(attempt_text)
+    latest = _recorded(attempts)
     for facts in jobs:
         owner = unit_of(facts)
         if owner is not None:
-            latest[owner] = max(latest.get(owner, 1), facts.attempt)
+            _raise_to(latest, owner, facts.attempt)
     return latest
+
+
+def _recorded(attempts: dict[str, str]) -> dict[int, int]:
+    latest: dict[int, int] = {}
+    for attempt_text, ranges in attempts.items():
+        attempt = int(attempt_text)
+        latest.update(dict.fromkeys(indexsets.expand(ranges), attempt))
+    return latest
+
+
+def _raise_to(latest: dict[int, int], unit: int, attempt: int) -> None:
+    known = latest.get(unit)
+    if known is None or attempt > known:
+        latest[unit] = attempt if attempt > 1 else 1
 
 
 def fresh_attempts(
@@ -140,21 +151,30 @@ def track(
     seed: str,
     now: dt.datetime,
 ) -> Progress:
-    jobs = list(jobs)
-    out = Progress(latest=latest_attempts(jobs, unit_of, attempts))
+    # One walk over the Jobs, and set operations for the rest: late in a run that keeps its Jobs
+    # (succeededJobs: Retain) a pass sees every Job made so far, most of them long recorded.
+    # (Locals, not attribute lookups, in the loop: an Enum member's lookup on its class is slow.)
+    out = Progress(latest=_recorded(attempts))
+    latest, by_attempt, finished_ok, succeeded_state = out.latest, out.jobs, [], JobState.SUCCEEDED
     for facts in jobs:
         owner = unit_of(facts)
-        if owner is not None:
-            out.jobs[(owner, facts.attempt)] = facts
+        if owner is None:
+            continue
+        attempt = facts.attempt
+        by_attempt[(owner, attempt)] = facts
+        known = latest.get(owner)
+        if known is None or attempt > known:
+            latest[owner] = attempt if attempt > 1 else 1
+        if facts.state is succeeded_state:
+            finished_ok.append((owner, attempt))
     out.succeeded = indexsets.expand(succeeded)
     # Only the current attempt counts: after a redrive bumps a unit's attempt, its old success
     # no longer does.
-    out.succeeded.update(u for (u, a), j in out.jobs.items() if j.state is JobState.SUCCEEDED and a == out.latest[u])
+    out.succeeded.update(u for u, a in finished_ok if a == latest[u])
     recorded_failed = indexsets.expand(failed) - out.succeeded
     out.failed = set(recorded_failed)
-    for unit, attempt in out.latest.items():
-        if unit in out.succeeded or unit in recorded_failed:
-            continue
+    for unit in latest.keys() - out.succeeded - recorded_failed:
+        attempt = latest[unit]
         job = out.jobs.get((unit, attempt))
         if job is None:
             continue  # never created, or deleted by hand: pending, (re)created by schedule()
