@@ -61,6 +61,31 @@ def test_forty_writes_reuse_pooled_connections(kube: client.ApiClient, namespace
     assert 1 <= opened <= THREADS, f"{opened} connections opened for 40 writes on {THREADS} threads"
 
 
+def test_a_job_create_stores_our_body_says_false_for_a_name_taken_and_raises_the_apiservers_refusal(
+    kube: client.ApiClient, namespace: str
+) -> None:
+    """create_job sends the builders' dict without the client's typed model: what the apiserver
+    stores is that dict, a 409 is False (an earlier pass made it), and a refusal is an ApiException
+    carrying the apiserver's own message (the reconciler's JobRefused shows it)."""
+    api = KubeApi(client.ApiClient(kube.configuration), THREADS, 1000, write_burst=1000, request_timeout=30)
+    body = job("raw", namespace, {"paraflow.dev/odd": "a.b_c-1"})
+    body["metadata"]["annotations"] = {"note": 'ünïcode ✓ and "quotes"'}  # type: ignore[index]
+    assert asyncio.run(api.create_job(body)) is True
+    stored = client.BatchV1Api(kube).read_namespaced_job("raw", namespace)
+    assert stored.metadata.labels["paraflow.dev/odd"] == "a.b_c-1"
+    assert stored.metadata.annotations == {"note": 'ünïcode ✓ and "quotes"'}
+    assert stored.spec.suspend is True
+    assert asyncio.run(api.create_job(body)) is False, "a name already taken is a 409: not an error"
+
+    refused = job("refused", namespace)
+    refused["spec"]["template"]["spec"]["containers"] = []  # type: ignore[index]
+    with pytest.raises(client.ApiException) as caught:
+        asyncio.run(api.create_job(refused))
+    api.close()
+    assert caught.value.status == 422
+    assert "containers" in (caught.value.body or ""), caught.value.body
+
+
 def test_a_job_delete_spares_another_job_that_took_the_same_name(kube: client.ApiClient, namespace: str) -> None:
     """A re-created workflow's Job has its predecessor's name: a delete judged on the old one must
     not remove it."""

@@ -83,6 +83,7 @@ class KubeApi:
         writer = client.ApiClient(copy.copy(api_client.configuration))
         writer.configuration.retries = 0
         writer.user_agent = api_client.user_agent
+        self.writer = writer
         self.write_batch = client.BatchV1Api(writer)
         self.write_custom = client.CustomObjectsApi(writer)
         self.writes = TokenBucket(write_qps, write_burst)
@@ -135,12 +136,32 @@ class KubeApi:
     async def create_job(self, body: dict[str, Any]) -> bool:
         """True if created, False if a Job of that name already existed (an earlier pass made it)."""
         try:
-            await self._send("create", self.write_batch.create_namespaced_job, body["metadata"]["namespace"], body)
+            await self._send("create", self._post_job, body["metadata"]["namespace"], body)
         except ApiException as e:
             if e.status == 409:
                 return False
             raise
         return True
+
+    def _post_job(
+        self, namespace: str, body: dict[str, Any], *, _preload_content: bool, _request_timeout: float
+    ) -> Any:
+        """``create_namespaced_job`` without its typed model: the client validates our dict into a
+        V1Job and dumps it back to a dict before sending, a third of a create's CPU (profiled at
+        10,000 partitions). The body is the dict the builders made, sent as it is; a refusal
+        raises ApiException as the typed call does."""
+        request = self.writer.param_serialize(
+            method="POST",
+            resource_path="/apis/batch/v1/namespaces/{namespace}/jobs",
+            path_params={"namespace": namespace},
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        raw = self.writer.call_api(*request, _request_timeout=_request_timeout).response
+        if not 200 <= raw.status <= 299:
+            raise ApiException.from_response(http_resp=raw, body=None, data=None)  # reads its body
+        return raw
 
     async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
         """Deletes the Job of that uid and, in the background, its pods; False if it was already
