@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from paraflow import constants as c
 from paraflow.k8s.builders import job_facts
 from paraflow.k8s.jobindex import JobIndex
-from paraflow.k8s.jobwatch import _lines
+from paraflow.k8s.jobwatch import _batches
 
 pytestmark = pytest.mark.unit
 
@@ -124,4 +124,6 @@ def test_watch_lines_are_whole_events_however_the_stream_is_chunked(events: list
     wire = b"".join(e.encode() + b"\n" for e in events)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=10)))
     chunks = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
-    assert [line.decode() for line in _lines(Chunked(chunks))] == events
+    batches = list(_batches(Chunked(chunks)))
+    assert [line.decode() for batch in batches for line in batch] == events
+    assert all(batches), "no empty batch is handed to the loop"
