@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import math
 import time
@@ -25,7 +24,7 @@ from pydantic import ValidationError
 from paraflow import constants as c
 from paraflow import metrics
 from paraflow.k8s import builders, podlogs
-from paraflow.k8s.api import KubeApi, SecretMissing
+from paraflow.k8s.api import JobRefused, KubeApi, SecretMissing
 from paraflow.k8s.builders import WorkflowRef
 from paraflow.k8s.merge import merge_patch
 from paraflow.models import TERMINAL, StorageSpec, WorkflowSpec, WorkflowStatus, parse_bytes, spec_error
@@ -43,7 +42,6 @@ from paraflow.planning.planner import (
     ReplicationTally,
 )
 from paraflow.planning.stalls import Stall
-from paraflow.reasons import Reason
 from paraflow.settings import Settings
 from paraflow.storage import runstore
 from paraflow.storage.runstore import Credentials, StorageUnavailable, UnsafeSpec
@@ -54,7 +52,6 @@ Emit = Callable[[Mapping[str, Any], Event], None]
 CREATE_CONCURRENCY = 16
 # A pass that could not store owed logs (MinIO down) comes back this soon; deletes wait for it.
 LOGS_RETRY_SECONDS = 10.0
-LOGS_TRIES = 5
 SECRET_KEYS = ("accessKey", "secretKey")
 
 
@@ -76,19 +73,6 @@ class _Seen:
     def blocked(self, status: WorkflowStatus, error: SecretMissing | StorageUnavailable) -> Plan:
         problem = gate.Problem(error.reason, str(error))
         return gate.blocked(self.before, status, problem, generation=self.generation, now=self.now)
-
-
-class JobRefused(Exception):
-    """The apiserver refused a child Job as invalid (a pod template naming a missing volume, ...)."""
-
-    reason = Reason.JOB_REFUSED
-
-
-def _api_message(error: ApiException) -> str:
-    try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason)
-    except ValueError:
-        return str(error.reason)
 
 
 @dataclass(frozen=True)
@@ -182,7 +166,7 @@ class Reconciler:
                 # Finished, and only its logs were owed: without the storage they cannot be kept,
                 # and its deletes and TTL must not wait for ever.
                 self._kept_logs[seen.wf.uid] = set(everything)
-                self.emit(seen.body, Event("Warning", Reason.LOGS_NOT_KEPT, f"the logs of its Jobs are not kept: {e}"))
+                self.emit(seen.body, logs.not_kept(str(e)))
                 return await self._idle(seen, spec)
             return await self._apply(seen, seen.blocked(status, e))
         started = gate.rechecked(status, redrive=seen.redrive) if recheck else None
@@ -411,7 +395,7 @@ class Reconciler:
     async def _keep_logs(self, seen: _Seen, run: _Run, result: Plan) -> set[str]:
         """Stores the logs of the pods of the Jobs the plan names (paraflow's container, the tail
         within ``spec.logs.maxBytes``); returns every Job whose logs are still owed. A Job whose logs
-        cannot be stored ``LOGS_TRIES`` times in a row (no right to read them, a node that never
+        cannot be stored ``logs.TRIES`` times in a row (no right to read them, a node that never
         comes back) is given up with a Warning Event, so nothing waits on it for ever."""
         wf, limit = run.wf, parse_bytes(run.spec.logs.max_bytes)
         kept = self._kept_logs.setdefault(wf.uid, set())
@@ -422,14 +406,12 @@ class Reconciler:
                     await self._keep_pod_log(run, name, pod, limit=limit)
             except (ApiException, StorageUnavailable, urllib3.exceptions.HTTPError, OSError) as e:
                 failures[name] = failures.get(name, 0) + 1
-                if failures[name] < LOGS_TRIES:
+                if not logs.given_up(failures[name]):
                     log.warning(
                         "%s/%s: cannot keep the logs of Job %s yet (retried): %s", wf.namespace, wf.name, name, e
                     )
                     continue
-                self.emit(
-                    seen.body, Event("Warning", Reason.LOGS_NOT_KEPT, f"the logs of Job {name} are not kept: {e}")
-                )
+                self.emit(seen.body, logs.not_kept(str(e), job=name))
             failures.pop(name, None)
             kept.add(name)
         return {name for name in result.logs_owed if name not in kept}
@@ -522,12 +504,7 @@ class Reconciler:
             )
             role = body["metadata"]["labels"][c.LABEL_ROLE]
             async with gate:
-                try:
-                    made = await self.api.create_job(body)
-                except ApiException as e:
-                    if e.status in (400, 422):  # the Job as the spec makes it is invalid: so is every retry
-                        raise JobRefused(_api_message(e)) from e
-                    raise
+                made = await self.api.create_job(body)
                 if made:
                     metrics.JOBS_CREATED.labels(role).inc()
                 else:  # deterministic names: a repeated create (a lost response, a hand-over) finds it

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import json
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
 
 from paraflow.cli.keptlogs import KeptLog
+from paraflow.k8s.api import JobRefused
 from paraflow.k8s.podlogs import Tail, terminated_state
 from paraflow.models import WorkflowStatus
 from paraflow.planning import logs, planner
@@ -163,9 +163,8 @@ def test_a_pod_that_never_started_has_no_log_to_keep_and_does_not_hold_anything(
 
 
 def test_a_child_job_the_apiserver_refuses_as_invalid_fails_the_run_saying_why() -> None:
-    refused = ApiException(status=422, reason="Unprocessable Entity")
     why = 'Job.batch "wf-part-a1" is invalid: spec.template.spec.containers[0].volumeMounts[0].name: Not found'
-    refused.body = json.dumps({"message": why})
+    refused = JobRefused(why)  # what KubeApi.create_job raises for the apiserver's 422
 
     class Refusing(LogApi):
         async def create_job(self, body: dict[str, Any]) -> bool:

@@ -64,6 +64,20 @@ class SecretMissing(Exception):
     reason = Reason.SECRET_NOT_FOUND
 
 
+class JobRefused(Exception):
+    """The apiserver refused a child Job as invalid (a pod template naming a missing volume, ...):
+    so would it every retry."""
+
+    reason = Reason.JOB_REFUSED
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
+
+
 class KubeApi:
     def __init__(
         self,
@@ -134,12 +148,15 @@ class KubeApi:
             return await asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*args, **kwargs))
 
     async def create_job(self, body: dict[str, Any]) -> bool:
-        """True if created, False if a Job of that name already existed (an earlier pass made it)."""
+        """True if created, False if a Job of that name already existed (an earlier pass made it);
+        JobRefused, with the apiserver's words, if it refuses the Job as invalid."""
         try:
             await self._send("create", self._post_job, body["metadata"]["namespace"], body)
         except ApiException as e:
             if e.status == 409:
                 return False
+            if e.status in (400, 422):
+                raise JobRefused(_api_message(e)) from e
             raise
         return True
 

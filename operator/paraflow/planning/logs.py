@@ -10,11 +10,16 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from paraflow.models import WorkflowSpec
+from paraflow.planning.actions import Event
 from paraflow.planning.tracking import JobFacts, JobState
+from paraflow.reasons import Reason
 
 # Jobs whose logs one pass reads and stores: a thousand partitions failing at once are kept over
 # several passes, each short.
 PER_PASS = 20
+# Failed tries in a row at storing one Job's logs (no right to read them, a node that never
+# comes back) before it is given up, so nothing waits on it for ever.
+TRIES = 5
 # Tuples, not sets: membership then compares by identity, and never calls Enum's __hash__ (in
 # Python), which cost a tenth of a pass late in a run that keeps 10,000 Jobs.
 WANTED: dict[str, tuple[JobState, ...]] = {
@@ -34,3 +39,15 @@ def owed(spec: WorkflowSpec, jobs: Sequence[JobFacts], kept: Collection[str] | N
         (j for j in jobs if j.state in states and (kept is None or j.name not in kept)),
         key=lambda j: j.name,
     )
+
+
+def given_up(failures: int) -> bool:
+    """True once a Job's logs could not be stored ``TRIES`` times in a row: they are not kept."""
+    return failures >= TRIES
+
+
+def not_kept(error: str, *, job: str | None = None) -> Event:
+    """The Warning that the logs of a Job (None: of every Job of the run, its storage unreachable
+    when only its logs were owed) will not be kept."""
+    what = "its Jobs" if job is None else f"Job {job}"
+    return Event("Warning", Reason.LOGS_NOT_KEPT, f"the logs of {what} are not kept: {error}")
