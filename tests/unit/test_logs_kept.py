@@ -198,3 +198,30 @@ def test_jobs_whose_logs_wait_for_a_later_pass_are_not_deleted_and_the_ttl_waits
     gone = {w.split()[1] for w in api.writes if w.startswith("delete")}
     assert len(kept) == logs.PER_PASS and gone <= kept, "a Job goes only once its logs are stored"
     assert deleted == [], "the TTL waits for the logs still owed"
+
+
+def test_a_job_whose_logs_cannot_be_stored_five_passes_in_a_row_is_given_up_with_a_warning_and_then_deleted() -> None:
+    """No right to read a pod's log (a 403 every time): the Job stays while its logs are retried,
+    and on the fifth failure in a row a LogsNotKept Warning names it and its delete goes ahead."""
+    jobs = [partitioner(JobState.SUCCEEDED), part(0, 1, JobState.SUCCEEDED)]
+    api = LogApi()
+
+    async def forbidden(namespace: str, pod: str, *, container: str, limit: int) -> Tail:
+        raise ApiException(status=403, reason="Forbidden")
+
+    api.pod_log = forbidden  # type: ignore[method-assign]
+    events: list[Any] = []
+    wf = body(partitioned(1), succeededJobs="Delete", logs={"keep": "all"})
+    api.server = wf
+    reconciler = Reconciler(api, Settings(), emit=lambda _, e: events.append(e), clock=lambda: T0)  # type: ignore[arg-type]
+    for attempt in range(1, logs.TRIES):
+        asyncio.run(reconciler.reconcile(wf, jobs))
+        assert not any(w.startswith("delete") for w in api.writes), f"deleted after {attempt} failed tries"
+        assert not [e for e in events if e.reason == "LogsNotKept"]
+    asyncio.run(reconciler.reconcile(wf, jobs))
+    given_up = sorted((e.type, e.message.split(":")[0]) for e in events if e.reason == "LogsNotKept")
+    assert given_up == [
+        ("Warning", "the logs of Job wf-p0-a1 are not kept"),
+        ("Warning", "the logs of Job wf-part-a1 are not kept"),
+    ]
+    assert "delete wf-p0-a1" in api.writes
