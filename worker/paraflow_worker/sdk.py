@@ -41,11 +41,11 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO, Literal, cast
+from typing import IO, Any, BinaryIO, Literal, TypeVar, cast
 
 from minio import Minio
 from minio.helpers import ObjectWriteResult
@@ -65,6 +65,8 @@ from paraflow_worker.contract import (
 )
 from paraflow_worker.storage import HashingReader, client_from_env, get_json, object_tags, put_json
 from paraflow_worker.transfer import Body, Prefetcher, TransferSettings, Uploader, ordered_map
+
+_Built = TypeVar("_Built")
 
 PART_SIZE = 16 * 1024 * 1024
 RESULTS_IN_MEMORY = 8 * 1024 * 1024
@@ -170,6 +172,16 @@ class _Outputs:
             )
 
 
+def _from_env(build: Callable[[Mapping[str, str], Minio], _Built], client: Minio | None, *, pod: str) -> _Built:
+    """An SDK object made from its pod's environment, with the given client or one with a
+    connection for each transfer it may run at once, and as many spare; a variable missing
+    means this is not a paraflow pod."""
+    try:
+        return build(os.environ, client or client_from_env(2 * TransferSettings.from_env().concurrency))
+    except KeyError as err:
+        raise SystemExit(f"paraflow sdk: missing env var {err.args[0]}: not in a paraflow {pod}?") from err
+
+
 @dataclass
 class Shard(_Outputs):
     client: Minio
@@ -194,11 +206,9 @@ class Shard(_Outputs):
 
     @classmethod
     def from_env(cls, client: Minio | None = None) -> Shard:
-        e = os.environ
-        connections = 2 * TransferSettings.from_env().concurrency
-        try:
+        def build(e: Mapping[str, str], ready: Minio) -> Shard:
             return cls(
-                client=client or client_from_env(connections),
+                client=ready,
                 workflow=e[Env.WORKFLOW],
                 partition=int(e[Env.PARTITION]),
                 attempt=int(e[Env.ATTEMPT]),
@@ -211,8 +221,8 @@ class Shard(_Outputs):
                 output_prefix=e[Env.OUTPUT_PREFIX],
                 input_prefix=e.get(Env.INPUT_PREFIX, ""),
             )
-        except KeyError as err:
-            raise SystemExit(f"paraflow sdk: missing env var {err.args[0]}: not in a paraflow pod?") from err
+
+        return _from_env(build, client, pod="pod")
 
     def _doc(self) -> PartitionItems:
         if self._partition is None:
@@ -342,11 +352,9 @@ class Reducer(_Outputs):
 
     @classmethod
     def from_env(cls, client: Minio | None = None) -> Reducer:
-        e = os.environ
-        connections = 2 * TransferSettings.from_env().concurrency
-        try:
+        def build(e: Mapping[str, str], ready: Minio) -> Reducer:
             return cls(
-                client=client or client_from_env(connections),
+                client=ready,
                 workflow=e[Env.WORKFLOW],
                 attempt=int(e[Env.ATTEMPT]),
                 run_bucket=e[Env.RUN_BUCKET],
@@ -355,8 +363,8 @@ class Reducer(_Outputs):
                 output_bucket=e[Env.OUTPUT_BUCKET],
                 output_prefix=e[Env.OUTPUT_PREFIX],
             )
-        except KeyError as err:
-            raise SystemExit(f"paraflow sdk: missing env var {err.args[0]}: not in a paraflow reduce pod?") from err
+
+        return _from_env(build, client, pod="reduce pod")
 
     @property
     def manifest(self) -> ResultManifest:
