@@ -1,21 +1,24 @@
 """The Job index our own watch keeps: after any sequence of watch events and relists it holds
 exactly the facts of the last version of every child Job that still exists, by workflow; and it
 wakes a workflow exactly when what its planner would see changed. The watch stream's lines are
-whole events however its chunks fall."""
+whole events however its chunks fall, and the events of one read before an error still count."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kubernetes import client
 
 from paraflow import constants as c
 from paraflow.k8s.builders import job_facts
 from paraflow.k8s.jobindex import JobIndex
-from paraflow.k8s.jobwatch import _batches
+from paraflow.k8s.jobwatch import JobWatch, _batches, _Position
 
 pytestmark = pytest.mark.unit
 
@@ -127,3 +130,53 @@ def test_watch_lines_are_whole_events_however_the_stream_is_chunked(events: list
     batches = list(_batches(Chunked(chunks)))
     assert [line.decode() for batch in batches for line in batch] == events
     assert all(batches), "no empty batch is handed to the loop"
+
+
+class Stream(Chunked):
+    def release_conn(self) -> None:
+        pass
+
+
+def event(kind: str, obj: dict[str, Any], version: str) -> bytes:
+    obj = {**obj, "metadata": {**obj.get("metadata", {}), "resourceVersion": version}}
+    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+
+
+def follow(*lines: bytes) -> tuple[JobIndex, set[str], _Position, Exception | None]:
+    """One read bringing ``lines`` into a watch: what it indexed, woke and where it stands."""
+    index, woken, position = JobIndex(), set[str](), _Position("1")
+
+    async def scenario() -> Exception | None:
+        watch = JobWatch(client.ApiClient(), ["a"], index, wake=woken.add, server_timeout=5, client_timeout=5)
+        watch._loop = asyncio.get_running_loop()
+        watch._request = lambda scope, **_: Stream([b"".join(lines)])  # type: ignore[method-assign]
+        try:
+            watch._follow("a", position)
+            failed = None
+        except ValueError as e:
+            failed = e
+        await asyncio.sleep(0)  # the loop applies what the thread handed it
+        return failed
+
+    return index, woken, position, asyncio.run(scenario())
+
+
+def test_a_read_ending_in_gone_applies_its_events_and_asks_for_a_relist() -> None:
+    index, woken, position, failed = follow(
+        event("ADDED", job("a", "j0", "uid-1", "Active", 0), "10"),
+        event("MODIFIED", job("a", "j1", "uid-2", "Complete", 0), "11"),
+        event("ERROR", {"code": 410, "message": "too old"}, "12"),
+    )
+    assert failed is None and position.version is None, "gone: list again"
+    assert [j.name for j in index.jobs_of("uid-1")] == ["j0"] and [j.name for j in index.jobs_of("uid-2")] == ["j1"]
+    assert woken == {"uid-1", "uid-2"}
+
+
+def test_a_read_ending_in_an_error_applies_its_events_and_resumes_after_the_last() -> None:
+    index, woken, position, failed = follow(
+        event("ADDED", job("a", "j0", "uid-1", "Active", 0), "10"),
+        event("ERROR", {"code": 500, "message": "internal"}, "11"),
+    )
+    assert isinstance(failed, ValueError) and "500" in str(failed)
+    assert position.version == "10", "the stream resumes after the last event applied"
+    assert [j.name for j in index.jobs_of("uid-1")] == ["j0"] and woken == {"uid-1"}

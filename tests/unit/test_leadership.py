@@ -269,7 +269,7 @@ def test_a_standby_runs_no_pass_and_a_new_leader_runs_every_known_workflow_at_on
 def test_every_write_through_the_api_passes_the_fence_first_and_a_refused_one_is_not_sent() -> None:
     sent: list[str] = []
 
-    def create_namespaced_job(namespace: str, body: dict[str, Any], **_: Any) -> None:
+    def post_job(namespace: str, body: dict[str, Any], **_: Any) -> None:
         sent.append(body["metadata"]["name"])
 
     def refuse() -> float:
@@ -277,7 +277,7 @@ def test_every_write_through_the_api_passes_the_fence_first_and_a_refused_one_is
 
     async def scenario() -> None:
         api = KubeApi(client.ApiClient(), 1, 100, write_burst=10, request_timeout=5, fence=refuse)
-        api.write_batch.create_namespaced_job = create_namespaced_job  # type: ignore[method-assign]
+        api._post_job = post_job  # type: ignore[method-assign]
         with pytest.raises(NotLeading):
             await api.create_job({"metadata": {"name": "j", "namespace": "ns"}})
         with pytest.raises(NotLeading):

@@ -148,7 +148,8 @@ def test_a_suspended_run_waits_without_a_deadline() -> None:
     world.step()
     world.edit(suspend=True)
     for job in list(world.jobs.values()):
-        world.jobs[job.name] = dataclasses.replace(job, stalled=True)
+        if job.state is JobState.ACTIVE:  # only an active Job waits for a pod
+            world.jobs[job.name] = dataclasses.replace(job, stalled=True)
     for _ in range(50):
         world.step(seconds=10)
     assert world.status.phase == "Suspended"

@@ -170,7 +170,8 @@ def track(
     out.succeeded = indexsets.expand(succeeded)
     # Only the current attempt counts: after a redrive bumps a unit's attempt, its old success
     # no longer does.
-    out.succeeded.update(u for u, a in finished_ok if a == latest[u])
+    # (A Job listed later for the same unit and attempt stands for it, as in ``by_attempt``.)
+    out.succeeded.update(u for u, a in finished_ok if a == latest[u] and by_attempt[(u, a)].state is succeeded_state)
     recorded_failed = indexsets.expand(failed) - out.succeeded
     out.failed = set(recorded_failed)
     for unit in latest.keys() - out.succeeded - recorded_failed:
