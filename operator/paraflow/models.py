@@ -77,6 +77,11 @@ def _utc_seconds(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC).replace(microsecond=0)
 
 
+def parse_time(value: str | None) -> dt.datetime | None:
+    """A timestamp as Kubernetes writes it (RFC 3339, ``Z`` for UTC); None for none."""
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
 # A datetime in code; at the API edge RFC 3339 in UTC to the second, as Kubernetes writes its own.
 Timestamp = Annotated[
     dt.datetime,

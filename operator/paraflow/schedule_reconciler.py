@@ -21,7 +21,7 @@ from paraflow import constants as c
 from paraflow import hooks, metrics
 from paraflow.k8s.api import KubeApi, SecretMissing
 from paraflow.k8s.merge import merge_patch
-from paraflow.models import WorkflowStatus, spec_error
+from paraflow.models import WorkflowStatus, parse_time, spec_error
 from paraflow.planning.actions import Event
 from paraflow.planning.schedule import Run, ScheduleObserved, SchedulePlan, ScheduleRef, plan
 from paraflow.reasons import Reason
@@ -269,4 +269,8 @@ def _summary(ref: ScheduleRef, item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _parse(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """A timestamp that must be there (a creationTimestamp, a slot the operator wrote)."""
+    when = parse_time(text)
+    if when is None:
+        raise ValueError("no timestamp")
+    return when

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from paraflow import constants as c
 from paraflow.k8s import names, podmerge
-from paraflow.models import ContainerSpec, SecuritySpec, WorkflowSpec, parse_bytes
+from paraflow.models import ContainerSpec, SecuritySpec, WorkflowSpec, parse_bytes, parse_time
 from paraflow.planning.actions import Create, CreatePartition, CreateReduce, CreateReplication
 from paraflow.planning.tracking import JobFacts, JobState
 from paraflow.pod_template import PodTemplate
@@ -493,7 +492,7 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
         if cond.get("status") != "True" or cond.get("type") not in ("Complete", "Failed"):
             continue
         state = JobState.SUCCEEDED if cond["type"] == "Complete" else JobState.FAILED
-        finished = _parse_time(cond.get("lastTransitionTime"))
+        finished = parse_time(cond.get("lastTransitionTime"))
         message = f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
         retryable = not (state is JobState.FAILED and cond.get("reason") == REASON_POD_FAILURE_POLICY)
     # paraflow never suspends a Job: a suspended one waits for the cluster's admission (Kueue),
@@ -512,14 +511,8 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts | None:
         retryable=retryable,
         # The Job controller sets startTime when the Job starts and again when Kueue resumes it:
         # hours spent queued are no wait for a pod.
-        created_at=_parse_time(status.get("startTime")) or _parse_time(meta.get("creationTimestamp")),
+        created_at=parse_time(status.get("startTime")) or parse_time(meta.get("creationTimestamp")),
         stalled=state is JobState.ACTIVE and started == 0 and not queued,
         queued=queued,
         uid=meta.get("uid", ""),
     )
-
-
-def _parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from paraflow.models import parse_time
 from paraflow.planning.lease import Conflict, Record
 
 MICROTIME = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -88,6 +89,6 @@ def _parse(lease: dict[str, Any]) -> tuple[Record, str]:
 def _parse_time(value: str | None) -> dt.datetime | None:
     """Timestamps are for people (decisions use our own clock): one written oddly by hand is dropped."""
     try:
-        return None if not value else dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_time(value)
     except ValueError:
         return None

@@ -60,6 +60,9 @@ class Event:
 
 
 CAPPED_REQUEUE_SECONDS = 1.0
+# Jobs whose logs one pass reads and stores: a thousand partitions failing at once are kept over
+# several passes, each short.
+LOGS_PER_PASS = 20
 
 
 @dataclass
@@ -72,10 +75,13 @@ class Plan:
     requeue_after: float | None = None
     # Succeeded partition Jobs to delete (succeededJobs: Delete), by name.
     deletes: list[str] = field(default_factory=list)
-    # Finished Jobs whose pods' logs to store (spec.logs.keep) before anything is deleted: this
-    # pass's share (``keep_logs``) of all that are owed (``logs_owed``).
-    keep_logs: list[str] = field(default_factory=list)
+    # Finished Jobs whose pods' logs to store (spec.logs.keep) before anything is deleted.
     logs_owed: list[str] = field(default_factory=list)
+
+    @property
+    def keep_logs(self) -> list[str]:
+        """The Jobs whose logs this pass stores: its share of those owed."""
+        return self.logs_owed[:LOGS_PER_PASS]
 
     def come_back_within(self, seconds: float) -> None:
         """The next pass is due at the latest in ``seconds`` (the soonest of all that ask)."""

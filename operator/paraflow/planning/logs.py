@@ -10,13 +10,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from paraflow.models import WorkflowSpec
-from paraflow.planning.actions import Event
+from paraflow.planning.actions import LOGS_PER_PASS, Event
 from paraflow.planning.tracking import JobFacts, JobState
 from paraflow.reasons import Reason
 
-# Jobs whose logs one pass reads and stores: a thousand partitions failing at once are kept over
-# several passes, each short.
-PER_PASS = 20
+PER_PASS = LOGS_PER_PASS  # the Plan keeps them: its keep_logs is this share of those owed
 # Failed tries in a row at storing one Job's logs (no right to read them, a node that never
 # comes back) before it is given up, so nothing waits on it for ever.
 TRIES = 5

@@ -426,7 +426,6 @@ def _finish(
     queueing.queued(out, spec, obs, active=active)
     owed = logs.owed(spec, obs.jobs, obs.logs_kept)
     out.logs_owed = [j.name for j in owed]
-    out.keep_logs = out.logs_owed[: logs.PER_PASS]
     if len(owed) > logs.PER_PASS:
         out.come_back_within(CAPPED_REQUEUE_SECONDS)
     if st.phase in TERMINAL and st.completion_time is None:

@@ -155,7 +155,7 @@ def track(
     # (succeededJobs: Retain) a pass sees every Job made so far, most of them long recorded.
     # (Locals, not attribute lookups, in the loop: an Enum member's lookup on its class is slow.)
     out = Progress(latest=_recorded(attempts))
-    latest, by_attempt, finished_ok, succeeded_state = out.latest, out.jobs, [], JobState.SUCCEEDED
+    latest, by_attempt, succeeded_state = out.latest, out.jobs, JobState.SUCCEEDED
     for facts in jobs:
         owner = unit_of(facts)
         if owner is None:
@@ -165,13 +165,10 @@ def track(
         known = latest.get(owner)
         if known is None or attempt > known:
             latest[owner] = attempt if attempt > 1 else 1
-        if facts.state is succeeded_state:
-            finished_ok.append((owner, attempt))
     out.succeeded = indexsets.expand(succeeded)
     # Only the current attempt counts: after a redrive bumps a unit's attempt, its old success
     # no longer does.
-    # (A Job listed later for the same unit and attempt stands for it, as in ``by_attempt``.)
-    out.succeeded.update(u for u, a in finished_ok if a == latest[u] and by_attempt[(u, a)].state is succeeded_state)
+    out.succeeded.update(u for (u, a), job in by_attempt.items() if a == latest[u] and job.state is succeeded_state)
     recorded_failed = indexsets.expand(failed) - out.succeeded
     out.failed = set(recorded_failed)
     for unit in latest.keys() - out.succeeded - recorded_failed:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 import json
 import logging
@@ -175,8 +176,22 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
+@functools.cache
+def _shipped(name: str) -> str | None:
+    """A file of the view as installed (None: not one of them), read once per process."""
+    return (STATIC / name).read_text() if name in {p.name for p in STATIC.iterdir()} else None
+
+
+@functools.cache
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    text: str = get_plotlyjs()
+    return text
+
+
 async def _page(request: web.Request) -> web.Response:
-    html = (STATIC / "index.html").read_text().replace("{{TOKEN}}", request.app[TOKEN])
+    html = (_shipped("index.html") or "").replace("{{TOKEN}}", request.app[TOKEN])
     return web.Response(text=html, content_type="text/html")
 
 
@@ -184,17 +199,16 @@ async def _static(request: web.Request) -> web.Response:
     name = request.match_info["file"]
     types = {".js": "application/javascript", ".css": "text/css"}
     kind = next((t for ext, t in types.items() if name.endswith(ext)), None)
-    if kind is None or name not in {p.name for p in STATIC.iterdir()}:
+    text = _shipped(name) if kind is not None else None
+    if kind is None or text is None:
         raise web.HTTPNotFound()
-    return web.Response(text=(STATIC / name).read_text(), content_type=kind)
+    return web.Response(text=text, content_type=kind)
 
 
 async def _plotly(request: web.Request) -> web.Response:
-    from plotly.offline import get_plotlyjs
-
     # The one large file (about 5 MB), the same for the life of the installed plotly: cached.
     return web.Response(
-        text=get_plotlyjs(), content_type="application/javascript", headers={"Cache-Control": "private, max-age=86400"}
+        text=_plotly_js(), content_type="application/javascript", headers={"Cache-Control": "private, max-age=86400"}
     )
 
 

@@ -8,15 +8,11 @@ import datetime as dt
 from typing import Any
 
 from paraflow import constants as c
-from paraflow.models import TERMINAL
+from paraflow.models import TERMINAL, parse_time
 from paraflow.ui.grid import CODE, grid
 from paraflow.ui.progress import Estimate, Sample, estimate
 
 Doc = dict[str, Any]
-
-
-def parse_time(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def sample(wf: Doc, *, now: dt.datetime) -> Sample:
